@@ -1,0 +1,139 @@
+"""Configuration from the environment, validated once at start-up.
+
+Every variable keeps the name the operators know (``DATABASE_URL``,
+``EVENT_STORE_SCHEMA``, …). A bad value raises :class:`ConfigurationError`
+naming the variable and what it should look like.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_OFF = {"", "0", "off", "false", "no", "none"}
+_ON = {"1", "on", "true", "yes"}
+COMPRESSION_CODECS = ("gzip", "lz4", "zstd")
+
+
+class Settings(BaseSettings):
+    """The evstore settings, read from the environment (or passed explicitly)."""
+
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    schema_name: str = Field(default="events", validation_alias="EVENT_STORE_SCHEMA")
+    compression: str = Field(default="none", validation_alias="EVENT_STORE_COMPRESSION")
+    compression_threshold: int = Field(
+        default=1024, ge=0, validation_alias="EVENT_STORE_COMPRESSION_THRESHOLD"
+    )
+    batch_size: int = Field(default=1000, ge=1, le=100_000, validation_alias="EVENT_STORE_BATCH_SIZE")
+    cache_ttl: int = Field(default=300, ge=0, validation_alias="EVENT_STORE_CACHE_TTL")
+    encryption: str = Field(default="none", validation_alias="EVENT_STORE_ENCRYPTION")
+    retention_days: int | None = Field(
+        default=None, ge=1, validation_alias="EVENT_STORE_RETENTION_DAYS"
+    )
+    verify_reads: bool = Field(default=True, validation_alias="EVENT_STORE_VERIFY_READS")
+    pool_size: int = Field(default=10, ge=1, le=500, validation_alias="EVENT_STORE_POOL_SIZE")
+    home: Path = Field(
+        default_factory=lambda: default_home(), validation_alias="EVSTORE_HOME"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^postgres(ql)?://", value):
+            raise ValueError(
+                "must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^(rediss?|unix)://", value):
+            raise ValueError("must be a Redis URL such as redis://localhost:6379/0")
+        return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError(
+                "must be a lower-case SQL identifier (letters, digits, underscores; "
+                "at most 41 characters)"
+            )
+        return value
+
+    @field_validator("compression")
+    @classmethod
+    def _check_compression(cls, value: str) -> str:
+        low = value.strip().lower()
+        if low in _OFF:
+            return "none"
+        if low in _ON:
+            return "zstd"
+        if low in COMPRESSION_CODECS:
+            return low
+        raise ValueError(f"must be off, on, or one of {', '.join(COMPRESSION_CODECS)}")
+
+    @field_validator("encryption")
+    @classmethod
+    def _check_encryption(cls, value: str) -> str:
+        low = value.strip().lower()
+        if low in _OFF:
+            return "none"
+        raise ValueError(
+            "per-subject encryption (crypto-shredding) is not available in this version; "
+            "leave it unset or 'off'"
+        )
+
+
+def default_home() -> Path:
+    """Where embedded servers keep their data when no URL is configured."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg:
+        return Path(xdg) / "evstore"
+    if os.geteuid() == 0:
+        # embedded PostgreSQL refuses to run as root and opens every parent
+        # directory of its data folder: keep it out of /root.
+        return Path("/var/lib/evstore")
+    return Path.home() / ".local" / "share" / "evstore"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigurationError naming the variable."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"][0] if err["loc"] else "?"
+            name = _alias_of(str(loc))
+            raw = err.get("input")
+            shown = f" (got {raw!r})" if isinstance(raw, str | int) else ""
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}{shown}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _alias_of(field_or_alias: str) -> str:
+    field = Settings.model_fields.get(field_or_alias)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return field_or_alias

@@ -1,0 +1,91 @@
+"""The error tree of evstore.
+
+Users catch these classes, never driver exceptions: every translation from
+psycopg (or Redis, or fsspec) to one of them happens at a single place with
+``raise ... from exc`` so the original cause stays attached.
+"""
+
+from __future__ import annotations
+
+
+class EventStoreError(Exception):
+    """Base class of every error evstore raises on purpose."""
+
+
+class ConfigurationError(EventStoreError):
+    """A setting (environment variable or argument) has a value we refuse."""
+
+
+class StoreUnavailableError(EventStoreError):
+    """The database cannot be reached, or refused the connection."""
+
+
+class SchemaNotInitializedError(EventStoreError):
+    """The event store's tables are missing: run ``evstore init``."""
+
+
+class EventValidationError(EventStoreError, ValueError):
+    """An event (or a batch of events) is malformed; nothing was written."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        prefix = f"event #{index}: " if index is not None else ""
+        super().__init__(prefix + message)
+
+
+class ConcurrencyError(EventStoreError):
+    """The stream was not at the version the writer expected; nothing was written."""
+
+    def __init__(self, stream_id: str, expected_version: object, actual_version: int) -> None:
+        self.stream_id = stream_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected_version}, "
+            f"but the stream is at version {actual_version}"
+        )
+
+
+class DuplicateEventError(EventStoreError):
+    """An event id is already stored at that position with different content."""
+
+    def __init__(self, stream_id: str, event_id: object, position: int | None) -> None:
+        self.stream_id = stream_id
+        self.event_id = event_id
+        self.position = position
+        where = (
+            f"at position {position} with different content"
+            if position is not None
+            else "in another stream (event ids must be unique)"
+        )
+        super().__init__(f"stream {stream_id!r}: event {event_id} is already stored {where}")
+
+
+class IntegrityError(EventStoreError):
+    """A stored event no longer matches its checksum."""
+
+    def __init__(self, event_id: object, global_position: int, expected: str, actual: str) -> None:
+        self.event_id = event_id
+        self.global_position = global_position
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"event {event_id} (global position {global_position}) fails its checksum: "
+            f"stored {expected[:16]}…, computed {actual[:16]}…"
+        )
+
+
+class UnknownEventTypeError(EventStoreError, ValueError):
+    """A filter names event types the store has never seen."""
+
+    def __init__(self, unknown: list[str], known: list[str]) -> None:
+        self.unknown = unknown
+        self.known = known
+        shown = ", ".join(known[:20]) or "none yet"
+        super().__init__(
+            f"unknown event type(s): {', '.join(unknown)} (known: {shown})"
+        )
+
+
+class CodecError(EventStoreError):
+    """A compression codec is unknown, unavailable, or the data is corrupt."""

@@ -1,0 +1,51 @@
+"""SQL lives in ``sql/``: named blocks of ``queries.sql`` and ordered migrations.
+
+Names that vary (the schema) are quoted with :class:`psycopg.sql.Identifier`
+and substituted for the ``{schema}`` placeholder; values always travel as
+parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+from psycopg import sql
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
+
+
+@cache
+def _blocks() -> dict[str, str]:
+    text = resources.files(__package__).joinpath("sql/queries.sql").read_text()
+    parts = _NAME.split(text)
+    out: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+        out[name] = "\n".join(lines).strip()
+    return out
+
+
+def quote_schema(schema: str) -> str:
+    """The schema as a quoted SQL identifier (the name is validated beforehand)."""
+    return sql.Identifier(schema).as_string(None)
+
+
+def query(name: str, schema: str, **fragments: str) -> str:
+    """The named query with ``{schema}`` (and trusted fragments) filled in."""
+    text = _blocks()[name].replace("{schema}", quote_schema(schema))
+    for key, value in fragments.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql text) of every migration, in order."""
+    folder = resources.files(__package__).joinpath("sql/migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number = int(entry.name.split("_", 1)[0])
+            found.append((number, entry.name, entry.read_text()))
+    return sorted(found)

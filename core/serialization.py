@@ -1,0 +1,172 @@
+"""Canonical JSON, checksums, and validation of events before they are stored.
+
+The checksum of an event is the SHA-256 of a canonical JSON document of its
+content and its place in the stream. The canonical form must give the same
+bytes before the event is stored and after it has been through PostgreSQL's
+jsonb, so it sorts keys, uses compact separators, and writes integral floats
+that Python would print with an exponent (``1e+16``) as integers, which is how
+jsonb's numeric gives them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import EventValidationError
+from .persistence import EventRecord
+
+MAX_NAME = 200
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, float):
+        if value.is_integer() and "e" in repr(value):
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def _has_exp_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer() and "e" in repr(value)
+    if isinstance(value, dict):
+        return any(_has_exp_float(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_exp_float(v) for v in value)
+    return False
+
+
+def dumps(value: Any) -> str:
+    """Canonical, compact JSON text."""
+    if _has_exp_float(value):
+        value = _normalise(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def checksum(
+    *,
+    event_id: str,
+    stream_id: str,
+    stream_position: int,
+    aggregate_id: str,
+    aggregate_type: str,
+    event_type: str,
+    event_version: int,
+    created_at: datetime,
+    data_json: str,
+    metadata_json: str,
+) -> str:
+    """SHA-256 (hex) of an event's canonical document."""
+    head = dumps([event_id, stream_id, stream_position, aggregate_id, aggregate_type,
+                  event_type, event_version, iso(created_at)])
+    h = hashlib.sha256(head.encode())
+    h.update(b"\n")
+    h.update(data_json.encode())
+    h.update(b"\n")
+    h.update(metadata_json.encode())
+    return h.hexdigest()
+
+
+def record_checksum(event: EventRecord) -> str:
+    """The checksum a stored event should carry, computed from its fields."""
+    assert event.stream_id is not None and event.stream_position is not None
+    return checksum(
+        event_id=str(event.event_id),
+        stream_id=event.stream_id,
+        stream_position=event.stream_position,
+        aggregate_id=event.aggregate_id,
+        aggregate_type=event.aggregate_type,
+        event_type=event.event_type,
+        event_version=event.event_version,
+        created_at=event.created_at,
+        data_json=dumps(event.event_data),
+        metadata_json=dumps(event.metadata.to_dict()),
+    )
+
+
+def _check_text(value: Any, what: str, index: int) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise EventValidationError(f"{what} must be a non-empty string (got {value!r})", index=index)
+    if len(value) > MAX_NAME:
+        raise EventValidationError(f"{what} is longer than {MAX_NAME} characters", index=index)
+    if "\x00" in value:
+        raise EventValidationError(f"{what} contains a NUL character", index=index)
+
+
+def encode_json(value: Any, what: str, index: int) -> str:
+    try:
+        text = dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise EventValidationError(f"{what} is not JSON-serializable: {exc}", index=index) from None
+    # jsonb refuses NUL characters and lone surrogates in strings.
+    if "\\u0000" in text:
+        raise EventValidationError(f"{what} contains a NUL character (\\u0000)", index=index)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventValidationError(f"{what} contains an invalid Unicode surrogate", index=index) from None
+    return text
+
+
+def validate_batch(stream_id: str, events: list[EventRecord]) -> None:
+    """Refuse a malformed batch before anything touches the database."""
+    if not isinstance(stream_id, str) or not stream_id.strip():
+        raise EventValidationError(f"stream id must be a non-empty string (got {stream_id!r})")
+    if len(stream_id) > MAX_NAME * 2 or "\x00" in stream_id:
+        raise EventValidationError("stream id is too long or contains a NUL character")
+    if not events:
+        raise EventValidationError("nothing to append: the list of events is empty")
+    seen: set[Any] = set()
+    first = events[0]
+    for i, event in enumerate(events):
+        if not isinstance(event, EventRecord):
+            raise EventValidationError(
+                f"expected an EventRecord, got {type(event).__name__}", index=i
+            )
+        _check_text(event.event_type, "event_type", i)
+        _check_text(event.aggregate_id, "aggregate_id", i)
+        _check_text(event.aggregate_type, "aggregate_type", i)
+        if not isinstance(event.event_data, dict):
+            raise EventValidationError(
+                f"event_data must be a JSON object (dict), got {type(event.event_data).__name__}",
+                index=i,
+            )
+        if (event.aggregate_id, event.aggregate_type) != (first.aggregate_id, first.aggregate_type):
+            raise EventValidationError(
+                f"stream {stream_id!r} mixes aggregates: {first.aggregate_type}/{first.aggregate_id}"
+                f" and {event.aggregate_type}/{event.aggregate_id}",
+                index=i,
+            )
+        if event.event_id in seen:
+            raise EventValidationError(f"duplicate event id {event.event_id} in one append", index=i)
+        seen.add(event.event_id)
+        if not isinstance(event.created_at, datetime) or event.created_at.tzinfo is None:
+            raise EventValidationError(
+                "created_at must be a timezone-aware datetime (e.g. datetime.now(UTC))", index=i
+            )
+        if not isinstance(event.event_version, int) or event.event_version < 1:
+            raise EventValidationError("event_version must be an integer >= 1", index=i)
+        if not isinstance(event.aggregate_version, int) or event.aggregate_version < 0:
+            raise EventValidationError("aggregate_version must be an integer >= 0", index=i)
+        if first.aggregate_version and event.aggregate_version != first.aggregate_version + i:
+            raise EventValidationError(
+                f"aggregate_version {event.aggregate_version} breaks the sequence starting at "
+                f"{first.aggregate_version} (expected {first.aggregate_version + i})",
+                index=i,
+            )
+        if not first.aggregate_version and event.aggregate_version:
+            raise EventValidationError(
+                "aggregate_version is set on some events of the append but not the first", index=i
+            )
