@@ -169,7 +169,7 @@ class PostgreSQLEventStore(EventStore):
         missing = self._partitions.missing(months)
         created = []
         if missing:
-            with self._connection() as conn:
+            with self.connection() as conn:
                 for month in sorted(missing):
                     if create_partition(conn, self.schema, month):
                         created.append(month)
@@ -184,7 +184,7 @@ class PostgreSQLEventStore(EventStore):
         return self.ensure_partitions(months)
 
     def list_partitions(self, exact: bool = False) -> list[PartitionInfo]:
-        with self._connection() as conn:
+        with self.connection() as conn:
             return list_partitions(conn, self.schema, exact=exact)
 
     # -- append -----------------------------------------------------------
@@ -203,7 +203,7 @@ class PostgreSQLEventStore(EventStore):
         for _attempt in range(3):
             self.ensure_partitions(months)
             try:
-                with self._connection() as conn:
+                with self.connection() as conn:
                     return self._append(conn, stream_id, prepared, expected)
             except _MissingPartition:
                 # Dropped since we cached it (archival): create it again.
@@ -427,7 +427,7 @@ class PostgreSQLEventStore(EventStore):
     # -- reads ------------------------------------------------------------
 
     def get_stream_version(self, stream_id: str) -> int:
-        with self._connection() as conn:
+        with self.connection() as conn:
             row = conn.execute(query("stream_head", self.schema), [stream_id]).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -451,9 +451,9 @@ class PostgreSQLEventStore(EventStore):
         if max_count is not None:
             sql_text += " LIMIT %s"
             args.append(max_count)
-        with self._connection() as conn:
+        with self.connection() as conn:
             rows = conn.execute(sql_text, args).fetchall()
-        return [self._decode(r) for r in rows]
+        return [self.decode_row(r) for r in rows]
 
     def get_events_for_aggregate(
         self, aggregate_id: str, aggregate_type: str | None = None, from_version: int = 1
@@ -463,7 +463,7 @@ class PostgreSQLEventStore(EventStore):
         if aggregate_type is not None:
             sql_text += " AND aggregate_type = %s"
             args.append(aggregate_type)
-        with self._connection() as conn:
+        with self.connection() as conn:
             streams = [r[0] for r in conn.execute(sql_text + " ORDER BY stream_id", args)]
         events: list[EventRecord] = []
         for stream_id in streams:
@@ -483,7 +483,7 @@ class PostgreSQLEventStore(EventStore):
         filters, args = self._filters(event_types, aggregate_types)
         args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)
         sql_text = query("read_all", self.schema, columns=COLUMNS, filters=filters)
-        with self._connection() as conn:
+        with self.connection() as conn:
             # One REPEATABLE READ snapshot for both statements: the horizon we
             # report is exactly the one the rows were read under.
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -495,7 +495,7 @@ class PostgreSQLEventStore(EventStore):
                     rows = rows_cur.fetchall()
             finally:
                 conn.execute("COMMIT")
-        events = [self._decode(r) for r in rows]
+        events = [self.decode_row(r) for r in rows]
         at_end = len(events) < limit
         checkpoint = events[-1].position if events else after
         if at_end:
@@ -537,7 +537,7 @@ class PostgreSQLEventStore(EventStore):
         return " ".join(parts), args
 
     def known_event_types(self) -> list[str]:
-        with self._connection() as conn:
+        with self.connection() as conn:
             return [r[0] for r in conn.execute(query("known_event_types", self.schema))]
 
     def check_event_types(self, types: Sequence[str]) -> None:
@@ -553,7 +553,8 @@ class PostgreSQLEventStore(EventStore):
                 if unknown:
                     raise UnknownEventTypeError(unknown, known)
 
-    def _decode(self, row: tuple[Any, ...], verify: bool | None = None) -> EventRecord:
+    def decode_row(self, row: tuple[Any, ...], verify: bool | None = None) -> EventRecord:
+        """An EventRecord from a row selected with ``COLUMNS``; checks the checksum."""
         (event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version,
          stream_id, stream_position, global_position, transaction_id, event_data, payload,
          metadata, created_at, stored_at, status, compression, encryption, digest,
@@ -601,7 +602,7 @@ class PostgreSQLEventStore(EventStore):
         high = to_position if to_position is not None else MAX_POSITION
         checked = 0
         mismatches: list[ChecksumMismatch] = []
-        with self._connection() as conn:
+        with self.connection() as conn:
             cursor_from = low - 1
             while True:
                 rows = conn.execute(
@@ -624,7 +625,7 @@ class PostgreSQLEventStore(EventStore):
 
     def _decode_lenient(self, row: tuple[Any, ...]) -> EventRecord | None:
         try:
-            return self._decode(row, verify=False)
+            return self.decode_row(row, verify=False)
         except Exception:  # a corrupt compressed payload is reported, not raised
             return None
 
@@ -632,7 +633,7 @@ class PostgreSQLEventStore(EventStore):
         checks: list[HealthCheck] = []
         try:
             start = time.perf_counter()
-            with self._connection() as conn:
+            with self.connection() as conn:
                 server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
                 latency = (time.perf_counter() - start) * 1000
                 checks.append(HealthCheck("database", True, f"PostgreSQL {server}, {latency:.1f} ms"))
@@ -659,7 +660,7 @@ class PostgreSQLEventStore(EventStore):
         return HealthReport(checks)
 
     def metrics(self) -> StoreMetrics:
-        with self._connection() as conn:
+        with self.connection() as conn:
             row = conn.execute(
                 f"SELECT count(*), coalesce(sum(original_size), 0), coalesce(sum(stored_size), 0), "
                 f"count(*) FILTER (WHERE compression <> 'none') FROM {self._q}.events"
@@ -685,8 +686,15 @@ class PostgreSQLEventStore(EventStore):
 
         return quote_schema(self.schema)
 
-    def _connection(self) -> Any:
+    def connection(self) -> Any:
+        """A pooled connection (autocommit) whose driver errors become evstore errors."""
         return _translated(self.pool, self.schema)
+
+    def table(self, name: str) -> str:
+        """``"schema"."name"`` for SQL text (names are ours, never user input)."""
+        from .queries import quote_schema
+
+        return f"{quote_schema(self.schema)}.{quote_schema(name)}"
 
 
 class _translated:
