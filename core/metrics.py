@@ -1,0 +1,28 @@
+"""Store metrics in the Prometheus text format, from a collector registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+
+def render_store_metrics(store: Any, registry: CollectorRegistry | None = None) -> str:
+    """Gauges of the store's size and compression, as Prometheus exposition text."""
+    registry = registry or CollectorRegistry()
+    m = store.metrics()
+    labels = ["schema"]
+    schema = store.schema
+    Gauge("evstore_events", "Events stored", labels, registry=registry).labels(schema).set(m.events)
+    Gauge("evstore_streams", "Streams", labels, registry=registry).labels(schema).set(m.streams)
+    Gauge("evstore_partitions", "Monthly partitions", labels, registry=registry).labels(schema).set(m.partitions)
+    Gauge("evstore_bytes", "Bytes on disk (events table)", labels, registry=registry).labels(schema).set(m.total_bytes)
+    payload = Gauge("evstore_payload_bytes", "Payload bytes", [*labels, "form"], registry=registry)
+    payload.labels(schema, "original").set(m.original_payload_bytes)
+    payload.labels(schema, "stored").set(m.stored_payload_bytes)
+    Gauge("evstore_compression_ratio", "Original over stored payload bytes", labels,
+          registry=registry).labels(schema).set(m.compression_ratio)
+    by_type = Gauge("evstore_events_by_type", "Events by type", [*labels, "event_type"], registry=registry)
+    for name, count in m.events_by_type.items():
+        by_type.labels(schema, name).set(count)
+    return generate_latest(registry).decode()

@@ -1,0 +1,42 @@
+"""The ``evstore`` command: one Typer application, commands grouped by module.
+
+Each module of ``COMMAND_MODULES`` has a ``register(app)`` function that adds
+its commands. Modules import their heavy dependencies (Dramatiq, fsspec, …)
+inside the commands, so ``evstore --help`` works with the core install alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = [
+    "evstore.cli.store_commands",
+    "evstore.cli.demo",
+]
+
+app = typer.Typer(
+    name="evstore",
+    help=(
+        "Operate an evstore event store: append and read events, check integrity and "
+        "health, manage partitions, and run the demo.\n\n"
+        "Configuration comes from the environment: DATABASE_URL (without it, an embedded "
+        "PostgreSQL under EVSTORE_HOME is used), REDIS_URL, EVENT_STORE_SCHEMA, "
+        "EVENT_STORE_COMPRESSION, EVENT_STORE_BATCH_SIZE, EVENT_STORE_CACHE_TTL, "
+        "EVENT_STORE_ENCRYPTION, EVENT_STORE_RETENTION_DAYS.\n\n"
+        "Exit codes: 0 ok, 1 a check failed, 2 bad input, 3 service unavailable, "
+        "4 version conflict, 5 integrity failure."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    app()
