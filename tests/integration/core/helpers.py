@@ -1,0 +1,58 @@
+"""Small helpers shared by the storage-core integration tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from evstore import EventMetadata, EventRecord
+
+
+def ev(
+    aggregate_id: str = "1",
+    event_type: str = "UserCreated",
+    data: dict[str, Any] | None = None,
+    *,
+    aggregate_type: str = "User",
+    aggregate_version: int = 0,
+    created_at: datetime | None = None,
+    metadata: EventMetadata | None = None,
+    event_id: uuid.UUID | None = None,
+) -> EventRecord:
+    """An event with sensible defaults; only what a test cares about needs saying."""
+    return EventRecord(
+        aggregate_id=aggregate_id,
+        aggregate_type=aggregate_type,
+        event_type=event_type,
+        event_data={"n": 1} if data is None else data,
+        aggregate_version=aggregate_version,
+        metadata=metadata or EventMetadata(user_id="tester"),
+        event_id=event_id or uuid.uuid4(),
+        created_at=created_at or datetime.now(UTC),
+    )
+
+
+@contextmanager
+def raw(url: str, autocommit: bool = True) -> Iterator[psycopg.Connection]:
+    """A plain psycopg connection to the test database (for tampering and counting)."""
+    with psycopg.connect(url, autocommit=autocommit) as conn:
+        yield conn
+
+
+def counts(url: str, schema: str = "events") -> dict[str, Any]:
+    """Rows in each table a failed append must leave untouched, plus every stream version."""
+    with raw(url) as conn:
+        out: dict[str, Any] = {}
+        for table in ("events", "streams", "event_types"):
+            row = conn.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()
+            assert row is not None
+            out[table] = row[0]
+        out["versions"] = dict(
+            conn.execute(f'SELECT stream_id, version FROM "{schema}".streams').fetchall()
+        )
+        return out
