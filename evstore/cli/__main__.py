@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from evstore.cli.app import main
+
+main()
