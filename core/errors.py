@@ -89,3 +89,15 @@ class UnknownEventTypeError(EventStoreError, ValueError):
 
 class CodecError(EventStoreError):
     """A compression codec is unknown, unavailable, or the data is corrupt."""
+
+
+class ArchiveError(EventStoreError):
+    """An archive run, restore or verification could not complete; no event was deleted."""
+
+
+class ArchiveTargetError(ArchiveError):
+    """The archive target (a folder, bucket or container) is unreachable or refused an operation."""
+
+
+class ArchiveIntegrityError(ArchiveError):
+    """An archive file does not match its recorded SHA-256, count or event checksums."""

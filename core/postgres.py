@@ -491,7 +491,7 @@ class PostgreSQLEventStore(EventStore):
                 with conn.pipeline():
                     horizon_cur = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())")
                     rows_cur = conn.execute(sql_text, args)
-                    horizon = int(horizon_cur.fetchone()[0])  # type: ignore[index]
+                    horizon = int(horizon_cur.fetchone()[0])
                     rows = rows_cur.fetchall()
             finally:
                 conn.execute("COMMIT")
@@ -634,7 +634,7 @@ class PostgreSQLEventStore(EventStore):
         try:
             start = time.perf_counter()
             with self.connection() as conn:
-                server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+                server = conn.execute("SHOW server_version").fetchone()[0]
                 latency = (time.perf_counter() - start) * 1000
                 checks.append(HealthCheck("database", True, f"PostgreSQL {server}, {latency:.1f} ms"))
                 version = current_version(conn, self.schema)
@@ -714,7 +714,7 @@ class _translated:
                 raise StoreUnavailableError(f"no database connection available: {exc}") from exc
             raise
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._cm.__exit__(exc_type, exc, tb)
         if isinstance(exc, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName):
             raise SchemaNotInitializedError(
@@ -723,6 +723,5 @@ class _translated:
             ) from exc
         if isinstance(exc, psycopg.OperationalError):
             raise StoreUnavailableError(f"database unavailable: {exc}") from exc
-        return False
 
 

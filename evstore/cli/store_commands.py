@@ -116,7 +116,7 @@ def append(
     """
     from evstore.core.serialization import validate_batch
 
-    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")  # noqa: SIM115
+    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")
     parsed: list[tuple[str, EventRecord, Any, int]] = []
     problems: list[str] = []
     with stream:
