@@ -1,0 +1,128 @@
+"""Export one segment of a run: select, check, (anonymize,) compress, upload, verify.
+
+This is the unit of work a worker runs (the ``archive`` job kind calls it for
+each batch) and is safe to run any number of times: a segment already
+verified is only re-checked on the target (its data file's size and its
+manifest), and a segment is marked verified in PostgreSQL only after both
+files were read back and matched their SHA-256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import ArchiveError, ArchiveIntegrityError
+from .gdpr import anonymize_line, get_anonymizer
+from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
+from .segments import EXPORT_COLUMNS, build_segment, line_checksum, row_to_line
+from .sql import query
+from .targets import ArchiveTarget
+
+if TYPE_CHECKING:
+    from ..postgres import PostgreSQLEventStore
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    run_id: str
+    number: int
+    events: int
+    raw_bytes: int
+    stored_bytes: int
+    skipped: bool  # already verified on the target: nothing was uploaded
+    data_url: str
+
+
+def _segment(store: PostgreSQLEventStore, run: ArchiveRun, number: int) -> ArchiveSegment:
+    for seg in list_segments(store, run.run_id):
+        if seg.number == number:
+            return seg
+    raise ArchiveError(f"archive run {run.run_id} has no segment {number}")
+
+
+def still_published(target: ArchiveTarget, run: ArchiveRun, seg: ArchiveSegment) -> bool:
+    """The segment's files are on the target with the sizes recorded when verified."""
+    return target.size(run.data_path(seg.number)) == seg.stored_bytes and target.exists(
+        run.manifest_path(seg.number)
+    )
+
+
+def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:
+    with store.connection() as conn:
+        conn.execute(
+            query("segment_reset", store.schema),
+            {"run_id": run_id, "segment_no": number, "error": why},
+        )
+
+
+def export_segment(
+    store: PostgreSQLEventStore,
+    run_id: str,
+    number: int,
+    target: ArchiveTarget | None = None,
+) -> SegmentResult:
+    """Write segment ``number`` of run ``run_id`` to its target and verify it."""
+    run = get_run(store, run_id)
+    seg = _segment(store, run, number)
+    target = target or ArchiveTarget(run.target_url)
+    data_url = target.url_of(run.data_path(number))
+    done = SegmentResult(run_id, number, seg.event_count, seg.raw_bytes or 0,
+                         seg.stored_bytes or 0, True, data_url)
+    if seg.status == "deleted" or run.status == "completed":
+        return done
+    if seg.status == "verified":
+        if still_published(target, run, seg):
+            return done
+        _reset(store, run_id, number, "published files missing or changed on re-check")
+    try:
+        return _export(store, run, seg, target, data_url)
+    except Exception as exc:
+        with store.connection() as conn:
+            conn.execute(
+                query("segment_failed", store.schema),
+                {"run_id": run_id, "segment_no": number, "error": f"{type(exc).__name__}: {exc}"},
+            )
+        raise
+
+
+def _export(
+    store: PostgreSQLEventStore, run: ArchiveRun, seg: ArchiveSegment, target: ArchiveTarget,
+    data_url: str,
+) -> SegmentResult:
+    policy = run.archival_policy
+    sql_text = query("segment_rows", store.schema, columns=EXPORT_COLUMNS)
+    with store.connection() as conn:
+        rows = conn.execute(sql_text, {"run_id": run.run_id, "segment_no": seg.number}).fetchall()
+    if len(rows) != seg.event_count:
+        raise ArchiveError(
+            f"archive run {run.run_id} segment {seg.number}: {len(rows)} of its "
+            f"{seg.event_count} events are still in the store (deleted by something else "
+            "since planning); nothing was uploaded"
+        )
+    lines = [row_to_line(r) for r in rows]
+    for line in lines:
+        computed = line_checksum(line)
+        if computed != line["checksum"]:
+            raise ArchiveIntegrityError(
+                f"event {line['event_id']} (global position {line['global_position']}) fails "
+                f"its checksum in PostgreSQL; it is not archived (run 'evstore verify')"
+            )
+    if policy.anonymize_before_archive:
+        anonymizer = get_anonymizer(policy.anonymizer)
+        lines = [anonymize_line(line, anonymizer) for line in lines]
+    data, manifest = build_segment(
+        run.run_id, run.policy, seg.number, lines, bool(policy.anonymize_before_archive)
+    )
+    target.write_verified(run.data_path(seg.number), data)
+    target.write_verified(run.manifest_path(seg.number), manifest.to_bytes())
+    with store.connection() as conn:
+        conn.execute(query("segment_verified", store.schema), {
+            "run_id": run.run_id, "segment_no": seg.number,
+            "data_path": run.data_path(seg.number), "manifest_path": run.manifest_path(seg.number),
+            "sha256": manifest.sha256, "raw_bytes": manifest.raw_bytes,
+            "stored_bytes": manifest.stored_bytes, "first_position": manifest.first_position,
+            "last_position": manifest.last_position,
+        })
+    return SegmentResult(run.run_id, seg.number, len(lines), manifest.raw_bytes,
+                         manifest.stored_bytes, False, data_url)

@@ -1,0 +1,153 @@
+"""Finish a run: re-check every segment, publish the run manifest, then delete.
+
+Events leave PostgreSQL only here, and only when every segment of the run is
+verified and still on the target. Whole monthly partitions (TIME_BASED,
+SIZE_BASED) are detached and dropped, after checking under a lock that every
+row of the partition is one the run archived; other strategies delete the
+archived rows segment by segment, each delete in the same transaction as the
+segment's status. Safe to call again after any failure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from ..errors import ArchiveError
+from ..serialization import iso
+from .export import still_published
+from .runs import ArchiveRun, get_run, list_segments
+from .segments import MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, segment_name, sha256
+from .sql import query
+from .targets import ArchiveTarget
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ..postgres import PostgreSQLEventStore
+
+
+def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:
+    with store.connection() as conn:
+        conn.execute(
+            query("segment_reset", store.schema),
+            {"run_id": run_id, "segment_no": number, "error": why},
+        )
+
+
+def _publish_manifest(target: ArchiveTarget, run: ArchiveRun) -> str:
+    segments = []
+    for number in range(1, run.segment_count + 1):
+        manifest = target.read(run.manifest_path(number))
+        segments.append({
+            "number": number,
+            "manifest": segment_name(number) + MANIFEST_SUFFIX,
+            "manifest_sha256": sha256(manifest),
+        })
+    body = RunManifest(
+        run_id=run.run_id, policy=run.policy, strategy=run.strategy,
+        event_count=run.event_count, segments=segments, partitions=run.partitions,
+        policy_spec=run.policy_spec, created_at=iso(run.created_at),
+    )
+    path = f"{run.folder}/{RUN_MANIFEST}"
+    target.write_verified(path, body.to_bytes())
+    return target.url_of(path)
+
+
+def _drop_partition(conn: psycopg.Connection, store: PostgreSQLEventStore, run: ArchiveRun,
+                    name: str) -> str | None:
+    """Detach and drop one partition if every row in it was archived.
+
+    Returns None when dropped (or already gone), else why it was kept.
+    """
+    partition = sql.Identifier(store.schema, name).as_string(conn)
+    with conn.transaction():
+        exists = conn.execute(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s", [store.schema, name]
+        ).fetchone()
+        if not exists:
+            return None  # dropped by an earlier attempt of this run
+        conn.execute("SET LOCAL lock_timeout = '30s'")
+        conn.execute(f"LOCK TABLE {store.table('events')}, {partition} IN ACCESS EXCLUSIVE MODE")
+        params = {"run_id": run.run_id}
+        uncovered = conn.execute(
+            query("uncovered_rows", store.schema, partition=partition), params
+        ).fetchone()
+        if uncovered and uncovered[0]:
+            return (
+                f"partition {name} kept: {uncovered[0]} of its events arrived after the run was "
+                "planned; the next run of the policy archives it again"
+            )
+        total = conn.execute(query("partition_rows", store.schema, partition=partition)).fetchone()
+        conn.execute(f"ALTER TABLE {store.table('events')} DETACH PARTITION {partition}")
+        conn.execute(f"DROP TABLE {partition}")
+        conn.execute(query("run_add_deleted", store.schema),
+                     {"run_id": run.run_id, "deleted": int(total[0]) if total else 0})
+    return None
+
+
+def finalize_run(
+    store: PostgreSQLEventStore, run_id: str, target: ArchiveTarget | None = None
+) -> ArchiveRun:
+    """Complete a run whose segments are all verified; raise ArchiveError otherwise."""
+    run = get_run(store, run_id)
+    if run.status == "completed":
+        return run
+    segments = list_segments(store, run_id)
+    pending = [s.number for s in segments if s.status == "pending"]
+    if pending:
+        shown = ", ".join(map(str, pending[:10])) + (" …" if len(pending) > 10 else "")
+        raise ArchiveError(
+            f"archive run {run_id}: {len(pending)} segment(s) not verified yet ({shown}); "
+            "nothing was deleted: run them again (evstore archive run --resume)"
+        )
+    target = target or ArchiveTarget(run.target_url)
+    missing = [s.number for s in segments
+               if s.status == "verified" and not still_published(target, run, s)]
+    for number in missing:
+        _reset(store, run_id, number, "published files missing or changed before deletion")
+    if missing:
+        raise ArchiveError(
+            f"archive run {run_id}: segment(s) {', '.join(map(str, missing))} are no longer on "
+            f"{run.target_url}; nothing was deleted: run them again"
+        )
+    with store.connection() as conn:
+        conn.execute(query("run_status", store.schema),
+                     {"run_id": run_id, "status": "exported", "error": None})
+    manifest_url = _publish_manifest(target, run)
+    policy = run.archival_policy
+    dropped: list[str] = []
+    kept: list[str] = []
+    if policy.delete_after_archive:
+        with store.connection() as conn:
+            if policy.drops_partitions:
+                for name in run.partitions:
+                    why = _drop_partition(conn, store, run, name)
+                    if why is None:
+                        dropped.append(name)
+                    else:
+                        kept.append(why)
+                for seg in segments if not kept else []:
+                    conn.execute(query("segment_deleted", store.schema),
+                                 {"run_id": run_id, "segment_no": seg.number})
+            else:
+                for seg in segments:
+                    if seg.status != "verified":
+                        continue
+                    with conn.transaction():
+                        row = conn.execute(query("delete_segment_events", store.schema),
+                                           {"run_id": run_id, "segment_no": seg.number}).fetchone()
+                        n = int(row[0]) if row else 0
+                        conn.execute(query("segment_deleted", store.schema),
+                                     {"run_id": run_id, "segment_no": seg.number})
+                        conn.execute(query("run_add_deleted", store.schema),
+                                     {"run_id": run_id, "deleted": n})
+    with store.connection() as conn, conn.transaction():
+        conn.execute(query("run_completed", store.schema), {
+            "run_id": run_id, "dropped": dropped, "manifest_url": manifest_url,
+            "error": "; ".join(kept) or None,
+        })
+        conn.execute(query("drop_items", store.schema), {"run_id": run_id})
+    return get_run(store, run_id)

@@ -1,0 +1,167 @@
+"""Archive runs in PostgreSQL: plan a run into segments, and read runs back.
+
+Planning fixes the exact events of every segment (``archive_items``) in one
+transaction, taking only rows of transactions that had all finished (below
+the snapshot's xmin), so a segment's content never changes afterwards: a
+segment exported twice gives the same file, and deletion removes exactly the
+rows that were archived. One unfinished run per policy at a time: planning a
+policy that has one returns it (the next run resumes the failed one).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ArchiveError
+from .policies import ArchivalPolicy
+from .segments import DATA_SUFFIX, MANIFEST_SUFFIX, segment_name
+from .selection import select
+from .sql import query
+
+if TYPE_CHECKING:
+    from ..postgres import PostgreSQLEventStore
+
+
+@dataclass(frozen=True)
+class ArchiveRun:
+    run_id: str
+    policy: str
+    strategy: str
+    target_url: str
+    policy_spec: dict[str, Any]
+    horizon: int
+    cutoff: datetime | None
+    partitions: list[str]
+    event_count: int
+    segment_count: int
+    status: str
+    deleted_events: int
+    dropped_partitions: list[str]
+    manifest_url: str | None
+    job_id: str | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def archival_policy(self) -> ArchivalPolicy:
+        return ArchivalPolicy.from_dict(self.policy_spec)
+
+    @property
+    def folder(self) -> str:
+        return f"{self.policy}/{self.run_id}"
+
+    def data_path(self, number: int) -> str:
+        return f"{self.folder}/{segment_name(number)}{DATA_SUFFIX}"
+
+    def manifest_path(self, number: int) -> str:
+        return f"{self.folder}/{segment_name(number)}{MANIFEST_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class ArchiveSegment:
+    number: int
+    event_count: int
+    status: str
+    data_path: str | None
+    manifest_path: str | None
+    sha256: str | None
+    raw_bytes: int | None
+    stored_bytes: int | None
+    first_position: str | None
+    last_position: str | None
+    min_created_at: datetime | None
+    max_created_at: datetime | None
+    attempts: int
+    last_error: str | None
+    verified_at: datetime | None
+
+
+def _run(row: tuple[Any, ...]) -> ArchiveRun:
+    values = list(row)
+    values[0] = str(values[0])
+    values[5] = int(values[5])
+    values[7] = list(values[7] or [])
+    values[12] = list(values[12] or [])
+    return ArchiveRun(*values)
+
+
+def get_run(store: PostgreSQLEventStore, run_id: str) -> ArchiveRun:
+    try:
+        uuid.UUID(str(run_id))
+    except ValueError:
+        raise ValueError(f"invalid archive run id {run_id!r}: expected a UUID") from None
+    with store.connection() as conn:
+        row = conn.execute(query("run", store.schema), {"run_id": str(run_id)}).fetchone()
+    if row is None:
+        raise ArchiveError(f"no archive run {run_id}")
+    return _run(row)
+
+
+def list_runs(
+    store: PostgreSQLEventStore, policy: str | None = None, limit: int = 50
+) -> list[ArchiveRun]:
+    with store.connection() as conn:
+        rows = conn.execute(
+            query("runs", store.schema), {"policy": policy, "limit": limit}
+        ).fetchall()
+    return [_run(r) for r in rows]
+
+
+def list_segments(store: PostgreSQLEventStore, run_id: str) -> list[ArchiveSegment]:
+    with store.connection() as conn:
+        rows = conn.execute(query("segments", store.schema), {"run_id": run_id}).fetchall()
+    return [ArchiveSegment(*r) for r in rows]
+
+
+def plan_run(
+    store: PostgreSQLEventStore,
+    policy: ArchivalPolicy,
+    now: datetime | None = None,
+    job_id: str | None = None,
+) -> tuple[ArchiveRun, bool]:
+    """Plan a run of ``policy`` (or find its unfinished one); (run, resumed)."""
+    schema = store.schema
+    with store.connection() as conn, conn.transaction():
+        conn.execute(
+            query("lock_policy", schema), {"lock_key": f"evstore-archive:{schema}:{policy.name}"}
+        )
+        found = conn.execute(query("unfinished_run", schema), {"policy": policy.name}).fetchone()
+        if found is not None:
+            run_id = str(found[0])
+            resumed = True
+        else:
+            resumed = False
+            run_id = str(uuid.uuid4())
+            horizon_row = conn.execute(query("horizon", schema)).fetchone()
+            assert horizon_row is not None
+            horizon = horizon_row[0]
+            sel = select(policy, store, now)
+            conn.execute(query("insert_run", schema), {
+                "run_id": run_id, "policy": policy.name, "strategy": policy.strategy.value,
+                "target_url": policy.target_url, "policy_spec": json.dumps(policy.to_dict()),
+                "horizon": horizon, "cutoff": sel.cutoff,
+                "partitions": [p.name for p in sel.partitions], "job_id": job_id,
+            })
+            conn.execute(query("plan_table", schema))
+            conn.execute(
+                query("plan_selection", schema, predicate=sel.predicate, join=sel.join),
+                {**sel.params, "horizon": horizon, "segment_size": policy.segment_size},
+            )
+            conn.execute(query("insert_segments", schema), {"run_id": run_id})
+            conn.execute(query("insert_items", schema), {"run_id": run_id})
+            conn.execute(query("count_run", schema), {"run_id": run_id})
+    return get_run(store, run_id), resumed
+
+
+def set_run_error(store: PostgreSQLEventStore, run_id: str, error: str | None) -> None:
+    run = get_run(store, run_id)
+    with store.connection() as conn:
+        conn.execute(
+            query("run_status", store.schema),
+            {"run_id": run_id, "status": run.status, "error": error},
+        )

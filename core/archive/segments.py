@@ -1,0 +1,200 @@
+"""The archive format: a segment is zstd-compressed JSON lines plus a manifest.
+
+One line per event holds every column of the events table. ``event_data`` and
+``metadata`` are kept as the exact JSON text PostgreSQL gave (a JSON string
+inside the line), so a restore writes back the same jsonb value, byte for
+byte, whatever numbers it holds; ``payload`` (a compressed event body) is
+base64. The manifest names each file with its SHA-256 and size, the event
+count, the position range in the global order and the time range.
+
+A run's manifest (``run.json``) lists its segments and is written last: an
+archive folder without ``run.json`` is a run that did not finish.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import codecs
+from ..errors import ArchiveIntegrityError
+from ..serialization import checksum, dumps, iso
+
+SEGMENT_FORMAT = "evstore-archive-segment/1"
+RUN_FORMAT = "evstore-archive-run/1"
+CODEC = "zstd"
+DATA_SUFFIX = ".jsonl.zst"
+MANIFEST_SUFFIX = ".manifest.json"
+RUN_MANIFEST = "run.json"
+
+# Columns selected for export, in the order of ArchivedEvent's fields.
+EXPORT_COLUMNS = (
+    "e.event_id, e.aggregate_id, e.aggregate_type, e.event_type, e.event_version, "
+    "e.aggregate_version, e.stream_id, e.stream_position, e.global_position, e.transaction_id, "
+    "e.event_data::text, e.payload, e.metadata::text, e.created_at, e.stored_at, e.status, "
+    "e.compression, e.encryption, e.checksum, e.original_size, e.stored_size"
+)
+FIELDS = (
+    "event_id", "aggregate_id", "aggregate_type", "event_type", "event_version",
+    "aggregate_version", "stream_id", "stream_position", "global_position", "transaction_id",
+    "event_data", "payload", "metadata", "created_at", "stored_at", "status", "compression",
+    "encryption", "checksum", "original_size", "stored_size",
+)
+
+
+def segment_name(number: int) -> str:
+    return f"segment-{number:05d}"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def row_to_line(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A JSON-ready dict from a row selected with EXPORT_COLUMNS."""
+    out = dict(zip(FIELDS, row, strict=True))
+    out["event_id"] = str(out["event_id"])
+    out["created_at"] = iso(out["created_at"])
+    out["stored_at"] = iso(out["stored_at"])
+    payload = out["payload"]
+    out["payload"] = None if payload is None else base64.b64encode(bytes(payload)).decode()
+    return out
+
+
+def line_checksum(line: dict[str, Any]) -> str:
+    """Recompute an archived event's checksum from the line alone."""
+    if line["payload"] is not None:
+        raw = codecs.decompress(line["compression"], base64.b64decode(line["payload"]))
+        data = json.loads(raw)
+    else:
+        data = json.loads(line["event_data"])
+    return checksum(
+        event_id=line["event_id"], stream_id=line["stream_id"],
+        stream_position=line["stream_position"], aggregate_id=line["aggregate_id"],
+        aggregate_type=line["aggregate_type"], event_type=line["event_type"],
+        event_version=line["event_version"],
+        created_at=datetime.fromisoformat(line["created_at"]),
+        data_json=dumps(data), metadata_json=dumps(json.loads(line["metadata"])),
+    )
+
+
+@dataclass
+class SegmentManifest:
+    run_id: str
+    policy: str
+    number: int
+    event_count: int
+    data_file: str
+    sha256: str
+    stored_bytes: int
+    raw_bytes: int
+    first_position: str  # "tx:pos" of the first event in the global order
+    last_position: str
+    min_global_position: int
+    max_global_position: int
+    min_created_at: str
+    max_created_at: str
+    streams: int
+    anonymized: bool = False
+    codec: str = CODEC
+    format: str = SEGMENT_FORMAT
+    written_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> SegmentManifest:
+        try:
+            raw = json.loads(data)
+            if raw.get("format") != SEGMENT_FORMAT:
+                raise ValueError(f"unknown format {raw.get('format')!r}")
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise ArchiveIntegrityError(f"{where} is not a segment manifest: {exc}") from exc
+
+
+def build_segment(
+    run_id: str, policy: str, number: int, lines: Iterable[dict[str, Any]], anonymized: bool
+) -> tuple[bytes, SegmentManifest]:
+    """Compress the lines of one segment; the data and its manifest."""
+    body: list[bytes] = []
+    positions: list[tuple[int, int]] = []
+    times: list[str] = []
+    streams: set[str] = set()
+    for line in lines:
+        body.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
+        positions.append((line["transaction_id"], line["global_position"]))
+        times.append(line["created_at"])
+        streams.add(line["stream_id"])
+    if not body:
+        raise ValueError(f"segment {number} of run {run_id} has no events")
+    raw = b"\n".join(body) + b"\n"
+    data = codecs.compress(CODEC, raw)
+    first, last = min(positions), max(positions)
+    manifest = SegmentManifest(
+        run_id=run_id, policy=policy, number=number, event_count=len(body),
+        data_file=segment_name(number) + DATA_SUFFIX, sha256=sha256(data),
+        stored_bytes=len(data), raw_bytes=len(raw),
+        first_position=f"{first[0]}:{first[1]}", last_position=f"{last[0]}:{last[1]}",
+        min_global_position=min(p[1] for p in positions),
+        max_global_position=max(p[1] for p in positions),
+        min_created_at=min(times), max_created_at=max(times), streams=len(streams),
+        anonymized=anonymized,
+    )
+    return data, manifest
+
+
+def read_segment(data: bytes, manifest: SegmentManifest, where: str) -> Iterator[dict[str, Any]]:
+    """The lines of a segment, after checking its SHA-256, count and every event checksum."""
+    digest = sha256(data)
+    if digest != manifest.sha256:
+        raise ArchiveIntegrityError(
+            f"{where}: SHA-256 {digest[:16]}… does not match the manifest's {manifest.sha256[:16]}…"
+        )
+    raw = codecs.decompress(manifest.codec, data)
+    lines = [json.loads(text) for text in raw.splitlines() if text]
+    if len(lines) != manifest.event_count:
+        raise ArchiveIntegrityError(
+            f"{where}: holds {len(lines)} events, the manifest says {manifest.event_count}"
+        )
+    for line in lines:
+        computed = line_checksum(line)
+        if computed != line["checksum"]:
+            raise ArchiveIntegrityError(
+                f"{where}: event {line['event_id']} fails its checksum "
+                f"(stored {line['checksum'][:16]}…, computed {computed[:16]}…)"
+            )
+    return iter(lines)
+
+
+@dataclass
+class RunManifest:
+    run_id: str
+    policy: str
+    strategy: str
+    event_count: int
+    segments: list[dict[str, Any]]  # number, manifest file, sha256 of manifest, event_count
+    partitions: list[str]
+    policy_spec: dict[str, Any]
+    created_at: str
+    format: str = RUN_FORMAT
+    written_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> RunManifest:
+        try:
+            raw = json.loads(data)
+            if raw.get("format") != RUN_FORMAT:
+                raise ValueError(f"unknown format {raw.get('format')!r}")
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise ArchiveIntegrityError(f"{where} is not a run manifest: {exc}") from exc

@@ -1,0 +1,128 @@
+"""What a policy selects, as SQL, and the dry run (preview) built on it.
+
+Each strategy becomes a fixed predicate over ``events e`` (never user text)
+plus parameters. The same selection drives the preview and the planning of a
+run, so a preview shows exactly what a run at that moment would take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..partitions import month_of
+from ..persistence import PartitionInfo
+from .policies import ArchivalPolicy, ArchivalStrategy
+from .sql import query
+
+if TYPE_CHECKING:
+    from ..postgres import PostgreSQLEventStore
+
+
+@dataclass(frozen=True)
+class Selection:
+    predicate: str
+    join: str
+    params: dict[str, Any]
+    cutoff: datetime | None
+    partitions: list[PartitionInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ArchivePreview:
+    """What a policy would archive now; nothing was changed to find out."""
+
+    policy: str
+    strategy: str
+    target_url: str
+    events: int
+    streams: int
+    bytes: int  # the rows as PostgreSQL stores them
+    payload_bytes: int  # the events' JSON bodies before compression
+    partitions: list[str]
+    partition_bytes: int
+    first_created_at: datetime | None
+    last_created_at: datetime | None
+    cutoff: datetime | None
+    segments: int
+    delete_after_archive: bool
+    drops_partitions: bool
+
+
+def _closed_partitions(store: PostgreSQLEventStore, now: datetime) -> list[PartitionInfo]:
+    """Partitions whose whole month is before the current one, oldest first."""
+    current = month_of(now)
+    start = datetime(current.year, current.month, 1, tzinfo=UTC)
+    return [p for p in store.list_partitions() if p.range_end <= start]
+
+
+def select(policy: ArchivalPolicy, store: PostgreSQLEventStore, now: datetime | None = None) -> Selection:
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    params: dict[str, Any] = {}
+    join = ""
+    partitions: list[PartitionInfo] = []
+    cutoff: datetime | None = None
+    s = policy.strategy
+    if s is ArchivalStrategy.TIME_BASED:
+        assert policy.retention_days is not None
+        limit = now - timedelta(days=policy.retention_days)
+        partitions = [p for p in store.list_partitions() if p.range_end <= limit]
+        month = month_of(limit)
+        cutoff = datetime(month.year, month.month, 1, tzinfo=UTC)
+        predicate = "e.created_at < %(cutoff)s"
+    elif s is ArchivalStrategy.SIZE_BASED:
+        assert policy.max_bytes is not None
+        every = store.list_partitions()
+        total = sum(p.total_bytes for p in every)
+        for p in _closed_partitions(store, now):
+            if total <= policy.max_bytes:
+                break
+            partitions.append(p)
+            total -= p.total_bytes
+        cutoff = partitions[-1].range_end if partitions else datetime(1970, 1, 1, tzinfo=UTC)
+        predicate = "e.created_at < %(cutoff)s"
+    elif s is ArchivalStrategy.GDPR_BASED:
+        assert policy.retention_days is not None
+        cutoff = now - timedelta(days=policy.retention_days)
+        predicate = "e.created_at < %(cutoff)s"
+    else:
+        join = f"JOIN {store.table('streams')} s ON s.stream_id = e.stream_id"
+        predicate = "e.stream_position <= s.version - %(keep)s"
+        params["keep"] = policy.keep_events
+    params["cutoff"] = cutoff
+    if policy.event_types:
+        predicate += " AND e.event_type = ANY(%(event_types)s)"
+        params["event_types"] = list(policy.event_types)
+    if policy.aggregate_types:
+        predicate += " AND e.aggregate_type = ANY(%(aggregate_types)s)"
+        params["aggregate_types"] = list(policy.aggregate_types)
+    if not policy.drops_partitions:
+        partitions = []
+    return Selection(predicate, join, params, cutoff, partitions)
+
+
+def preview(
+    policy: ArchivalPolicy, store: PostgreSQLEventStore, now: datetime | None = None
+) -> ArchivePreview:
+    """The dry run: counts what the policy selects, in a read-only transaction."""
+    sel = select(policy, store, now)
+    sql_text = query("preview", store.schema, predicate=sel.predicate, join=sel.join)
+    with store.connection() as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            row = conn.execute(sql_text, sel.params).fetchone()
+        finally:
+            conn.execute("COMMIT")
+    assert row is not None
+    events = int(row[0])
+    return ArchivePreview(
+        policy=policy.name, strategy=policy.strategy.value, target_url=policy.target_url,
+        events=events, streams=int(row[1]), bytes=int(row[2]), payload_bytes=int(row[5]),
+        partitions=[p.name for p in sel.partitions],
+        partition_bytes=sum(p.total_bytes for p in sel.partitions),
+        first_created_at=row[3], last_created_at=row[4], cutoff=sel.cutoff,
+        segments=-(-events // policy.segment_size),
+        delete_after_archive=policy.delete_after_archive,
+        drops_partitions=policy.drops_partitions and policy.delete_after_archive,
+    )

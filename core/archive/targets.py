@@ -1,0 +1,236 @@
+"""Archive targets: fsspec file systems opened from URLs (file, s3, gs, az).
+
+Back-ends are imported lazily, only when a URL needs them, with an error that
+names the extra to install. Credentials and endpoints come from configuration
+(:func:`evstore.core.archive.config.storage_options_for`), never from the URL or
+the database. File systems are created on first use in the process that uses
+them (fsspec's async file systems are not fork-safe) and cached per process.
+
+Every write goes to a temporary name, is read back and checked against its
+SHA-256, and only then moved to its final name: an upload that dies half-way
+never leaves a truncated object under a name a reader trusts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ArchiveIntegrityError, ArchiveTargetError, ConfigurationError
+from .segments import sha256
+
+# protocol -> (module that implements it, evstore extra that installs it)
+BACKENDS: dict[str, tuple[str, str]] = {
+    "s3": ("s3fs", "s3"),
+    "s3a": ("s3fs", "s3"),
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+    "az": ("adlfs", "azure"),
+    "abfs": ("adlfs", "azure"),
+    "abfss": ("adlfs", "azure"),
+}
+LOCAL = ("file", "local")
+_cache: dict[tuple[int, str, str], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def protocol_of(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    return scheme if scheme and len(scheme) > 1 else "file"  # "C:/..." is a path
+
+
+def check_backend(url: str) -> str:
+    """The URL's protocol, or ConfigurationError naming the extra to install."""
+    protocol = protocol_of(url)
+    if protocol in LOCAL:
+        return "file"
+    if protocol not in BACKENDS:
+        known = ", ".join(["file", *sorted(BACKENDS)])
+        raise ConfigurationError(f"unsupported archive target {url!r}: use one of {known}")
+    module, extra = BACKENDS[protocol]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigurationError(
+            f"archive target {url!r} needs the {module} package: pip install 'evstore[{extra}]'"
+        )
+    return protocol
+
+
+def _prepare_environment(protocol: str) -> None:
+    if protocol in ("gs", "gcs"):
+        # Otherwise every gcsfs call first waits ~60 s on a gRPC probe.
+        os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    if protocol in ("s3", "s3a"):
+        # botocore >= 1.36 sends CRC32 headers that S3-compatible stores reject.
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
+
+
+def _endpoint(options: dict[str, Any]) -> str | None:
+    for key in ("endpoint_url", "account_host"):
+        if options.get(key):
+            return str(options[key])
+    client = options.get("client_kwargs") or {}
+    if client.get("endpoint_url"):
+        return str(client["endpoint_url"])
+    conn = options.get("connection_string") or ""
+    for part in str(conn).split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "blobendpoint":
+            return value.strip()
+    return None
+
+
+def probe_endpoint(url: str, options: dict[str, Any], timeout: float = 3.0) -> None:
+    """Fail fast when an explicitly configured endpoint does not accept connections.
+
+    adlfs (and botocore) retry for minutes against a closed port; one TCP
+    connect tells the operator at once.
+    """
+    endpoint = _endpoint(options)
+    if not endpoint:
+        return
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ArchiveTargetError(
+            f"archive target {url!r}: endpoint {endpoint} is unreachable ({exc})"
+        ) from exc
+
+
+class ArchiveTarget:
+    """A folder of an fsspec file system, named by a URL."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.protocol = check_backend(url)
+        if storage_options is None:
+            from .config import storage_options_for
+
+            storage_options = storage_options_for(url)
+        self.options = dict(storage_options)
+        self._fs: Any = None
+        self.root = ""
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs, self.root = self._open()
+        return self._fs
+
+    def _open(self) -> tuple[Any, str]:
+        import fsspec
+
+        _prepare_environment(self.protocol)
+        probe_endpoint(self.url, self.options)
+        options = dict(self.options)
+        if self.protocol == "file":
+            options.setdefault("auto_mkdir", True)
+        key = (os.getpid(), self.url, repr(sorted(options.items())))
+        try:
+            with _cache_lock:
+                if key not in _cache:
+                    _cache[key] = fsspec.core.url_to_fs(self.url, **options)
+                fs, root = _cache[key]
+        except (ImportError, ConfigurationError):
+            raise
+        except Exception as exc:
+            raise ArchiveTargetError(f"cannot open archive target {self.url!r}: {exc}") from exc
+        return fs, str(root).rstrip("/")
+
+    def path(self, relative: str) -> str:
+        _ = self.fs
+        relative = relative.strip("/")
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def url_of(self, relative: str) -> str:
+        relative = relative.strip("/")
+        return f"{self.url}/{relative}" if relative else self.url
+
+    def _call(self, what: str, relative: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except FileNotFoundError:
+            raise
+        except (ArchiveIntegrityError, ArchiveTargetError, ConfigurationError):
+            raise
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArchiveTargetError(
+                f"archive target {self.url!r}: cannot {what} {relative!r}: {detail}"
+            ) from exc
+
+    def read(self, relative: str) -> bytes:
+        path = self.path(relative)
+        data = self._call("read", relative, self.fs.cat_file, path)
+        return bytes(data)
+
+    def exists(self, relative: str) -> bool:
+        return bool(self._call("check", relative, self.fs.exists, self.path(relative)))
+
+    def size(self, relative: str) -> int | None:
+        try:
+            info = self._call("inspect", relative, self.fs.info, self.path(relative))
+        except FileNotFoundError:
+            return None
+        return int(info.get("size") or 0)
+
+    def find(self, relative: str, suffix: str) -> list[str]:
+        """Relative paths under ``relative`` whose names end with ``suffix``, sorted."""
+        base = self.path(relative)
+        try:
+            found = self._call("list", relative, self.fs.find, base)
+        except FileNotFoundError:
+            return []
+        root = self.path("")
+        out = []
+        for p in found:
+            p = str(p)
+            if p.endswith(suffix) and ".tmp-" not in p:
+                out.append(p[len(root):].lstrip("/") if p.startswith(root) else p)
+        return sorted(out)
+
+    def remove(self, relative: str) -> None:
+        try:
+            self._call("delete", relative, self.fs.rm_file, self.path(relative))
+        except FileNotFoundError:
+            pass
+
+    def write_verified(self, relative: str, data: bytes) -> str:
+        """Write ``data`` under a temporary name, read it back, check it, publish it.
+
+        Returns the SHA-256. Raises ArchiveIntegrityError when the read-back
+        differs (nothing is published) and ArchiveTargetError when the target
+        fails; a leftover temporary object is removed on a best-effort basis.
+        """
+        expected = sha256(data)
+        tmp = f"{relative}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            self._call("write", tmp, self.fs.pipe_file, self.path(tmp), data)
+            back = self.read(tmp)
+            if sha256(back) != expected:
+                raise ArchiveIntegrityError(
+                    f"archive target {self.url!r}: {relative!r} read back {len(back)} bytes with "
+                    f"SHA-256 {sha256(back)[:16]}…, expected {len(data)} bytes {expected[:16]}…"
+                )
+            self._call("publish", relative, self.fs.mv, self.path(tmp), self.path(relative))
+        except BaseException:
+            try:
+                self.remove(tmp)
+            except Exception:  # the target may be down: the leftover is harmless
+                pass
+            raise
+        published = self.size(relative)
+        if published != len(data):
+            raise ArchiveIntegrityError(
+                f"archive target {self.url!r}: {relative!r} has {published} bytes after "
+                f"publishing, expected {len(data)}"
+            )
+        return expected

@@ -1,0 +1,151 @@
+-- Named queries of evstore.core.archive, loaded by evstore.core.archive.sql.
+-- {schema} is the quoted schema; {predicate} a fixed fragment chosen by the
+-- strategy (never user text); %(name)s are psycopg parameters.
+
+-- name: lock_policy
+SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0));
+
+-- name: unfinished_run
+SELECT run_id FROM {schema}.archive_runs
+ WHERE policy = %(policy)s AND status IN ('planned', 'exported')
+ ORDER BY created_at LIMIT 1;
+
+-- name: horizon
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
+
+-- name: preview
+SELECT count(*),
+       count(DISTINCT e.stream_id),
+       coalesce(sum(pg_column_size(e.*)), 0),
+       min(e.created_at),
+       max(e.created_at),
+       coalesce(sum(e.original_size), 0)
+  FROM {schema}.events e {join}
+ WHERE {predicate};
+
+-- name: plan_table
+CREATE TEMP TABLE archive_plan (
+    event_id uuid, created_at timestamptz, transaction_id xid8, global_position bigint,
+    segment_no integer
+) ON COMMIT DROP;
+
+-- name: plan_selection
+INSERT INTO archive_plan
+SELECT e.event_id, e.created_at, e.transaction_id, e.global_position,
+       ((row_number() OVER (ORDER BY e.transaction_id, e.global_position) - 1)
+         / %(segment_size)s)::integer + 1 AS segment_no
+  FROM {schema}.events e {join}
+ WHERE {predicate}
+   AND e.transaction_id < %(horizon)s::xid8;
+
+-- name: insert_run
+INSERT INTO {schema}.archive_runs
+       (run_id, policy, strategy, target_url, policy_spec, horizon, cutoff, partitions, job_id)
+VALUES (%(run_id)s, %(policy)s, %(strategy)s, %(target_url)s, %(policy_spec)s,
+        %(horizon)s::xid8, %(cutoff)s, %(partitions)s, %(job_id)s);
+
+-- name: insert_segments
+INSERT INTO {schema}.archive_segments
+       (run_id, segment_no, event_count, min_created_at, max_created_at)
+SELECT %(run_id)s, segment_no, count(*), min(created_at), max(created_at)
+  FROM archive_plan GROUP BY segment_no;
+
+-- name: insert_items
+INSERT INTO {schema}.archive_items (run_id, segment_no, event_id, created_at)
+SELECT %(run_id)s, segment_no, event_id, created_at FROM archive_plan;
+
+-- name: count_run
+UPDATE {schema}.archive_runs r
+   SET event_count = coalesce((SELECT sum(event_count) FROM {schema}.archive_segments s
+                                WHERE s.run_id = r.run_id), 0),
+       segment_count = (SELECT count(*) FROM {schema}.archive_segments s
+                         WHERE s.run_id = r.run_id)
+ WHERE run_id = %(run_id)s
+RETURNING event_count, segment_count;
+
+-- name: run
+SELECT run_id, policy, strategy, target_url, policy_spec, horizon::text, cutoff, partitions,
+       event_count, segment_count, status, deleted_events, dropped_partitions, manifest_url,
+       job_id, last_error, created_at, finished_at
+  FROM {schema}.archive_runs WHERE run_id = %(run_id)s;
+
+-- name: runs
+SELECT run_id, policy, strategy, target_url, policy_spec, horizon::text, cutoff, partitions,
+       event_count, segment_count, status, deleted_events, dropped_partitions, manifest_url,
+       job_id, last_error, created_at, finished_at
+  FROM {schema}.archive_runs
+ WHERE (%(policy)s::text IS NULL OR policy = %(policy)s)
+ ORDER BY created_at DESC LIMIT %(limit)s;
+
+-- name: segments
+SELECT segment_no, event_count, status, data_path, manifest_path, sha256, raw_bytes,
+       stored_bytes, first_position, last_position, min_created_at, max_created_at,
+       attempts, last_error, verified_at
+  FROM {schema}.archive_segments WHERE run_id = %(run_id)s ORDER BY segment_no;
+
+-- name: segment_rows
+SELECT {columns}
+  FROM {schema}.archive_items i
+  JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
+ WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
+ ORDER BY e.transaction_id, e.global_position;
+
+-- name: segment_verified
+UPDATE {schema}.archive_segments
+   SET status = 'verified', data_path = %(data_path)s, manifest_path = %(manifest_path)s,
+       sha256 = %(sha256)s, raw_bytes = %(raw_bytes)s, stored_bytes = %(stored_bytes)s,
+       first_position = %(first_position)s, last_position = %(last_position)s,
+       attempts = attempts + 1, last_error = NULL, verified_at = now()
+ WHERE run_id = %(run_id)s AND segment_no = %(segment_no)s AND status = 'pending';
+
+-- name: segment_failed
+UPDATE {schema}.archive_segments
+   SET attempts = attempts + 1, last_error = %(error)s
+ WHERE run_id = %(run_id)s AND segment_no = %(segment_no)s;
+
+-- name: segment_reset
+UPDATE {schema}.archive_segments
+   SET status = 'pending', last_error = %(error)s, verified_at = NULL
+ WHERE run_id = %(run_id)s AND segment_no = %(segment_no)s AND status = 'verified';
+
+-- name: delete_segment_events
+WITH gone AS (
+    DELETE FROM {schema}.events e
+     USING {schema}.archive_items i
+     WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
+       AND e.event_id = i.event_id AND e.created_at = i.created_at
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- name: segment_deleted
+UPDATE {schema}.archive_segments SET status = 'deleted'
+ WHERE run_id = %(run_id)s AND segment_no = %(segment_no)s AND status = 'verified';
+
+-- name: run_status
+UPDATE {schema}.archive_runs
+   SET status = %(status)s, last_error = %(error)s
+ WHERE run_id = %(run_id)s;
+
+-- name: run_completed
+UPDATE {schema}.archive_runs
+   SET status = 'completed', dropped_partitions = %(dropped)s,
+       manifest_url = %(manifest_url)s, last_error = %(error)s, finished_at = now()
+ WHERE run_id = %(run_id)s;
+
+-- name: run_add_deleted
+UPDATE {schema}.archive_runs SET deleted_events = deleted_events + %(deleted)s
+ WHERE run_id = %(run_id)s;
+
+-- name: drop_items
+DELETE FROM {schema}.archive_items WHERE run_id = %(run_id)s;
+
+-- name: uncovered_rows
+-- Rows of a partition that the run did not archive (late arrivals, restores).
+SELECT count(*) FROM {partition} p
+ WHERE NOT EXISTS (SELECT 1 FROM {schema}.archive_items i
+                    WHERE i.run_id = %(run_id)s
+                      AND i.event_id = p.event_id AND i.created_at = p.created_at);
+
+-- name: partition_rows
+SELECT count(*) FROM {partition};
