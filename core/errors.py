@@ -101,3 +101,48 @@ class ArchiveTargetError(ArchiveError):
 
 class ArchiveIntegrityError(ArchiveError):
     """An archive file does not match its recorded SHA-256, count or event checksums."""
+
+class ConsumerNotFoundError(EventStoreError, LookupError):
+    """No checkpoint is saved under that name and consumer group."""
+
+    def __init__(self, name: str, group: str) -> None:
+        self.name = name
+        self.group = group
+        where = f" in group {group!r}" if group else ""
+        super().__init__(f"no consumer checkpoint named {name!r}{where}")
+
+
+class ConsumerBusyError(EventStoreError):
+    """A consumer's partitions are leased by live members, so its checkpoint may not move."""
+
+    def __init__(self, name: str, group: str, members: list[str]) -> None:
+        self.name = name
+        self.group = group
+        self.members = members
+        where = f" (group {group!r})" if group else ""
+        super().__init__(
+            f"consumer {name!r}{where} is running in {', '.join(members)}: stop it first "
+            "(or pass --force)"
+        )
+
+
+class HandlerError(EventStoreError):
+    """A stream reader's handler raised; the checkpoint stays before the failed batch."""
+
+    def __init__(self, event_id: object, global_position: int | None, cause: BaseException) -> None:
+        self.event_id = event_id
+        self.global_position = global_position
+        super().__init__(
+            f"handler failed on event {event_id} (global position {global_position}): "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+
+class AggregateNotFoundError(EventStoreError, LookupError):
+    """An aggregate has no events (and no snapshot)."""
+
+    def __init__(self, aggregate_type: str, aggregate_id: str) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        super().__init__(f"aggregate {aggregate_type}/{aggregate_id} has no events")
+

@@ -1,0 +1,377 @@
+"""EventStreamReader: the global order, checkpointed, shared by a consumer group.
+
+One loop per member reads pages of ``read_all`` (the store's safe global
+order) from its position, keeps the events of the partitions it owns, and
+submits them to a :class:`~evstore.core.dispatch.Dispatcher` (bounded, per-
+stream ordered handler threads). When a batch and every batch before it were
+handled, the page's checkpoint is saved for the owned partitions. A heartbeat
+thread renews the member's leases; when the group's membership changes the
+loop drains what is in flight, saves, then releases and claims partitions.
+At the head, live modes wait for a notification (LISTEN/NOTIFY) or the poll
+interval. See ``docs/reader.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+
+from .checkpoints import CheckpointStore
+from .dispatch import Dispatcher, Handler
+from .errors import ConsumerBusyError, HandlerError, StoreUnavailableError
+from .groups import Membership
+from .notify import Listener
+from .persistence import START, Position
+from .postgres import PostgreSQLEventStore
+from .streams import ReaderMetrics, StreamConfig, StreamReadMode, partition_of
+
+log = logging.getLogger(__name__)
+_SLICE = 0.1  # longest the loop sleeps without looking at its flags
+_EMPTY_SAVE_EVERY = 1.0  # seconds between saves that only move past unwanted events
+_MIN_BACKOFF = 0.01  # first wait when committed events are held back by an older transaction
+
+
+@dataclass
+class _Batch:
+    id: int
+    checkpoint: Position
+    counts: dict[int, int]
+
+
+class EventStreamReader:
+    """Read the global order with a saved checkpoint, alone or in a consumer group.
+
+    ``run(handler)`` blocks (until the end in BATCH and REPLAY modes, until
+    :meth:`stop` in live modes); ``start(handler)`` runs it in a thread. The
+    handler is called once per event, in per-stream order, from a handler
+    thread; when it raises, the reader stops and ``run`` raises
+    :class:`HandlerError` with the checkpoint left before the failed batch.
+    """
+
+    def __init__(self, store: PostgreSQLEventStore, config: StreamConfig) -> None:
+        self.store = store
+        self.config = config
+        self.checkpoints = CheckpointStore(store)
+        self.member_id = config.member_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self._stop = threading.Event()
+        self._rebalance = threading.Event()
+        self._membership: Membership | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.reads = 0
+        self.batches = 0
+        self.position: Position | None = None
+        self.saved: Position | None = None
+        self._lag: tuple[int | None, float | None, float] = (None, None, 0.0)
+        self.running = threading.Event()
+        # loop state
+        self._floors: dict[int, Position] = {}
+        self._start_head: Position | None = None
+        self._pending: deque[_Batch] = deque()
+        self._done: set[int] = set()
+        self._to_save: tuple[Position, dict[int, int]] | None = None
+        self._target: set[int] | None = None
+        self._next_id = 0
+        self._backoff = _MIN_BACKOFF
+        self._last_save = 0.0
+
+    # -- public API -------------------------------------------------------------
+
+    def start(self, handler: Handler) -> threading.Thread:
+        def target() -> None:
+            try:
+                self.run(handler)
+            except BaseException as exc:  # surfaced by join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=target, name=f"evstore-reader-{self.member_id}",
+                                        daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self) -> None:
+        """Ask the reader to finish what is in flight, save, release its partitions, return."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a reader started with :meth:`start`; re-raise its error."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"reader {self.member_id} still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> EventStreamReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.join()
+
+    @property
+    def owned_partitions(self) -> tuple[int, ...]:
+        if self._membership is None:
+            return (0,) if self.config.mode is StreamReadMode.REPLAY else ()
+        return tuple(sorted(self._membership.snapshot()))
+
+    def metrics(self) -> ReaderMetrics:
+        d = self._dispatcher
+        lag_events, lag_seconds, measured = self._lag
+        cfg = self.config
+        if cfg.mode is not StreamReadMode.REPLAY and (
+            time.monotonic() - measured >= cfg.lag_interval or lag_events is None
+        ):
+            try:
+                lag_events, lag_seconds = self.checkpoints.lag(cfg.checkpoint_name,
+                                                              cfg.consumer_group)
+                self._lag = (lag_events, lag_seconds, time.monotonic())
+            except Exception as exc:  # metrics must not break the reader
+                log.debug("lag not measured: %s", exc)
+        return ReaderMetrics(
+            processed=d.processed if d else 0, rate=d.rate() if d else 0.0,
+            lag_events=lag_events, lag_seconds=lag_seconds,
+            read_ahead=d.in_flight if d else 0, max_read_ahead=d.max_in_flight if d else 0,
+            batches=self.batches, reads=self.reads, checkpoint=self.saved,
+            partitions=self.owned_partitions,
+        )
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, handler: Handler) -> ReaderMetrics:
+        cfg = self.config
+        dispatcher = self._dispatcher = Dispatcher(
+            handler, cfg.concurrency, cfg.capacity, cfg.checkpoint_name)
+        listener = Listener(self.store) if cfg.mode.live else None
+        heartbeat: threading.Thread | None = None
+        try:
+            if cfg.mode is StreamReadMode.REPLAY:
+                self._loop(dispatcher, listener, None, START)
+            else:
+                membership = self._join()
+                heartbeat = threading.Thread(target=self._beat, args=(membership,),
+                                             name=f"evstore-heartbeat-{self.member_id}",
+                                             daemon=True)
+                heartbeat.start()
+                self._loop(dispatcher, listener, membership, None)
+        finally:
+            self._stop.set()
+            dispatcher.close()
+            if heartbeat is not None:
+                heartbeat.join()
+            if self._membership is not None:
+                try:
+                    self._membership.leave()
+                except Exception as exc:  # the leases lapse on their own
+                    log.warning("could not leave the group cleanly: %s", exc)
+            if listener is not None:
+                listener.close()
+            self.running.clear()
+        if dispatcher.error is not None:
+            failed = dispatcher.failed_event
+            raise HandlerError(
+                failed.event_id if failed else None,
+                failed.global_position if failed else None, dispatcher.error,
+            ) from dispatcher.error
+        return self.metrics()
+
+    def _join(self) -> Membership:
+        cfg = self.config
+        self.checkpoints.ensure(cfg.checkpoint_name, cfg.consumer_group, cfg.partition_count,
+                                cfg.event_types, cfg.aggregate_types)
+        membership = self._membership = Membership(
+            self.store, cfg.checkpoint_name, cfg.consumer_group, cfg.partition_count,
+            self.member_id, cfg.lease_ttl, cfg.mode.live)
+        membership.join()
+        deadline = time.monotonic() + cfg.lease_ttl + cfg.heartbeat_every
+        while True:
+            tick = membership.tick()
+            membership.rebalance(tick.target, None)
+            if membership.owned or cfg.consumer_group or self._stop.is_set():
+                return membership
+            if time.monotonic() > deadline:  # a reader without a group: one owner at a time
+                holders = [p.owner or "?" for p in self.checkpoints.partitions(
+                    cfg.checkpoint_name, cfg.consumer_group) if p.leased]
+                raise ConsumerBusyError(cfg.checkpoint_name, cfg.consumer_group, holders)
+            self._stop.wait(min(cfg.heartbeat_every, 0.5))
+
+    def _beat(self, membership: Membership) -> None:
+        every = self.config.heartbeat_every
+        while not self._stop.wait(every):
+            try:
+                membership.processed = self._dispatcher.processed if self._dispatcher else 0
+                tick = membership.tick()
+            except Exception as exc:
+                log.warning("heartbeat of %s failed: %s", self.member_id, exc)
+                continue
+            if tick.lost:
+                log.warning("member %s lost partitions %s", self.member_id, sorted(tick.lost))
+            self._target = tick.target
+            if tick.wants_change or tick.lost:
+                self._rebalance.set()
+
+    def _loop(
+        self, dispatcher: Dispatcher, listener: Listener | None,
+        membership: Membership | None, replay_from: Position | None,
+    ) -> None:
+        cfg = self.config
+        self._start_head = self.checkpoints.head() if cfg.mode is StreamReadMode.STREAMING else None
+        self._floors = self._owned_floors(membership, replay_from)
+        self.position = min(self._floors.values(), default=START)
+        self._last_save = time.monotonic()
+        self.running.set()
+        while not self._stop.is_set():
+            try:
+                if not self._step(dispatcher, listener, membership):
+                    break
+            except StoreUnavailableError as exc:
+                log.warning("reader %s: %s; retrying in %.1f s", self.member_id, exc,
+                            cfg.poll_interval)
+                self._stop.wait(cfg.poll_interval)
+        dispatcher.wait_idle()
+        self._commit(dispatcher, membership, force=True)
+
+    def _step(
+        self, dispatcher: Dispatcher, listener: Listener | None, membership: Membership | None
+    ) -> bool:
+        """One turn of the loop; False when the reader is done."""
+        cfg = self.config
+        self._commit(dispatcher, membership)
+        if dispatcher.error is not None:
+            return False
+        if membership is not None and (self._rebalance.is_set() or membership.expired()):
+            self._change_owners(dispatcher, membership)
+            return True
+        if not self._floors:  # nothing to do until the group gives us partitions
+            if not cfg.mode.live:
+                return False
+            self._rebalance.wait(_SLICE)
+            return True
+        if not dispatcher.wait_capacity(cfg.batch_size, _SLICE):
+            return True
+        assert self.position is not None
+        page = self.store.read_all(after=self.position, limit=cfg.batch_size,
+                                   event_types=cfg.event_types,
+                                   aggregate_types=cfg.aggregate_types)
+        self.reads += 1
+        counts = dict.fromkeys(self._floors, 0)
+        wanted = []
+        n = cfg.partition_count
+        for event in page.events:
+            p = partition_of(event.stream_id or "", n)
+            floor = self._floors.get(p)
+            if floor is not None and event.position > floor:
+                wanted.append(event)
+                counts[p] += 1
+        batch = _Batch(self._next_id, page.checkpoint, counts)
+        self._next_id += 1
+        self._pending.append(batch)
+        dispatcher.submit(batch.id, wanted)
+        self.batches += 1 if wanted else 0
+        self.position = page.checkpoint
+        if page.events:
+            self._backoff = _MIN_BACKOFF
+        if not page.at_end:
+            return True
+        if not cfg.mode.live:
+            return False
+        if self.checkpoints.committed_after(self.position):
+            # An older transaction still runs, or an append just committed:
+            # look again soon even if no notification comes.
+            self._pause(dispatcher, membership, self._backoff, listener)
+            self._backoff = min(self._backoff * 2, cfg.poll_interval)
+        else:
+            self._backoff = _MIN_BACKOFF
+            self._pause(dispatcher, membership, cfg.poll_interval, listener)
+        return True
+
+    def _owned_floors(
+        self, membership: Membership | None, replay_from: Position | None
+    ) -> dict[int, Position]:
+        """For each partition handled here: the position its events are handled up to."""
+        if membership is None:
+            return dict.fromkeys(range(self.config.partition_count), replay_from or START)
+        owned = membership.snapshot()
+        if self._start_head is not None:
+            owned = {p: max(pos, self._start_head) for p, pos in owned.items()}
+        return owned
+
+    def _pause(
+        self, dispatcher: Dispatcher, membership: Membership | None, seconds: float,
+        listener: Listener | None,
+    ) -> None:
+        """Wait for new events, saving handled batches and watching the flags meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and not self._rebalance.is_set():
+            self._commit(dispatcher, membership)
+            left = deadline - time.monotonic()
+            if left <= 0 or dispatcher.error is not None:
+                return
+            if listener is not None:
+                if listener.wait(min(left, _SLICE)):
+                    return
+            else:
+                self._stop.wait(min(left, _SLICE))
+
+    def _change_owners(self, dispatcher: Dispatcher, membership: Membership) -> None:
+        """Drain, save, then release and claim partitions; read on from the lowest floor."""
+        self._rebalance.clear()
+        dispatcher.wait_idle()
+        self._commit(dispatcher, membership, force=True)
+        if dispatcher.error is not None:
+            return
+        target = self._target if self._target is not None else set(membership.snapshot())
+        if membership.expired():
+            # Our leases may have lapsed: stop using them, then claim them back
+            # (the fenced claim fails if another member took them meanwhile).
+            lost = set(membership.snapshot())
+            if lost:
+                log.warning("member %s: leases may have lapsed, pausing %s", self.member_id,
+                            sorted(lost))
+            membership.drop_lost(lost)
+            self._stop.wait(_SLICE)
+        membership.rebalance(target, self.position)
+        self._floors = self._owned_floors(membership, None)
+        if self._floors:
+            self.position = min(self._floors.values())
+
+    def _commit(
+        self, dispatcher: Dispatcher, membership: Membership | None, force: bool = False
+    ) -> None:
+        """Save the checkpoint of the batches handled so far, in order."""
+        self._done |= dispatcher.take_done()
+        while self._pending and self._pending[0].id in self._done:
+            batch = self._pending.popleft()
+            self._done.discard(batch.id)
+            counts = dict(self._to_save[1]) if self._to_save else {}
+            for p, n in batch.counts.items():
+                counts[p] = counts.get(p, 0) + n
+            self._to_save = (batch.checkpoint, counts)
+        if membership is None or self._to_save is None:
+            return
+        checkpoint, counts = self._to_save
+        if not (any(counts.values()) or force
+                or time.monotonic() - self._last_save >= _EMPTY_SAVE_EVERY):
+            return
+        cfg = self.config
+        owned = set(membership.snapshot())
+        counts = {p: n for p, n in counts.items() if p in owned}
+        saved = self.checkpoints.save(cfg.checkpoint_name, cfg.consumer_group, self.member_id,
+                                      checkpoint, counts)
+        lost = set(counts) - saved
+        if lost:
+            log.warning("member %s no longer owns partitions %s", self.member_id, sorted(lost))
+            membership.drop_lost(lost)
+            self._rebalance.set()
+        self._to_save = None
+        self.saved = checkpoint
+        self._last_save = time.monotonic()
