@@ -102,6 +102,7 @@ class ArchiveTargetError(ArchiveError):
 class ArchiveIntegrityError(ArchiveError):
     """An archive file does not match its recorded SHA-256, count or event checksums."""
 
+
 class ConsumerNotFoundError(EventStoreError, LookupError):
     """No checkpoint is saved under that name and consumer group."""
 
@@ -146,3 +147,22 @@ class AggregateNotFoundError(EventStoreError, LookupError):
         self.aggregate_id = aggregate_id
         super().__init__(f"aggregate {aggregate_type}/{aggregate_id} has no events")
 
+
+class JobError(EventStoreError):
+    """A background job could not be started, found or changed."""
+
+
+class JobNotFoundError(JobError, ValueError):
+    """No job has this id."""
+
+    def __init__(self, job_id: object) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id} (see 'evstore jobs list')")
+
+
+class InvalidJobError(JobError, ValueError):
+    """A job's parameters are refused (unknown handler, empty or inverted range); nothing was created."""
+
+
+class BrokerUnavailableError(StoreUnavailableError):
+    """The message broker (Redis) cannot be reached; no job was left half-created."""

@@ -1,0 +1,194 @@
+"""The job engine: start a job, run one of its batches, cancel, requeue, watch.
+
+Producers (the command line, a service, a scheduler firing) call
+:meth:`JobEngine.start`: the kind plans the job, the job and its batches are
+inserted, and one Dramatiq message per batch is sent while the batch rows are
+locked. Workers call :meth:`JobEngine.run_batch` for each message (see
+:mod:`evstore.core.batch_runs` for why a batch runs at most once).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from evstore.core.batch_runs import BatchRun, BatchSuperseded, sweep_orphans
+from evstore.core.errors import (
+    BrokerUnavailableError,
+    ConfigurationError,
+    JobError,
+)
+from evstore.core.jobs import Job, JobDetail, JobRepository
+
+from .kinds import KIND_MODULE_PARAM, BatchContext, JobKind, get_job_kind
+from .settings import JobSettings, load_job_settings
+
+ACTOR_NAME = "evstore_run_batch"
+TRACEBACK_LIMIT = 4000
+
+log = structlog.get_logger("evstore.jobs")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def traceback_summary(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=12))
+    return text[-TRACEBACK_LIMIT:]
+
+
+def error_text(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class JobEngine:
+    def __init__(self, store: Any, broker: Any = None, settings: JobSettings | None = None) -> None:
+        self.store = store
+        self.broker = broker
+        self.settings = settings or load_job_settings()
+        self.repo = JobRepository(store)
+
+    # -- producers ----------------------------------------------------------
+
+    def start(self, kind: str | JobKind, params: dict[str, Any], created_by: str | None = None) -> int:
+        """Plan and enqueue a job; its id. Nothing is left behind if this raises."""
+        job_kind = kind if isinstance(kind, JobKind) else get_job_kind(kind)
+        self._check_broker()
+        plan = job_kind.plan(self.store, dict(params))
+        stored = {**plan.params, KIND_MODULE_PARAM: type(job_kind).__module__}
+        job_id = self.repo.create(job_kind.name, stored, plan.batches, created_by)
+        try:
+            self.repo.queue(job_id, ["pending"], self._send)
+        except BaseException:
+            # The rows were locked while sending: no worker ran anything.
+            self.repo.delete(job_id)
+            raise
+        log.info("job.started", job_id=job_id, kind=job_kind.name, batches=len(plan.batches),
+                 items=sum(b.items for b in plan.batches))
+        return job_id
+
+    def cancel(self, job_id: int) -> list[int]:
+        """Batches not started are cancelled; running ones finish. The cancelled numbers."""
+        numbers = self.repo.cancel(job_id)
+        log.info("job.cancelled", job_id=job_id, batches=len(numbers))
+        return numbers
+
+    def requeue(self, job_id: int, number: int | None = None, *, include_cancelled: bool = False,
+                stale: bool = False) -> list[int]:
+        """Send failed batches (or batch ``number``) again; the numbers sent."""
+        self._check_broker()
+        numbers = self.repo.requeue(job_id, self._send, number=number,
+                                    include_cancelled=include_cancelled, stale=stale)
+        log.info("job.requeued", job_id=job_id, batches=numbers)
+        return numbers
+
+    def get(self, job_id: int) -> Job:
+        return self.repo.get(job_id)
+
+    def detail(self, job_id: int) -> JobDetail:
+        return self.repo.detail(job_id)
+
+    def list_jobs(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
+        return self.repo.list_jobs(status=status, kind=kind, limit=limit)
+
+    def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.25,
+             on_progress: Callable[[Job], None] | None = None) -> Job:
+        """Block until the job has finished (succeeded, failed or cancelled); the job."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.repo.get(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job.finished:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobError(f"job {job_id} did not finish within {timeout:g} s "
+                               f"(status {job.status}, {job.items_done}/{job.items_total} done)")
+            time.sleep(poll)
+
+    def sweep(self) -> list[tuple[int, int]]:
+        """Send again the batches whose worker died while running them."""
+        found = sweep_orphans(self.repo, self._send)
+        if found:
+            log.warning("jobs.orphans_requeued", batches=[f"{j}:{n}" for j, n in found])
+        return found
+
+    def _check_broker(self) -> None:
+        if self.broker is None:
+            raise ConfigurationError("this job engine has no broker: pass one to send messages")
+        from .broker import ping
+
+        ping(self.broker)
+
+    def _send(self, job_id: int, numbers: list[int]) -> None:
+        from dramatiq import Message
+
+        try:
+            for number in numbers:
+                self.broker.enqueue(Message(
+                    queue_name=self.settings.queue, actor_name=ACTOR_NAME,
+                    args=(job_id, number), kwargs={}, options={},
+                ))
+        except Exception as exc:
+            if type(exc).__module__.startswith(("redis", "dramatiq")) or isinstance(exc, OSError):
+                raise BrokerUnavailableError(
+                    f"could not send job {job_id}'s batches to Redis: {exc}") from exc
+            raise
+
+    # -- workers ------------------------------------------------------------
+
+    def run_batch(self, job_id: int, number: int, worker: str | None = None) -> str:
+        """Run one delivery of a batch's message; what happened ('succeeded', 'skipped')."""
+        worker = worker or worker_name()
+        with BatchRun.claim(self.repo, job_id, number, worker) as run:
+            if run is None:
+                log.info("batch.skipped", reason="another worker is running it")
+                return "skipped"
+            started = run.start()
+            if started is None:
+                log.info("batch.skipped", reason=run.skip_reason)
+                return "skipped"
+            structlog.contextvars.bind_contextvars(attempt=started.attempt, kind=started.kind)
+            began = time.perf_counter()
+            try:
+                kind = get_job_kind(started.kind, started.job_params.get(KIND_MODULE_PARAM))
+                with run.transaction() as conn:
+                    ctx = BatchContext(
+                        store=self.store, connection=conn, job_id=job_id, number=number,
+                        attempt=started.attempt, kind=started.kind, job_params=started.job_params,
+                        params=started.params, label=started.label,
+                        items_total=started.items_total, worker=worker, log=log,
+                    )
+                    outcome = kind.run(ctx)
+                    status = run.complete(outcome.items_done, outcome.details)
+                    if status == "succeeded":
+                        kind.on_job_succeeded(ctx)
+            except BatchSuperseded as exc:
+                log.warning("batch.superseded", detail=str(exc))
+                return "skipped"
+            except BaseException as exc:
+                self._attempt_failed(run, exc)
+                raise
+        log.info("batch.succeeded", items=outcome.items_done,
+                 seconds=round(time.perf_counter() - began, 3), job_status=status)
+        return "succeeded"
+
+    @staticmethod
+    def _attempt_failed(run: BatchRun, exc: BaseException) -> None:
+        item = getattr(exc, "item", None)
+        try:
+            exc.evstore_attempt = run.started.attempt if run.started else None  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        log.warning("batch.attempt_failed", error=error_text(exc), item=item)
+        try:
+            run.attempt_failed(error_text(exc), item, traceback_summary(exc))
+        except Exception as record_exc:  # the database may be what failed
+            log.error("batch.error_not_recorded", error=error_text(record_exc))

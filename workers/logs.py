@@ -1,0 +1,41 @@
+"""structlog for worker processes: JSON lines when not on a terminal, with the bound context.
+
+Every line of a batch carries job_id, batch and attempt (bound by
+:class:`~evstore.workers.middleware.JobLogContext` and the engine).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Configure structlog once per process (EVSTORE_LOG_LEVEL, default INFO)."""
+    global _configured
+    if _configured:
+        return
+    name = (level or os.environ.get("EVSTORE_LOG_LEVEL") or "INFO").upper()
+    numeric = logging.getLevelName(name)
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    renderer = (structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty()
+                else structlog.processors.JSONRenderer())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    _configured = True

@@ -1,0 +1,100 @@
+"""Dramatiq middleware of the job engine: log context, exhausted retries, the orphan sweep."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+from dramatiq.middleware import Middleware
+
+from .engine import ACTOR_NAME, error_text, traceback_summary
+
+log = structlog.get_logger("evstore.jobs")
+
+
+def _is_batch(message: Any) -> bool:
+    return bool(message.actor_name == ACTOR_NAME and len(message.args) == 2)
+
+
+class JobLogContext(Middleware):
+    """Binds job_id and batch (the engine adds attempt) to every log line of a batch.
+
+    Put it first: its ``after_*`` hooks then run last and clear the context.
+    """
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        structlog.contextvars.clear_contextvars()
+        if _is_batch(message):
+            job_id, number = message.args
+            structlog.contextvars.bind_contextvars(
+                job_id=job_id, batch=number, message_id=message.message_id,
+                delivery=message.options.get("retries", 0) + 1,
+            )
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        structlog.contextvars.clear_contextvars()
+
+    def after_skip_message(self, broker: Any, message: Any) -> None:
+        structlog.contextvars.clear_contextvars()
+
+
+class BatchFailures(Middleware):
+    """When Dramatiq gives up on a batch's message, the batch row becomes 'failed'.
+
+    Must sit *before* Retries in the middleware list: ``after_process_message``
+    hooks run in reverse order, so this one runs after Retries has decided
+    (``message.failed``). Nothing relies on Dramatiq's dead-letter set.
+    """
+
+    def __init__(self, engine_factory: Any) -> None:
+        self.engine_factory = engine_factory
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        if exception is None or not _is_batch(message) or not message.failed:
+            return
+        from evstore.core.batch_runs import mark_failed
+
+        job_id, number = message.args
+        try:
+            engine = self.engine_factory()
+            marked = mark_failed(
+                engine.repo, job_id, number, getattr(exception, "evstore_attempt", None),
+                error=error_text(exception), item=getattr(exception, "item", None),
+                traceback=traceback_summary(exception),
+            )
+        except Exception as exc:
+            log.error("batch.failure_not_recorded", error=error_text(exc))
+            return
+        if marked:
+            log.error("batch.failed", error=error_text(exception),
+                      item=getattr(exception, "item", None))
+
+
+class OrphanSweeper(Middleware):
+    """A thread in each worker process that requeues batches whose worker died mid-run."""
+
+    def __init__(self, engine_factory: Any, interval: float) -> None:
+        self.engine_factory = engine_factory
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        if self.interval <= 0:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="evstore-orphan-sweeper", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.engine_factory().sweep()
+            except Exception as exc:
+                log.warning("jobs.sweep_failed", error=error_text(exc))

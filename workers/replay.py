@@ -1,0 +1,213 @@
+"""Replay: deliver a range of stored events to named handlers, in batches, on the workers.
+
+Ordering (see docs/jobs.md): within a batch, events are delivered in the
+global order; a batch holds every selected event of each of its streams, so
+each stream's events arrive in stream order whatever the parallelism. Batches
+run in parallel; there is no order between events of different batches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from evstore.core.errors import InvalidJobError
+from evstore.core.jobs import BatchPlan, Job
+from evstore.core.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
+
+from .engine import JobEngine
+from .handlers import ALL_TYPES, HandlerContext, register_event_handler, resolve_handlers
+from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
+
+KIND = "replay"
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """What to replay and how. Positions are inclusive; timestamps are [from, to)."""
+
+    from_timestamp: datetime | None = None
+    to_timestamp: datetime | None = None
+    from_position: int | None = None
+    to_position: int | None = None
+    aggregate_ids: Sequence[str] | None = None
+    aggregate_types: Sequence[str] | None = None
+    event_types: Sequence[str] | None = None
+    batch_size: int | None = None  # events per batch; default EVENT_STORE_BATCH_SIZE
+    handler_names: Sequence[str] | None = None  # default: every registered handler
+    stop_on_error: bool = False  # a failed batch cancels the batches not started yet
+
+    def selection(self) -> ReplaySelection:
+        def names(value: Sequence[str] | None) -> tuple[str, ...] | None:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                raise InvalidJobError(f"expected a list of names, got the string {value!r}")
+            return tuple(value)
+
+        return ReplaySelection(
+            from_position=self.from_position, to_position=self.to_position,
+            from_time=self.from_timestamp, to_time=self.to_timestamp,
+            aggregate_ids=names(self.aggregate_ids), aggregate_types=names(self.aggregate_types),
+            event_types=names(self.event_types),
+        )
+
+
+@dataclass(frozen=True)
+class ReplayError:
+    batch: int
+    event_id: str | None
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    job_id: int
+    status: str
+    total_events: int
+    successful_events: int
+    failed_events: int
+    duration: float  # seconds from the first batch's start to the job's end (or now)
+    handler_counts: dict[str, int] = field(default_factory=dict)
+    errors: list[ReplayError] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.successful_events / self.duration if self.duration > 0 else 0.0
+
+
+class ReplayJobKind(JobKind):
+    name = KIND
+
+    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+        handlers = resolve_handlers(params.get("handlers"), params.get("handler_modules", ()))
+        selection = ReplaySelection.from_params(params)
+        if selection.event_types is not None:
+            store.check_event_types(list(selection.event_types))
+        selection = _narrow_to_handlers(selection, handlers)
+        batch_size = int(params.get("batch_size") or store.settings.batch_size)
+        horizon, spans = plan_streams(store, selection)
+        if not spans:
+            raise InvalidJobError(f"empty range: no stored event matches ({selection.describe()})")
+        batches = []
+        for group in pack_streams(spans, batch_size):
+            lo = min(s.first_position for s in group)
+            hi = max(s.last_position for s in group)
+            events = sum(s.events for s in group)
+            label = f"{len(group)} stream{'s' if len(group) > 1 else ''}, positions {lo}-{hi}"
+            batches.append(BatchPlan({"streams": [s.stream_id for s in group]}, events, label))
+        return Plan({
+            **selection.to_params(), "horizon": str(horizon), "batch_size": batch_size,
+            "handlers": [h.name for h in handlers],
+            "handler_modules": sorted({h.module for h in handlers}),
+            "stop_on_error": bool(params.get("stop_on_error")),
+        }, batches)
+
+    def run(self, ctx: BatchContext) -> BatchOutcome:
+        p = ctx.job_params
+        handlers = resolve_handlers(p["handlers"], p.get("handler_modules", ()))
+        contexts = {h.name: HandlerContext(ctx.job_id, ctx.number, ctx.attempt, h.name,
+                                           ctx.connection, ctx.store) for h in handlers}
+        counts: Counter[str] = Counter()
+        done = 0
+        events = iter_batch_events(ctx.store, ctx.connection, ReplaySelection.from_params(p),
+                                   int(p["horizon"]), ctx.params["streams"])
+        for event in events:
+            for handler in handlers:
+                if not handler.accepts(event.event_type):
+                    continue
+                try:
+                    handler(event, contexts[handler.name])
+                except Exception as exc:
+                    raise BatchFailure(
+                        f"handler {handler.name!r} failed on event {event.event_id} "
+                        f"({event.event_type}, stream {event.stream_id} #{event.stream_position}): "
+                        f"{type(exc).__name__}: {exc}",
+                        item=str(event.event_id),
+                    ) from exc
+                counts[handler.name] += 1
+            done += 1
+        return BatchOutcome(done, {"handlers": dict(counts)})
+
+
+def _narrow_to_handlers(selection: ReplaySelection, handlers: list[Any]) -> ReplaySelection:
+    """Read only the event types some selected handler handles."""
+    if any(ALL_TYPES in h.event_types for h in handlers):
+        return selection
+    handled = set().union(*(h.event_types for h in handlers))
+    wanted = handled if selection.event_types is None else handled & set(selection.event_types)
+    if not wanted:
+        raise InvalidJobError(
+            f"none of the handlers ({', '.join(h.name for h in handlers)}) handles the selected "
+            f"event types ({', '.join(selection.event_types or ())})"
+        )
+    from dataclasses import replace
+
+    return replace(selection, event_types=tuple(sorted(wanted)))
+
+
+register_job_kind(ReplayJobKind())
+
+
+class EventReplayService:
+    """The spec's replay service: start replays on the workers, follow them, read their results."""
+
+    def __init__(self, store: Any, broker: Any = None, engine: JobEngine | None = None) -> None:
+        self.store = store
+        self.engine = engine or JobEngine(store, broker)
+
+    register_event_handler = staticmethod(register_event_handler)
+
+    def start(self, config: ReplayConfig, created_by: str | None = None) -> int:
+        """Plan and enqueue the replay; its job id (returns at once)."""
+        selection = config.selection()
+        params: dict[str, Any] = {
+            **selection.to_params(), "batch_size": config.batch_size,
+            "handlers": list(config.handler_names) if config.handler_names is not None else None,
+            "stop_on_error": config.stop_on_error,
+        }
+        handlers = resolve_handlers(params["handlers"])
+        local = [h.name for h in handlers if h.module == "__main__"]
+        if local:
+            raise InvalidJobError(
+                f"handler(s) {', '.join(local)} are defined in __main__, which worker processes "
+                "cannot import: move them to a module and name it in EVSTORE_HANDLER_MODULES"
+            )
+        return self.engine.start(KIND, params, created_by=created_by)
+
+    def replay_events(self, config: ReplayConfig, *, wait: bool = False, timeout: float | None = None,
+                      on_progress: Callable[[Job], None] | None = None) -> int | ReplayResult:
+        """Start a replay: its job id at once, or (``wait=True``) its result when it ends."""
+        job_id = self.start(config)
+        if not wait:
+            return job_id
+        return self.wait(job_id, timeout=timeout, on_progress=on_progress)
+
+    def wait(self, job_id: int, timeout: float | None = None,
+             on_progress: Callable[[Job], None] | None = None) -> ReplayResult:
+        self.engine.wait(job_id, timeout=timeout, on_progress=on_progress)
+        return self.result(job_id)
+
+    def result(self, job_id: int) -> ReplayResult:
+        """The replay's result so far (final once the job has finished)."""
+        detail = self.engine.detail(job_id)
+        job = detail.job
+        if job.kind != KIND:
+            raise InvalidJobError(f"job {job_id} is a {job.kind} job, not a replay")
+        counts: Counter[str] = Counter()
+        errors = []
+        for batch in detail.batches:
+            if batch.status == "succeeded":
+                counts.update(batch.details.get("handlers", {}))
+            elif batch.last_error:
+                errors.append(ReplayError(batch.number, batch.error_item, batch.last_error,
+                                          batch.attempts))
+        return ReplayResult(
+            job_id=job_id, status=job.status, total_events=job.items_total,
+            successful_events=job.items_done, failed_events=job.items_failed,
+            duration=job.elapsed.total_seconds(), handler_counts=dict(counts), errors=errors,
+        )
