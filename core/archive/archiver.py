@@ -54,11 +54,16 @@ def run_policy(
     workers: int = 2,
     now: datetime | None = None,
     on_segment: Callable[[SegmentResult], None] | None = None,
+    target: ArchiveTarget | None = None,
 ) -> ArchiveResult:
-    """Plan (or resume) a run of ``policy``, upload its segments here, then finalize it."""
+    """Plan (or resume) a run of ``policy``, upload its segments here, then finalize it.
+
+    ``on_segment`` is called after each segment (in completion order of
+    submission); ``target`` replaces the one opened from the policy's URL.
+    """
     started = time.perf_counter()
     run, resumed = plan_run(store, policy, now=now)
-    target = ArchiveTarget(run.target_url)
+    target = target or ArchiveTarget(run.target_url)
     numbers = [s.number for s in list_segments(store, run.run_id) if s.status != "deleted"]
     results: list[SegmentResult] = []
     errors: list[BaseException] = []

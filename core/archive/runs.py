@@ -1,8 +1,8 @@
 """Archive runs in PostgreSQL: plan a run into segments, and read runs back.
 
 Planning fixes the exact events of every segment (``archive_items``) in one
-transaction, taking only rows of transactions that had all finished (below
-the snapshot's xmin), so a segment's content never changes afterwards: a
+transaction, from the rows its snapshot sees, so a segment's content never
+changes afterwards (an event that commits later is left for the next run): a
 segment exported twice gives the same file, and deletion removes exactly the
 rows that were archived. One unfinished run per policy at a time: planning a
 policy that has one returns it (the next run resumes the failed one).
@@ -150,7 +150,7 @@ def plan_run(
             conn.execute(query("plan_table", schema))
             conn.execute(
                 query("plan_selection", schema, predicate=sel.predicate, join=sel.join),
-                {**sel.params, "horizon": horizon, "segment_size": policy.segment_size},
+                {**sel.params, "segment_size": policy.segment_size},
             )
             conn.execute(query("insert_segments", schema), {"run_id": run_id})
             conn.execute(query("insert_items", schema), {"run_id": run_id})

@@ -203,6 +203,19 @@ class ArchiveTarget:
         except FileNotFoundError:
             pass
 
+    def _publish(self, tmp: str, relative: str) -> None:
+        """Move the checked temporary object to its final name.
+
+        A rename on local disks; a server-side copy then a delete on object
+        stores (gcsfs's move API is not in every GCS implementation, and its
+        fallback retries for seconds first).
+        """
+        if self.protocol == "file":
+            self._call("publish", relative, self.fs.mv, self.path(tmp), self.path(relative))
+            return
+        self._call("publish", relative, self.fs.copy, self.path(tmp), self.path(relative))
+        self.remove(tmp)
+
     def write_verified(self, relative: str, data: bytes) -> str:
         """Write ``data`` under a temporary name, read it back, check it, publish it.
 
@@ -220,7 +233,7 @@ class ArchiveTarget:
                     f"archive target {self.url!r}: {relative!r} read back {len(back)} bytes with "
                     f"SHA-256 {sha256(back)[:16]}…, expected {len(data)} bytes {expected[:16]}…"
                 )
-            self._call("publish", relative, self.fs.mv, self.path(tmp), self.path(relative))
+            self._publish(tmp, relative)
         except BaseException:
             try:
                 self.remove(tmp)

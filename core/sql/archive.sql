@@ -35,8 +35,7 @@ SELECT e.event_id, e.created_at, e.transaction_id, e.global_position,
        ((row_number() OVER (ORDER BY e.transaction_id, e.global_position) - 1)
          / %(segment_size)s)::integer + 1 AS segment_no
   FROM {schema}.events e {join}
- WHERE {predicate}
-   AND e.transaction_id < %(horizon)s::xid8;
+ WHERE {predicate};
 
 -- name: insert_run
 INSERT INTO {schema}.archive_runs

@@ -9,8 +9,8 @@ CREATE TABLE {schema}.archive_runs (
     strategy        text        NOT NULL,
     target_url      text        NOT NULL,
     policy_spec     jsonb       NOT NULL,
-    -- Transactions below this id had all finished when the run was planned:
-    -- the selection only holds their rows, so it can never grow later.
+    -- pg_snapshot_xmin when planned (for the record: the selection is the
+    -- committed rows the planning snapshot saw, fixed in archive_items).
     horizon         xid8        NOT NULL,
     cutoff          timestamptz,
     partitions      text[]      NOT NULL DEFAULT '{}',
