@@ -53,18 +53,19 @@ class WorkerPool:
     def __init__(
         self, database_url: str, redis_url: str, *, processes: int = 1, threads: int = 4,
         handler_modules: Sequence[str] = (), env: Mapping[str, str] | None = None,
-        log_path: Path | None = None, cwd: Path | None = None,
+        log_path: Path | None = None, cwd: Path | None = None, inherit_output: bool = False,
     ) -> None:
         self.command = dramatiq_command(processes, threads)
         self.env = worker_env(database_url, redis_url, handler_modules=handler_modules,
                               threads=threads, extra=env)
         self.log_path = log_path
         self.cwd = cwd
+        self.inherit_output = inherit_output
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     def start(self) -> WorkerPool:
-        out: Any = subprocess.DEVNULL
+        out: Any = None if self.inherit_output else subprocess.DEVNULL
         if self.log_path is not None:
             self._log = open(self.log_path, "ab")
             out = self._log

@@ -14,6 +14,7 @@ import typer
 COMMAND_MODULES = [
     "evstore.cli.store_commands",
     "evstore.cli.demo",
+    "evstore.cli.jobs",
 ]
 
 app = typer.Typer(

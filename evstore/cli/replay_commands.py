@@ -1,0 +1,165 @@
+"""``evstore replay`` (start a replay job) and ``evstore worker`` (run Dramatiq workers).
+
+Registered by :func:`evstore.cli.jobs.register`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import socket
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from evstore.core.errors import ConfigurationError, SchemaNotInitializedError
+from evstore.core.jobs import JobRepository
+
+from .common import EXIT_FAILED, console, database_url, err_console, open_store, print_json, settings
+from .jobs import _broker, _follow, _styled
+
+
+def _parse_time(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{option}: {text!r} is not an ISO 8601 time such as 2024-05-01 or 2024-05-01T12:00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def load_modules(modules: list[str] | None) -> list[str]:
+    """Import handler modules named on the command line and in EVSTORE_HANDLER_MODULES."""
+    from evstore.workers.handlers import load_handler_modules
+    from evstore.workers.settings import load_job_settings
+
+    wanted = [*load_job_settings().modules, *(modules or [])]
+    if os.getcwd() not in sys.path:  # as `dramatiq` does (--path .)
+        sys.path.insert(0, os.getcwd())
+    return load_handler_modules(dict.fromkeys(wanted))
+
+
+def replay(
+    handler: Annotated[list[str] | None, typer.Option("--handler", "-H", help="A handler to deliver to (repeat); default: every registered handler.")] = None,
+    handlers: Annotated[list[str] | None, typer.Option("--handlers", help="A module that registers handlers (dotted path; repeat). Also EVSTORE_HANDLER_MODULES.")] = None,
+    from_position: Annotated[int | None, typer.Option(help="First global position (inclusive).")] = None,
+    to_position: Annotated[int | None, typer.Option(help="Last global position (inclusive).")] = None,
+    from_time: Annotated[str | None, typer.Option(help="Events created at or after this ISO time (UTC if no zone).")] = None,
+    to_time: Annotated[str | None, typer.Option(help="Events created before this ISO time.")] = None,
+    aggregate_id: Annotated[list[str] | None, typer.Option("--aggregate-id", help="Only these aggregate ids (repeat).")] = None,
+    aggregate_type: Annotated[list[str] | None, typer.Option("--aggregate-type", help="Only these aggregate types (repeat).")] = None,
+    event_type: Annotated[list[str] | None, typer.Option("--event-type", help="Only these event types (repeat).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Events per batch (whole streams); default EVENT_STORE_BATCH_SIZE.")] = None,
+    stop_on_error: Annotated[bool, typer.Option("--stop-on-error", help="A failed batch cancels the batches not started yet.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Show a progress bar and the result when it ends.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="With --wait: give up waiting after this many seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Start a replay job: the workers deliver the selected events to the handlers."""
+    from evstore.workers.replay import EventReplayService, ReplayConfig
+
+    load_modules(handlers)
+    config = ReplayConfig(
+        from_timestamp=_parse_time(from_time, "--from-time"),
+        to_timestamp=_parse_time(to_time, "--to-time"),
+        from_position=from_position, to_position=to_position, aggregate_ids=aggregate_id,
+        aggregate_types=aggregate_type, event_types=event_type, batch_size=batch_size,
+        handler_names=handler, stop_on_error=stop_on_error,
+    )
+    with open_store() as store, _broker() as broker:
+        service = EventReplayService(store, broker)
+        job_id = service.start(config, created_by=f"{getpass.getuser()}@{socket.gethostname()}")
+        job = JobRepository(store).get(job_id)
+        if not wait:
+            if as_json:
+                print_json({"job_id": job_id, "events": job.items_total,
+                            "batches": job.batches_total, "status": job.status})
+            else:
+                console.print(f"started replay job [bold]{job_id}[/]: {job.items_total:,} events "
+                              f"in {job.batches_total} batches; follow it with "
+                              f"'evstore jobs show {job_id} --follow'")
+            return
+        if timeout is None and not as_json:
+            _follow(JobRepository(store), job_id)
+        result = service.wait(job_id, timeout=timeout)
+    if as_json:
+        print_json(result)
+    else:
+        _print_result(result)
+    if result.status != "succeeded":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_result(result: Any) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_row("replay job", str(result.job_id))
+    table.add_row("status", _styled(result.status))
+    table.add_row("events", f"{result.successful_events:,} delivered, {result.failed_events:,} "
+                  f"failed, of {result.total_events:,}")
+    table.add_row("duration", f"{result.duration:.2f} s ({result.events_per_second:,.0f} events/s)")
+    for name, count in sorted(result.handler_counts.items()):
+        table.add_row(f"handler {name}", f"{count:,} events")
+    for err in result.errors:
+        table.add_row(f"batch {err.batch}", f"[red]{err.error}[/] (event {err.event_id}, "
+                      f"{err.attempts} attempts)")
+    console.print(table)
+    if result.errors:
+        console.print(f"fix the cause, then: evstore jobs requeue {result.job_id}")
+
+
+def worker(
+    processes: Annotated[int, typer.Option("--processes", "-p", help="Worker processes.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", "-t", help="Threads per process (batches run at once).")] = 4,
+    handlers: Annotated[list[str] | None, typer.Option("--handlers", help="A module that registers replay handlers (dotted path; repeat).")] = None,
+    shutdown_timeout: Annotated[float, typer.Option(help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")] = 60.0,
+    print_command: Annotated[bool, typer.Option("--print-command", help="Print the equivalent `dramatiq` command line and exit.")] = False,
+) -> None:
+    """Run Dramatiq workers for evstore's jobs (any number, on any machine)."""
+    from evstore.workers.pool import WorkerPool, dramatiq_command
+    from evstore.workers.settings import load_job_settings
+
+    modules = list(dict.fromkeys([*load_job_settings().modules, *(handlers or [])]))
+    if print_command:
+        env = f"EVSTORE_HANDLER_MODULES={','.join(modules)} " if modules else ""
+        console.print(env + " ".join(["dramatiq", *dramatiq_command(processes, threads)[3:]]),
+                      highlight=False, soft_wrap=True)
+        return
+    load_modules(handlers)  # fail here, not in every worker, on a module that does not import
+    cfg = settings()
+    with database_url(cfg) as db_url:
+        _check_schema(db_url)
+        from evstore.workers.broker import redis_url
+
+        with redis_url(cfg, announce=lambda t: err_console.print(f"[dim]{t}[/]")) as r_url:
+            pool = WorkerPool(db_url, r_url, processes=processes, threads=threads,
+                              handler_modules=modules, inherit_output=True)
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            err_console.print(f"[dim]{processes} worker process(es) x {threads} threads; "
+                              f"handler modules: {', '.join(modules) or 'none'}; Ctrl-C to stop[/]")
+            pool.start()
+            while pool.alive() and not stop.wait(0.5):
+                pass
+            code = pool.stop(timeout=shutdown_timeout)
+    if code not in (0, None, -signal.SIGTERM) and not stop.is_set():
+        raise typer.Exit(code if code and code > 0 else EXIT_FAILED)
+
+
+def _check_schema(url: str) -> None:
+    from evstore.core.migrations import latest_version
+    from evstore.core.postgres import PostgreSQLEventStore
+
+    with PostgreSQLEventStore(url, settings=settings()) as store:
+        if store.schema_version() < latest_version():
+            raise SchemaNotInitializedError(
+                f"the schema {store.schema!r} is not at the latest migration: run 'evstore init'"
+            )
