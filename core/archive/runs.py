@@ -165,3 +165,9 @@ def set_run_error(store: PostgreSQLEventStore, run_id: str, error: str | None) -
             query("run_status", store.schema),
             {"run_id": run_id, "status": run.status, "error": error},
         )
+
+
+def attach_job(store: PostgreSQLEventStore, run_id: str, job_id: str) -> None:
+    """Record the job that runs (or resumes) this run."""
+    with store.connection() as conn:
+        conn.execute(query("run_job", store.schema), {"run_id": run_id, "job_id": job_id})

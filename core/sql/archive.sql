@@ -148,3 +148,6 @@ SELECT count(*) FROM {partition} p
 
 -- name: partition_rows
 SELECT count(*) FROM {partition};
+
+-- name: run_job
+UPDATE {schema}.archive_runs SET job_id = %(job_id)s WHERE run_id = %(run_id)s;
