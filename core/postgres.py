@@ -275,7 +275,11 @@ class PostgreSQLEventStore(EventStore):
         }
         try:
             if expected is ANY:
-                result = self._append_any(conn, stream_id, batch, params, new_types)
+                try:
+                    result = self._append_any(conn, stream_id, batch, params, new_types)
+                except pgerrors.UniqueViolation:
+                    # Not a retry (that is seen under the lock): an id used in another stream.
+                    raise self._reused_id(conn, stream_id, batch) from None
             else:
                 assert isinstance(expected, int)
                 try:
@@ -391,7 +395,7 @@ class PostgreSQLEventStore(EventStore):
         if stored:
             return self._deduplicated(stream_id, batch, stored, actual, expected)
         if actual == expected:
-            raise DuplicateEventError(stream_id, ids[0], None)
+            raise self._reused_id(conn, stream_id, batch)
         raise ConcurrencyError(stream_id, "no stream" if expected == 0 else expected, actual)
 
     def _deduplicated(
@@ -415,6 +419,15 @@ class PostgreSQLEventStore(EventStore):
             stream_id, start + len(batch) - 1, [int(r[3]) for r in stored], int(stored[-1][4]),
             deduplicated=True,
         )
+
+    def _reused_id(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[_Prepared]
+    ) -> DuplicateEventError:
+        ids = [p.event.event_id for p in batch]
+        row = conn.execute(
+            f"SELECT event_id FROM {self._q}.events WHERE event_id = ANY(%s) LIMIT 1", [ids]
+        ).fetchone()
+        return DuplicateEventError(stream_id, ids[0] if row is None else row[0], None)
 
     @staticmethod
     def _foreign_aggregate(stream_id: str, row: tuple[Any, ...], batch: list[_Prepared]) -> EventValidationError:
