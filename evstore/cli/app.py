@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "evstore.cli.store_commands",
     "evstore.cli.demo",
     "evstore.cli.jobs",
+    "evstore.cli.archive",
+    "evstore.cli.scheduler",
 ]
 
 app = typer.Typer(

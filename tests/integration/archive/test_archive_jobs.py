@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from evstore import PostgreSQLEventStore
 from evstore.core.archive import ArchivalPolicy, get_run, list_segments, restore_archive
 from evstore.workers.archive_jobs import start_archive_job
 from evstore.workers.broker import make_broker
 from evstore.workers.engine import JobEngine
 from evstore.workers.pool import WorkerPool, wait_for
 from evstore.workers.settings import load_job_settings
+
+from evstore import PostgreSQLEventStore
 
 from .conftest import Emulators, target_url_for
 from .helpers import populate, raw_rows
