@@ -26,6 +26,7 @@ from . import codecs
 from .config import Settings, load_settings
 from .connection import make_pool, redact
 from .errors import (
+    CodecError,
     ConcurrencyError,
     DuplicateEventError,
     EventValidationError,
@@ -573,7 +574,10 @@ class PostgreSQLEventStore(EventStore):
          metadata, created_at, stored_at, status, compression, encryption, digest,
          original_size, stored_size) = row
         if payload is not None:
-            event_data = json.loads(codecs.decompress(compression, bytes(payload)))
+            try:
+                event_data = json.loads(codecs.decompress(compression, bytes(payload)))
+            except (CodecError, ValueError) as exc:  # a damaged payload, named like a mismatch
+                raise IntegrityError(event_id, global_position, digest, "<unreadable>") from exc
         record = EventRecord(
             aggregate_id=aggregate_id, aggregate_type=aggregate_type, event_type=event_type,
             event_data=event_data, aggregate_version=aggregate_version,

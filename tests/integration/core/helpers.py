@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,3 +57,19 @@ def counts(url: str, schema: str = "events") -> dict[str, Any]:
             conn.execute(f'SELECT stream_id, version FROM "{schema}".streams').fetchall()
         )
         return out
+
+
+def wait_visible(store: Any, count: int, deadline: float = 60.0) -> list[Any]:
+    """Every event read_all can see, once there are `count` of them.
+
+    read_all only returns rows of transactions older than the oldest one still
+    running on the server, and other sessions share the server: wait for the
+    horizon to pass our writes instead of assuming it already has.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        events = list(store.iter_all())
+        if len(events) >= count:
+            return events
+        assert time.monotonic() < end, f"read_all shows {len(events)} of {count} events"
+        time.sleep(0.02)
