@@ -91,7 +91,7 @@ class SchedulerService:
         bound = log.bind(schedule=schedule.name, scheduled_for=scheduled_for.isoformat(),
                          replica=self.replica)
         if not claim_firing(self.store, schedule.name, scheduled_for, self.replica):
-            bound.debug("firing.taken")
+            bound.info("firing.taken")
             outcome = FiringOutcome(schedule.name, scheduled_for, False)
         else:
             try:

@@ -109,7 +109,8 @@ def run(
         help="Upload in this process, or enqueue an 'archive' job for the workers. "
              "Default: on the workers when REDIS_URL is set, else here.")] = None,
     workers: Annotated[int, typer.Option(help="Upload threads when running here.")] = 4,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --on-workers: wait for the job.")] = True,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="With --on-workers: wait for the job.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Archive what POLICY selects (resumes the policy's unfinished run, if any)."""
@@ -224,7 +225,8 @@ def verify(
 
 def forget(
     user_id: Annotated[str, typer.Argument(help="The data subject (metadata user_id or aggregate id).")],
-    delete: Annotated[bool, typer.Option("--delete", help="Delete the events instead of anonymizing them.")] = False,
+    delete: Annotated[bool, typer.Option(
+        "--delete", help="Delete the events instead of anonymizing them.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Forget a data subject in PostgreSQL (cleanup_gdpr_data); shipped archives are not rewritten."""

@@ -19,11 +19,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 
 
 def scheduler(
-    replica: Annotated[str | None, typer.Option(help="This replica's name in schedule_firings (default host:pid).")] = None,
+    replica: Annotated[str | None, typer.Option(
+        help="This replica's name in schedule_firings (default host:pid).")] = None,
 ) -> None:
     """Run the schedules until stopped (SIGTERM or Ctrl-C); firings enqueue jobs on the workers."""
     from evstore.schedules import SchedulerService, engine_enqueue
     from evstore.workers.engine import JobEngine
+    from evstore.workers.logs import configure_logging
+
+    configure_logging()
 
     from .jobs import _broker
 
