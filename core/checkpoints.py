@@ -145,6 +145,19 @@ class CheckpointStore:
         """A position after every event of every transaction finished by now."""
         return Position(self.horizon() - 1, MAX_POSITION)
 
+    def streaming_start(self) -> tuple[Position, set[int]]:
+        """Where "from now on" starts: a position, and transactions above it to skip."""
+        with self.store.connection() as conn:
+            row = conn.execute(_q(self.store, "streaming_start")).fetchone()
+        assert row is not None
+        return Position(int(row[0]) - 1, MAX_POSITION), {int(t) for t in row[1]}
+
+    def last_committed(self) -> Position | None:
+        """The position of the last event committed so far (None: no events)."""
+        with self.store.connection() as conn:
+            row = conn.execute(_q(self.store, "head_position")).fetchone()
+        return Position(int(row[0]), int(row[1])) if row else None
+
     def position_at(self, at: datetime) -> Position:
         """A checkpoint just before the first event stored at or after ``at``."""
         if at.tzinfo is None:

@@ -35,6 +35,8 @@ class Dispatcher:
         self._outstanding = 0  # sub-batches queued or running
         self.in_flight = 0  # events submitted and not yet handled
         self.max_in_flight = 0
+        self.submitted = 0  # events handed over so far
+        self.blocked = False
         self.processed = 0
         self.error: BaseException | None = None
         self.failed_event: EventRecord | None = None
@@ -52,12 +54,14 @@ class Dispatcher:
     def wait_capacity(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` more events fit; False on time-out or after a failure."""
         with self._cond:
+            self.blocked = True  # the reader waits for the handlers (backpressure)
             self._cond.wait_for(
                 lambda: self.error is not None
                 or self.in_flight == 0
                 or self.in_flight + count <= self._capacity,
                 timeout,
             )
+            self.blocked = False
             return self.error is None and (
                 self.in_flight == 0 or self.in_flight + count <= self._capacity
             )
@@ -77,6 +81,7 @@ class Dispatcher:
             self._remaining[batch_id] = len(lanes)
             self._outstanding += len(lanes)
             self.in_flight += len(events)
+            self.submitted += len(events)
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         for lane, part in lanes.items():
             self._queues[lane].put((batch_id, part))

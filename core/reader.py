@@ -76,6 +76,8 @@ class EventStreamReader:
         # loop state
         self._floors: dict[int, Position] = {}
         self._start_head: Position | None = None
+        self._until: Position | None = None
+        self._skip: set[int] = set()  # STREAMING: transactions committed before the start
         self._pending: deque[_Batch] = deque()
         self._done: set[int] = set()
         self._to_save: tuple[Position, dict[int, int]] | None = None
@@ -119,6 +121,11 @@ class EventStreamReader:
         self.join()
 
     @property
+    def blocked_on_handlers(self) -> bool:
+        """True while the reader waits for the handlers to make room (backpressure)."""
+        return self._dispatcher is not None and self._dispatcher.blocked
+
+    @property
     def owned_partitions(self) -> tuple[int, ...]:
         if self._membership is None:
             return (0,) if self.config.mode is StreamReadMode.REPLAY else ()
@@ -140,6 +147,7 @@ class EventStreamReader:
         return ReaderMetrics(
             processed=d.processed if d else 0, rate=d.rate() if d else 0.0,
             lag_events=lag_events, lag_seconds=lag_seconds,
+            events_read=d.submitted if d else 0,
             read_ahead=d.in_flight if d else 0, max_read_ahead=d.max_in_flight if d else 0,
             batches=self.batches, reads=self.reads, checkpoint=self.saved,
             partitions=self.owned_partitions,
@@ -224,7 +232,11 @@ class EventStreamReader:
         membership: Membership | None, replay_from: Position | None,
     ) -> None:
         cfg = self.config
-        self._start_head = self.checkpoints.head() if cfg.mode is StreamReadMode.STREAMING else None
+        if cfg.mode is StreamReadMode.STREAMING:
+            self._start_head, self._skip = self.checkpoints.streaming_start()
+        # BATCH and REPLAY stop after the last event committed before they started,
+        # once an older transaction still running elsewhere lets read_all show it.
+        self._until = None if cfg.mode.live else self.checkpoints.last_committed()
         self._floors = self._owned_floors(membership, replay_from)
         self.position = min(self._floors.values(), default=START)
         self._last_save = time.monotonic()
@@ -269,7 +281,8 @@ class EventStreamReader:
         for event in page.events:
             p = partition_of(event.stream_id or "", n)
             floor = self._floors.get(p)
-            if floor is not None and event.position > floor:
+            if floor is not None and event.position > floor and not (
+                    self._skip and event.transaction_id in self._skip):
                 wanted.append(event)
                 counts[p] += 1
         batch = _Batch(self._next_id, page.checkpoint, counts)
@@ -278,12 +291,18 @@ class EventStreamReader:
         dispatcher.submit(batch.id, wanted)
         self.batches += 1 if wanted else 0
         self.position = page.checkpoint
+        if self._skip and self.position.transaction_id > max(self._skip):
+            self._skip = set()
         if page.events:
             self._backoff = _MIN_BACKOFF
         if not page.at_end:
             return True
         if not cfg.mode.live:
-            return False
+            if self._until is None or self.position >= self._until:
+                return False
+            self._pause(dispatcher, membership, self._backoff, None)
+            self._backoff = min(self._backoff * 2, cfg.poll_interval)
+            return True
         if self.checkpoints.committed_after(self.position):
             # An older transaction still runs, or an append just committed:
             # look again soon even if no notification comes.

@@ -134,6 +134,7 @@ class ReaderMetrics:
     rate: float  # events handled per second over the last few seconds
     lag_events: int | None  # events after the checkpoint (None: not measured yet)
     lag_seconds: float | None  # age of the oldest event not yet handled
+    events_read: int  # events read and handed to the handlers so far
     read_ahead: int  # events read but not yet handled now
     max_read_ahead: int  # the most there ever were (bounded by the queue size)
     batches: int

@@ -163,3 +163,10 @@ SELECT transaction_id, global_position FROM {schema}.events
 SELECT transaction_id, global_position FROM {schema}.events
  ORDER BY transaction_id DESC, global_position DESC
  LIMIT 1;
+
+-- name: streaming_start
+-- In one snapshot: the horizon, and the transactions above it that already
+-- committed (a STREAMING reader skips them: they were appended before it started).
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+       ARRAY(SELECT DISTINCT transaction_id::text::bigint FROM {schema}.events
+              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()));
