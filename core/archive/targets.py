@@ -224,6 +224,9 @@ class ArchiveTarget:
         fails; a leftover temporary object is removed on a best-effort basis.
         """
         expected = sha256(data)
+        # Fail in a second, not after minutes of client retries, when a
+        # configured endpoint is down.
+        probe_endpoint(self.url, self.options)
         tmp = f"{relative}.tmp-{uuid.uuid4().hex[:12]}"
         try:
             self._call("write", tmp, self.fs.pipe_file, self.path(tmp), data)

@@ -1,0 +1,116 @@
+"""Failures mid-run lose no event, and running the policy again completes the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evstore.core.archive import (
+    ArchivalPolicy,
+    ArchiveTarget,
+    EventArchiver,
+    get_run,
+    list_segments,
+    restore_archive,
+    run_policy,
+)
+from evstore.core.errors import ArchiveError
+from fsspec.implementations.local import LocalFileSystem
+
+from evstore import PostgreSQLEventStore
+
+from .conftest import Emulators, target_url_for
+from .helpers import populate, raw_rows
+
+
+class CorruptingFileSystem(LocalFileSystem):
+    """A real local file system whose first ``bad`` data writes lose a byte on the way."""
+
+    def __init__(self, bad: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad = bad
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        if self.bad and ".jsonl.zst" in path:
+            self.bad -= 1
+            value = value[:-1]
+        super().pipe_file(path, value, mode=mode, **kwargs)
+
+
+def test_checksum_mismatch_on_read_back_publishes_nothing_and_deletes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/archive"
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [3, 2], streams=2, per_stream=10)
+        original = raw_rows(store)
+        policy = ArchivalPolicy(name="t", strategy="time_based", retention_days=30,
+                                target_url=url, segment_size=10)
+        target = ArchiveTarget(url)
+        target._fs = CorruptingFileSystem(bad=2, auto_mkdir=True)
+        target.root = str(tmp_path / "archive")
+
+        # When two uploads come back different from what was written
+        with pytest.raises(ArchiveError, match="2 of 4 segment"):
+            run_policy(store, policy, target=target, workers=1)
+
+        # Then nothing was deleted, and the bad segments were never published
+        assert raw_rows(store) == original
+        run = get_run(store, store_runs(store)[0])
+        statuses = [s.status for s in list_segments(store, run.run_id)]
+        assert statuses.count("pending") == 2 and statuses.count("verified") == 2
+        published = sorted(p.name for p in (tmp_path / "archive").rglob("*.jsonl.zst"))
+        assert len(published) == 2
+        assert not list((tmp_path / "archive").rglob("*.tmp-*"))
+
+        # When the policy runs again on a sound target, it resumes the same run
+        result = run_policy(store, policy)
+        assert result.resumed and result.run.run_id == run.run_id
+        assert (result.segments_uploaded, result.segments_skipped) == (2, 2)
+        assert raw_rows(store) == []
+        restore_archive(store, result.run.manifest_url)
+        assert raw_rows(store) == original
+
+
+def store_runs(store: PostgreSQLEventStore) -> list[str]:
+    from evstore.core.archive import list_runs
+
+    return [r.run_id for r in list_runs(store)]
+
+
+def test_target_stopped_mid_run_loses_nothing(database_url: str, emulators: Emulators,
+                                              tmp_path: Path) -> None:
+    url = target_url_for("s3", emulators, tmp_path)
+    moto = emulators.by_target["s3"]
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [2], streams=4, per_stream=10)
+        original = raw_rows(store)
+        policy = ArchivalPolicy(name="s", strategy="count_based", keep_events=2,
+                                target_url=url, segment_size=8)
+        archiver = EventArchiver(store, workers=1)
+        kept = [r for r in original if r[7] > 8]  # stream_position > 10 - 2
+
+        # When the S3 endpoint stops after the first segment is uploaded
+        def stop_target(result: Any) -> None:
+            if result.number == 1:
+                moto.stop()
+
+        try:
+            with pytest.raises(ArchiveError, match="incomplete, nothing was deleted"):
+                archiver.archive(policy, on_segment=stop_target)
+            # Then every event is still in PostgreSQL; so after another failed attempt
+            assert raw_rows(store) == original
+            with pytest.raises(ArchiveError, match="unreachable"):
+                archiver.archive(policy)
+            assert raw_rows(store) == original
+        finally:
+            emulators.ensure("s3")  # started again, empty: segment 1 is gone too
+
+        # When the target is back, running the policy again completes the same run
+        result = archiver.archive(policy)
+        assert result.resumed
+        assert result.segments_uploaded == 4  # segment 1 was re-checked and uploaded again
+        assert raw_rows(store) == kept
+        restore_archive(store, result.run.manifest_url)
+        assert raw_rows(store) == original
