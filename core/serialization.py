@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +20,19 @@ from .errors import EventValidationError
 from .persistence import EventRecord
 
 MAX_NAME = 200
+# An escaped NUL, not a literal backslash followed by "u0000" (written "\\\\u0000").
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _odd_float(value: float) -> bool:
+    """A float jsonb gives back in another form: 1e+16 as an integer, -0.0 as 0.0."""
+    return value.is_integer() and ("e" in repr(value) or (value == 0 and repr(value)[0] == "-"))
 
 
 def _normalise(value: Any) -> Any:
     if isinstance(value, float):
-        if value.is_integer() and "e" in repr(value):
-            return int(value)
+        if _odd_float(value):
+            return 0.0 if value == 0 else int(value)
         return value
     if isinstance(value, dict):
         return {k: _normalise(v) for k, v in value.items()}
@@ -35,7 +43,7 @@ def _normalise(value: Any) -> Any:
 
 def _has_exp_float(value: Any) -> bool:
     if isinstance(value, float):
-        return value.is_integer() and "e" in repr(value)
+        return _odd_float(value)
     if isinstance(value, dict):
         return any(_has_exp_float(v) for v in value.values())
     if isinstance(value, list | tuple):
@@ -111,7 +119,7 @@ def encode_json(value: Any, what: str, index: int) -> str:
     except (TypeError, ValueError) as exc:
         raise EventValidationError(f"{what} is not JSON-serializable: {exc}", index=index) from None
     # jsonb refuses NUL characters and lone surrogates in strings.
-    if "\\u0000" in text:
+    if "\\u0000" in text and _NUL.search(text):
         raise EventValidationError(f"{what} contains a NUL character (\\u0000)", index=index)
     try:
         text.encode("utf-8")
