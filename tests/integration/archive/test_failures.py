@@ -21,7 +21,9 @@ from fsspec.implementations.local import LocalFileSystem
 from evstore import PostgreSQLEventStore
 
 from .conftest import Emulators, target_url_for
-from .helpers import populate, raw_rows
+from .helpers import month_start, populate, raw_rows
+
+NOW = month_start(0).replace(day=20)
 
 
 class CorruptingFileSystem(LocalFileSystem):
@@ -53,7 +55,7 @@ def test_checksum_mismatch_on_read_back_publishes_nothing_and_deletes_nothing(
 
         # When two uploads come back different from what was written
         with pytest.raises(ArchiveError, match="2 of 4 segment"):
-            run_policy(store, policy, target=target, workers=1)
+            run_policy(store, policy, target=target, workers=1, now=NOW)
 
         # Then nothing was deleted, and the bad segments were never published
         assert raw_rows(store) == original
@@ -65,7 +67,7 @@ def test_checksum_mismatch_on_read_back_publishes_nothing_and_deletes_nothing(
         assert not list((tmp_path / "archive").rglob("*.tmp-*"))
 
         # When the policy runs again on a sound target, it resumes the same run
-        result = run_policy(store, policy)
+        result = run_policy(store, policy, now=NOW)
         assert result.resumed and result.run.run_id == run.run_id
         assert (result.segments_uploaded, result.segments_skipped) == (2, 2)
         assert raw_rows(store) == []
