@@ -1,0 +1,72 @@
+"""Consumer-group hand-over inside one process: a member leaving, a remote member dying."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from evstore.core.checkpoints import CheckpointStore
+from evstore.core.reader import EventStreamReader
+from evstore.core.streams import StreamConfig, StreamReadMode
+
+from .helpers import Collector, append_many, wait_for
+
+LIVE = StreamReadMode.CATCH_UP
+
+
+def cfg(member: str, partitions: int = 4) -> StreamConfig:
+    return StreamConfig("rm", consumer_group="g", mode=LIVE, partitions=partitions,
+                        lease_ttl=1.5, poll_interval=0.2, member_id=member)
+
+
+def test_a_member_that_leaves_hands_its_partitions_over(pstore: Any) -> None:
+    cps = CheckpointStore(pstore)
+    a_got, b_got = Collector(), Collector()
+    a = EventStreamReader(pstore, cfg("a"))
+    b = EventStreamReader(pstore, cfg("b"))
+    a.start(a_got)
+    b.start(b_got)
+    try:
+        wait_for(lambda: len(a.owned_partitions) == 2 and len(b.owned_partitions) == 2,
+                 "an even split")
+        streams = [f"User-{i}" for i in range(12)]
+        append_many(pstore, streams, 3)
+        wait_for(lambda: len(a_got) + len(b_got) == 36, "36 events")
+        assert len(a_got) and len(b_got)
+
+        a.stop()
+        a.join(timeout=30)
+        # a released its partitions on the way out: b owns all four at once
+        wait_for(lambda: len(b.owned_partitions) == 4, "b to own every partition")
+        append_many(pstore, streams, 2)
+        wait_for(lambda: len(b_got) == 36 - len(a_got) + 24, "b to handle the new events")
+        assert {p.owner for p in cps.partitions("rm", "g")} == {"b"}
+        for positions in b_got.by_stream().values():
+            assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    finally:
+        a.stop()
+        b.stop()
+        b.join(timeout=30)
+
+
+def test_partitions_of_a_remote_member_that_died_are_taken_after_its_lease(pstore: Any) -> None:
+    # Given a member on another machine that held every partition, then went silent
+    cps = CheckpointStore(pstore)
+    cps.ensure("rm", "g", 4)
+    with psycopg.connect(pstore.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events.consumer_members (checkpoint_name, consumer_group, member_id, "
+            "host, identity, pid, expires_at) "
+            "VALUES ('rm', 'g', 'ghost', 'elsewhere', 'elsewhere', 1, now() + interval '1 s')")
+        conn.execute("UPDATE events.stream_checkpoints SET owner = 'ghost', "
+                     "lease_expires_at = now() + interval '1 s'")
+    append_many(pstore, [f"User-{i}" for i in range(8)], 2)
+
+    # When a live member joins, it gets the partitions once the ghost's lease lapses
+    got = Collector()
+    with EventStreamReader(pstore, cfg("live")) as reader:
+        reader.start(got)
+        wait_for(lambda: len(got) == 16, "every event, after the lease lapsed")
+        assert reader.owned_partitions == (0, 1, 2, 3)
+    assert [p.owner for p in cps.partitions("rm", "g")] == [None] * 4  # released on stop
