@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 import psycopg
-
-from evstore import PostgreSQLEventStore
 from evstore.core.reader import EventStreamReader
 from evstore.core.streams import StreamConfig, StreamReadMode
+
+from evstore import PostgreSQLEventStore
 
 TABLE = """CREATE TABLE IF NOT EXISTS public.delivered (
     id bigserial PRIMARY KEY, label text NOT NULL, stream_id text NOT NULL,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-
 from evstore.core.checkpoints import CheckpointStore
 from evstore.core.reader import EventStreamReader
 from evstore.core.streams import StreamConfig, StreamReadMode

@@ -6,7 +6,6 @@ import threading
 from typing import Any
 
 import psycopg
-
 from evstore.core.reader import EventStreamReader
 from evstore.core.streams import StreamConfig, StreamReadMode
 

@@ -6,12 +6,12 @@ import threading
 from typing import Any
 
 import pytest
-
-from evstore import EventRecord
 from evstore.core.checkpoints import CheckpointStore
 from evstore.core.errors import ConsumerBusyError, HandlerError
 from evstore.core.reader import EventStreamReader
 from evstore.core.streams import StreamConfig, StreamReadMode
+
+from evstore import EventRecord
 
 from .helpers import Collector, all_events, append, append_many, wait_for
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from evstore.core.checkpoints import CheckpointStore
 
 from .consumer_proc import TABLE
