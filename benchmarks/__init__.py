@@ -1,0 +1,1 @@
+"""Benchmarks of evstore against raw PostgreSQL and eventsourcing (see README.md)."""

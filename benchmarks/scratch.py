@@ -1,0 +1,127 @@
+"""A scratch database of the benchmark's own, and the raw baseline tables in it.
+
+The run creates ``evstore_bench_<pid>`` on the server of DATABASE_URL, does
+everything inside it, and drops it at the end (also on Ctrl-C or SIGTERM).
+No other database is touched: the admin connection only issues CREATE and
+DROP DATABASE for that one name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.numeric import IntLoader
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+XID8_OID = 5069
+_OURS = re.compile(r"^evstore_bench_\d+$")
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def scratch_database(url: str) -> Iterator[str]:
+    """Create ``evstore_bench_<pid>``, yield its URL, drop it afterwards."""
+    name = f"evstore_bench_{os.getpid()}"
+    assert _OURS.match(name)
+    ident = sql.Identifier(name)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield with_database(url, name)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+
+
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """A plain connection configured like the store's (UTC, xid8 read as int)."""
+    conn = psycopg.connect(url, autocommit=autocommit)
+    conn.adapters.register_loader(XID8_OID, IntLoader)
+    conn.execute("SET TIME ZONE 'UTC'")
+    if not autocommit:
+        conn.commit()
+    return conn
+
+
+def conninfo(url: str) -> dict[str, Any]:
+    """host, port, user, password, dbname of a URL (for eventsourcing's datastore)."""
+    info = conninfo_to_dict(url)
+    return {
+        "dbname": info.get("dbname", "postgres"),
+        "host": info.get("host", "127.0.0.1"),
+        "port": str(info.get("port", "5432")),
+        "user": info.get("user", "postgres"),
+        "password": info.get("password", ""),
+    }
+
+
+# The raw baseline's table: the same columns, defaults, constraints and indexes
+# as the store's events table, but a plain (unpartitioned) table with no
+# streams table, no locks and no checksum work.
+RAW_TABLE = """
+CREATE SCHEMA {schema};
+CREATE SEQUENCE {schema}.events_global_position_seq AS bigint;
+CREATE TABLE {schema}.events (
+    event_id           uuid        NOT NULL,
+    aggregate_id       text        NOT NULL,
+    aggregate_type     text        NOT NULL,
+    event_type         text        NOT NULL,
+    event_version      integer     NOT NULL DEFAULT 1,
+    aggregate_version  bigint      NOT NULL,
+    stream_id          text        NOT NULL,
+    stream_position    bigint      NOT NULL,
+    global_position    bigint      NOT NULL DEFAULT nextval('{schema}.events_global_position_seq'),
+    transaction_id     xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    event_data         jsonb,
+    payload            bytea,
+    metadata           jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
+    created_at         timestamptz NOT NULL,
+    stored_at          timestamptz NOT NULL DEFAULT now(),
+    status             text        NOT NULL DEFAULT 'active',
+    compression        text        NOT NULL DEFAULT 'none',
+    encryption         text        NOT NULL DEFAULT 'none',
+    checksum           text        NOT NULL,
+    original_size      integer     NOT NULL,
+    stored_size        integer     NOT NULL,
+    PRIMARY KEY (event_id, created_at),
+    CONSTRAINT events_one_payload CHECK ((event_data IS NULL) <> (payload IS NULL))
+);
+CREATE INDEX ON {schema}.events (stream_id, stream_position);
+CREATE INDEX ON {schema}.events (transaction_id, global_position);
+CREATE INDEX ON {schema}.events (global_position);
+"""
+
+RAW_COLUMNS = (
+    "event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version, "
+    "stream_id, stream_position, event_data, metadata, created_at, checksum, "
+    "original_size, stored_size"
+)
+
+
+def create_raw_table(url: str, schema: str) -> str:
+    """Create the raw baseline table in ``schema``; its quoted name."""
+    quoted = sql.Identifier(schema).as_string(None)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(RAW_TABLE.format(schema=quoted).encode())
+    return f"{quoted}.events"
