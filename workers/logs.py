@@ -15,12 +15,12 @@ import structlog
 _configured = False
 
 
-def configure_logging(level: str | None = None) -> None:
-    """Configure structlog once per process (EVSTORE_LOG_LEVEL, default INFO)."""
+def configure_logging(default_level: str = "INFO") -> None:
+    """Configure structlog once per process, on stderr (level: EVSTORE_LOG_LEVEL or the default)."""
     global _configured
     if _configured:
         return
-    name = (level or os.environ.get("EVSTORE_LOG_LEVEL") or "INFO").upper()
+    name = (os.environ.get("EVSTORE_LOG_LEVEL") or default_level).upper()
     numeric = logging.getLevelName(name)
     if not isinstance(numeric, int):
         numeric = logging.INFO

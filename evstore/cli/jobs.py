@@ -60,6 +60,9 @@ def _job_json(job: Job) -> dict[str, Any]:
 def _broker() -> Iterator[Any]:
     """A broker on REDIS_URL, or on the embedded Redis (imports Dramatiq)."""
     from evstore.workers.broker import make_broker, redis_url
+    from evstore.workers.logs import configure_logging
+
+    configure_logging(default_level="WARNING")
 
     def announce(text: str) -> None:
         err_console.print(f"[dim]{text}[/]", highlight=False)
@@ -130,8 +133,10 @@ def _detail_tables(detail: JobDetail) -> list[Any]:
 
 def show_job(
     job_id: Annotated[int, typer.Argument(help="The job's id (see 'evstore jobs list').")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show a live progress bar until the job ends.")] = False,
-    tracebacks: Annotated[bool, typer.Option("--tracebacks", help="Print the failed batches' tracebacks.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Show a live progress bar until the job ends.")] = False,
+    tracebacks: Annotated[bool, typer.Option(
+        "--tracebacks", help="Print the failed batches' tracebacks.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """A job with its batches and errors; --follow for a live progress bar."""
@@ -185,8 +190,11 @@ def _follow(repo: JobRepository, job_id: int, poll: float = 0.5) -> Job:
 def requeue_job(
     job_id: Annotated[int, typer.Argument(help="The job's id.")],
     batch: Annotated[int | None, typer.Option("--batch", help="Only this batch number.")] = None,
-    include_cancelled: Annotated[bool, typer.Option("--include-cancelled", help="Also resume cancelled batches.")] = False,
-    stale: Annotated[bool, typer.Option("--stale", help="Resend every unfinished batch no live worker holds (after losing Redis).")] = False,
+    include_cancelled: Annotated[bool, typer.Option(
+        "--include-cancelled", help="Also resume cancelled batches.")] = False,
+    stale: Annotated[bool, typer.Option(
+        "--stale", help="Resend every unfinished batch no live worker holds (after losing Redis)."
+    )] = False,
 ) -> None:
     """Send a job's failed batches (or one batch) to the workers again."""
     with open_store() as store, _broker() as broker:

@@ -47,21 +47,49 @@ def load_modules(modules: list[str] | None) -> list[str]:
     return load_handler_modules(dict.fromkeys(wanted))
 
 
+def _opt(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help)
+
+
+Handler = Annotated[list[str] | None, _opt(
+    "--handler", "-H", help="A handler to deliver to (repeat); default: every registered handler.")]
+HandlerModules = Annotated[list[str] | None, _opt(
+    "--handlers", help="A module that registers handlers (dotted path; repeat). "
+    "Also EVSTORE_HANDLER_MODULES.")]
+FromPosition = Annotated[int | None, _opt(help="First global position (inclusive).")]
+ToPosition = Annotated[int | None, _opt(help="Last global position (inclusive).")]
+FromTime = Annotated[str | None, _opt(
+    help="Events created at or after this ISO time (UTC if no zone).")]
+ToTime = Annotated[str | None, _opt(help="Events created before this ISO time.")]
+AggregateIds = Annotated[list[str] | None, _opt(
+    "--aggregate-id", help="Only these aggregate ids (repeat).")]
+AggregateTypes = Annotated[list[str] | None, _opt(
+    "--aggregate-type", help="Only these aggregate types (repeat).")]
+EventTypes = Annotated[list[str] | None, _opt("--event-type", help="Only these event types (repeat).")]
+BatchSize = Annotated[int | None, _opt(
+    help="Events per batch (whole streams); default EVENT_STORE_BATCH_SIZE.")]
+StopOnError = Annotated[bool, _opt(
+    "--stop-on-error", help="A failed batch cancels the batches not started yet.")]
+Wait = Annotated[bool, _opt("--wait", help="Show a progress bar and the result when it ends.")]
+Timeout = Annotated[float | None, _opt(help="With --wait: give up waiting after this many seconds.")]
+Json = Annotated[bool, _opt("--json", help="Print JSON for scripts.")]
+
+
 def replay(
-    handler: Annotated[list[str] | None, typer.Option("--handler", "-H", help="A handler to deliver to (repeat); default: every registered handler.")] = None,
-    handlers: Annotated[list[str] | None, typer.Option("--handlers", help="A module that registers handlers (dotted path; repeat). Also EVSTORE_HANDLER_MODULES.")] = None,
-    from_position: Annotated[int | None, typer.Option(help="First global position (inclusive).")] = None,
-    to_position: Annotated[int | None, typer.Option(help="Last global position (inclusive).")] = None,
-    from_time: Annotated[str | None, typer.Option(help="Events created at or after this ISO time (UTC if no zone).")] = None,
-    to_time: Annotated[str | None, typer.Option(help="Events created before this ISO time.")] = None,
-    aggregate_id: Annotated[list[str] | None, typer.Option("--aggregate-id", help="Only these aggregate ids (repeat).")] = None,
-    aggregate_type: Annotated[list[str] | None, typer.Option("--aggregate-type", help="Only these aggregate types (repeat).")] = None,
-    event_type: Annotated[list[str] | None, typer.Option("--event-type", help="Only these event types (repeat).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Events per batch (whole streams); default EVENT_STORE_BATCH_SIZE.")] = None,
-    stop_on_error: Annotated[bool, typer.Option("--stop-on-error", help="A failed batch cancels the batches not started yet.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Show a progress bar and the result when it ends.")] = False,
-    timeout: Annotated[float | None, typer.Option(help="With --wait: give up waiting after this many seconds.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    handler: Handler = None,
+    handlers: HandlerModules = None,
+    from_position: FromPosition = None,
+    to_position: ToPosition = None,
+    from_time: FromTime = None,
+    to_time: ToTime = None,
+    aggregate_id: AggregateIds = None,
+    aggregate_type: AggregateTypes = None,
+    event_type: EventTypes = None,
+    batch_size: BatchSize = None,
+    stop_on_error: StopOnError = False,
+    wait: Wait = False,
+    timeout: Timeout = None,
+    as_json: Json = False,
 ) -> None:
     """Start a replay job: the workers deliver the selected events to the handlers."""
     from evstore.workers.replay import EventReplayService, ReplayConfig
@@ -115,12 +143,22 @@ def _print_result(result: Any) -> None:
         console.print(f"fix the cause, then: evstore jobs requeue {result.job_id}")
 
 
+Processes = Annotated[int, _opt("--processes", "-p", help="Worker processes.")]
+Threads = Annotated[int, _opt("--threads", "-t", help="Threads per process (batches run at once).")]
+WorkerModules = Annotated[list[str] | None, _opt(
+    "--handlers", help="A module that registers replay handlers (dotted path; repeat).")]
+ShutdownTimeout = Annotated[float, _opt(
+    help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")]
+PrintCommand = Annotated[bool, _opt(
+    "--print-command", help="Print the equivalent `dramatiq` command line and exit.")]
+
+
 def worker(
-    processes: Annotated[int, typer.Option("--processes", "-p", help="Worker processes.")] = 2,
-    threads: Annotated[int, typer.Option("--threads", "-t", help="Threads per process (batches run at once).")] = 4,
-    handlers: Annotated[list[str] | None, typer.Option("--handlers", help="A module that registers replay handlers (dotted path; repeat).")] = None,
-    shutdown_timeout: Annotated[float, typer.Option(help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")] = 60.0,
-    print_command: Annotated[bool, typer.Option("--print-command", help="Print the equivalent `dramatiq` command line and exit.")] = False,
+    processes: Processes = 2,
+    threads: Threads = 4,
+    handlers: WorkerModules = None,
+    shutdown_timeout: ShutdownTimeout = 60.0,
+    print_command: PrintCommand = False,
 ) -> None:
     """Run Dramatiq workers for evstore's jobs (any number, on any machine)."""
     from evstore.workers.pool import WorkerPool, dramatiq_command

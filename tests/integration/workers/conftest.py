@@ -65,8 +65,9 @@ def broker(job_env: dict[str, str]) -> Any:
 
 @pytest.fixture
 def service(jobs_store: PostgreSQLEventStore, broker: Any) -> Any:
-    import tests.integration.workers.handlers  # noqa: F401  (registers the handlers here too)
     from evstore.workers.replay import EventReplayService
+
+    import tests.integration.workers.handlers  # noqa: F401  (registers the handlers here too)
 
     return EventReplayService(jobs_store, broker)
 

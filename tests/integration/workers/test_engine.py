@@ -12,7 +12,6 @@ from collections import defaultdict
 
 import psycopg
 import pytest
-
 from evstore.core.batch_runs import BatchRun, mark_failed
 from evstore.core.errors import JobNotFoundError
 from evstore.workers.engine import JobEngine
@@ -21,17 +20,19 @@ from evstore.workers.replay import ReplayConfig
 from .conftest import effects, seed
 
 
-def _engine(service) -> JobEngine:  # noqa: ANN001
+def _engine(service) -> JobEngine:
     return service.engine
 
 
-def _run_all(engine: JobEngine, job_id: int, order=None) -> None:  # noqa: ANN001
+def _run_all(engine: JobEngine, job_id: int, order=None) -> None:
     numbers = [b.number for b in engine.repo.batches(job_id)]
     for number in order(numbers) if order else numbers:
         engine.run_batch(job_id, number)
 
 
-def test_start_splits_whole_streams_into_batches_and_sends_one_message_each(service, jobs_store, broker) -> None:
+def test_start_splits_whole_streams_into_batches_and_sends_one_message_each(
+    service, jobs_store, broker,
+) -> None:
     # Given 30 streams of 7 events, appended in interleaved rounds
     total = seed(jobs_store, 30, 7)
     # When a replay is started with batches of about 50 events
@@ -107,9 +108,9 @@ def test_concurrent_deliveries_of_one_batch_run_it_once(service, jobs_store, mon
 def test_failed_attempt_is_rolled_back_recorded_then_requeued_after_the_fix(
     service, jobs_store, monkeypatch,
 ) -> None:
-    # Given one poison event among 3 x 20 streams' events
+    # Given one poison event among 60 streams of 3 events
     seed(jobs_store, 60, 3, data=lambda s, i: {"poison": s == 42 and i == 1})
-    poison = [e for e in jobs_store.read_stream("User-42") if e.event_data.get("poison")][0]
+    poison = next(e for e in jobs_store.read_stream("User-42") if e.event_data.get("poison"))
     job_id = service.start(ReplayConfig(handler_names=["fragile"], batch_size=30))
     engine = service.engine
     # When every batch runs, the poisoned one raises

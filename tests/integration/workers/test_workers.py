@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-
 from evstore.workers.pool import wait_for
 from evstore.workers.replay import ReplayConfig
 
@@ -14,7 +13,7 @@ from .conftest import effects, seed
 pytestmark = pytest.mark.slow
 
 
-def _heartbeats(broker) -> int:  # noqa: ANN001
+def _heartbeats(broker) -> int:
     """Worker processes (broker instances) that have talked to this namespace recently."""
     return int(broker.client.zcard(f"{broker.namespace}:__heartbeats__"))
 
