@@ -126,10 +126,15 @@ def load_settings(**overrides: Any) -> Settings:
             loc = err["loc"][0] if err["loc"] else "?"
             name = _alias_of(str(loc))
             raw = err.get("input")
-            shown = f" (got {raw!r})" if isinstance(raw, str | int) else ""
+            shown = f" (got {_hide_password(raw)!r})" if isinstance(raw, str | int) else ""
             message = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"{name}: {message}{shown}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _hide_password(value: object) -> object:
+    """A URL's password never goes into a message."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", value) if isinstance(value, str) else value
 
 
 def _alias_of(field_or_alias: str) -> str:
