@@ -166,3 +166,13 @@ class InvalidJobError(JobError, ValueError):
 
 class BrokerUnavailableError(StoreUnavailableError):
     """The message broker (Redis) cannot be reached; no job was left half-created."""
+
+
+class SnapshotBuildError(EventStoreError):
+    """Building one aggregate's snapshot failed (its apply or save raised)."""
+
+    def __init__(self, aggregate_id: str, cause: BaseException) -> None:
+        self.aggregate_id = aggregate_id
+        super().__init__(
+            f"snapshot of aggregate {aggregate_id} failed: {type(cause).__name__}: {cause}"
+        )

@@ -1,0 +1,320 @@
+"""Aggregate snapshots: save an aggregate's state, load it back plus the later events.
+
+A snapshot records the state after the aggregate's events 1..v, and v is the
+position of the last event actually applied to build it (read in the same
+statement as the events themselves), so a snapshot never claims events it did
+not see, even when an append races its build. States are canonical JSON,
+compressed (zstd by default) and checksummed; a snapshot of another state
+schema, or whose checksum fails, is ignored and the aggregate is loaded from
+its events instead. See ``docs/snapshots.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from . import codecs
+from .aggregate import A, type_of
+from .errors import AggregateNotFoundError, EventStoreError
+from .persistence import EventRecord
+from .postgres import COLUMNS, PostgreSQLEventStore
+from .serialization import dumps
+from .sqlfiles import sql_from
+
+log = logging.getLogger(__name__)
+DEFAULT_CODEC = "zstd"
+
+
+@dataclass(frozen=True)
+class EventSnapshot:
+    snapshot_id: uuid.UUID
+    aggregate_id: str
+    aggregate_type: str
+    aggregate_version: int
+    state_schema: int
+    state: dict[str, Any]
+    compression: str
+    checksum: str
+    original_size: int
+    stored_size: int
+    created_at: datetime
+
+
+def encode_state(state: dict[str, Any], codec: str) -> tuple[bytes, str, int]:
+    """(stored bytes, SHA-256 of the canonical JSON, its size)."""
+    raw = dumps(state).encode()
+    return codecs.compress(codec, raw), hashlib.sha256(raw).hexdigest(), len(raw)
+
+
+def decode_state(data: bytes, codec: str, checksum: str) -> dict[str, Any] | None:
+    """The state, or None when the bytes do not match their checksum."""
+    raw = codecs.decompress(codec, data)
+    if hashlib.sha256(raw).hexdigest() != checksum:
+        return None
+    state = json.loads(raw)
+    return state if isinstance(state, dict) else None
+
+
+class SnapshotStore:
+    """Snapshots of one event store. Thread-safe; cheap to create."""
+
+    def __init__(self, store: PostgreSQLEventStore, codec: str = DEFAULT_CODEC) -> None:
+        codecs.get_codec(codec)  # an unknown codec fails here, not at the first save
+        self.store = store
+        self.codec = codec
+        self.timings = LoadTimings()
+
+    def _q(self, name: str) -> str:
+        return sql_from("snapshots.sql", name, self.store.schema)
+
+    # -- reading ----------------------------------------------------------------
+
+    def latest(
+        self, cls: type[Any], aggregate_id: str, aggregate_type: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> EventSnapshot | None:
+        """The newest snapshot of the class's state schema whose checksum holds."""
+        atype = type_of(cls, aggregate_type)
+        args = {"aggregate_type": atype, "aggregate_id": aggregate_id,
+                "state_schema": int(getattr(cls, "state_schema", 1))}
+        with _conn(self.store, conn) as c:
+            row = c.execute(self._q("latest_snapshot"), args).fetchone()
+        if row is None:
+            return None
+        sid, version, schema, data, codec, digest, original, stored, created = row
+        state = decode_state(bytes(data), codec, digest)
+        if state is None:
+            log.warning("snapshot %s of %s/%s fails its checksum: ignored", sid, atype, aggregate_id)
+            return None
+        return EventSnapshot(sid, aggregate_id, atype, int(version), int(schema), state, codec,
+                             digest, int(original), int(stored), created)
+
+    def load_aggregate_with_events(
+        self, cls: type[A], aggregate_id: str, aggregate_type: str | None = None,
+        *, use_snapshot: bool = True, conn: psycopg.Connection[Any] | None = None,
+    ) -> tuple[A, int]:
+        """The aggregate and its version: latest usable snapshot plus the events after it.
+
+        Equal to a load from every event (``use_snapshot=False``). Raises
+        AggregateNotFoundError when the aggregate has no events.
+        """
+        started = time.perf_counter()
+        atype = type_of(cls, aggregate_type)
+        with _conn(self.store, conn) as c:
+            stream_id = self._stream_of(c, atype, aggregate_id)
+            snapshot = self.latest(cls, aggregate_id, atype, conn=c) if use_snapshot else None
+            aggregate = cls(aggregate_id)
+            after = 0
+            if snapshot is not None:
+                aggregate.restore(snapshot.state)
+                after = snapshot.aggregate_version
+            applied = self._apply_events(c, aggregate, stream_id, after)
+        aggregate.version = after + applied
+        if aggregate.version == 0:
+            raise AggregateNotFoundError(atype, aggregate_id)
+        self.timings.add(atype, applied, (time.perf_counter() - started) * 1000)
+        return aggregate, aggregate.version
+
+    def _stream_of(self, conn: psycopg.Connection[Any], atype: str, aggregate_id: str) -> str:
+        rows = conn.execute(self._q("aggregate_streams"),
+                            {"aggregate_type": atype, "aggregate_id": aggregate_id}).fetchall()
+        if not rows:
+            raise AggregateNotFoundError(atype, aggregate_id)
+        if len(rows) > 1:
+            raise EventStoreError(
+                f"aggregate {atype}/{aggregate_id} has {len(rows)} streams "
+                f"({', '.join(r[0] for r in rows)}): snapshots need one stream per aggregate"
+            )
+        return str(rows[0][0])
+
+    def _apply_events(
+        self, conn: psycopg.Connection[Any], aggregate: Any, stream_id: str, after: int
+    ) -> int:
+        """Apply the stream's events after position ``after``, read in one statement."""
+        sql_text = self._q("stream_events_after").replace("{columns}", COLUMNS)
+        expected = after + 1
+        for row in conn.execute(sql_text, {"stream_id": stream_id, "after": after}):
+            event: EventRecord = self.store.decode_row(row)
+            if event.stream_position != expected:  # positions have no gaps: never happens
+                raise EventStoreError(
+                    f"stream {stream_id!r}: expected position {expected}, "
+                    f"found {event.stream_position}")
+            aggregate.apply(event)
+            expected += 1
+        return expected - 1 - after
+
+    # -- writing ----------------------------------------------------------------
+
+    def create_snapshot(
+        self, cls: type[A], aggregate_id: str, aggregate_type: str | None = None,
+        *, codec: str | None = None, keep: int = 2, conn: psycopg.Connection[Any] | None = None,
+    ) -> EventSnapshot | None:
+        """Snapshot the aggregate at its current version; None if nothing changed since the last.
+
+        With ``conn`` the snapshot is written in that connection's transaction
+        (a job batch commits it with its outcome); otherwise in a REPEATABLE
+        READ transaction of its own.
+        """
+        atype = type_of(cls, aggregate_type)
+        codec = codec or self.codec
+        with _conn(self.store, conn) as c, _transaction(c, own=conn is None):
+            previous = self.latest(cls, aggregate_id, atype, conn=c)
+            aggregate, version = self.load_aggregate_with_events(cls, aggregate_id, atype, conn=c)
+            if previous is not None and previous.aggregate_version >= version:
+                return None
+            state = aggregate.save()
+            data, digest, original = encode_state(state, codec)
+            schema = int(getattr(cls, "state_schema", 1))
+            row = c.execute(self._q("insert_snapshot"), {
+                "aggregate_id": aggregate_id, "aggregate_type": atype,
+                "aggregate_version": version, "state_schema": schema, "state": data,
+                "compression": codec, "checksum": digest, "original_size": original,
+                "stored_size": len(data),
+            }).fetchone()
+            if keep > 0:
+                c.execute(self._q("prune_snapshots"), {
+                    "aggregate_type": atype, "aggregate_id": aggregate_id,
+                    "state_schema": schema, "keep": keep})
+        if row is None:  # the same version was written meanwhile (a concurrent build)
+            return None
+        return EventSnapshot(row[0], aggregate_id, atype, version, schema, state, codec, digest,
+                             original, len(data), row[1])
+
+    def flush_load_stats(self) -> int:
+        """Store the measured load times (for the ADAPTIVE strategy); the types written."""
+        fitted = self.timings.take()
+        if not fitted:
+            return 0
+        with self.store.connection() as conn:
+            for atype, (loads, events, per_event, base) in fitted.items():
+                conn.execute(self._q("record_load_stats"), {
+                    "aggregate_type": atype, "loads": loads, "events": events,
+                    "ms_per_event": per_event, "base_ms": base})
+        return len(fitted)
+
+
+@dataclass(frozen=True)
+class SnapshotTypeStats:
+    """What ``evstore snapshots stats`` shows for one aggregate type."""
+
+    aggregate_type: str
+    aggregates: int  # aggregates (streams) of the type
+    events: int
+    snapshots: int
+    snapshotted_aggregates: int
+    original_bytes: int
+    stored_bytes: int
+    latest: datetime | None
+    codecs: list[str]
+    state_schemas: list[int]
+    loads_measured: int
+    ms_per_event: float | None
+    base_ms: float | None
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.original_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+def snapshot_stats(store: PostgreSQLEventStore) -> list[SnapshotTypeStats]:
+    def q(name: str) -> str:
+        return sql_from("snapshots.sql", name, store.schema)
+
+    with store.connection() as conn:
+        snaps = {r[0]: r for r in conn.execute(q("snapshot_stats"))}
+        counts = {r[0]: r for r in conn.execute(q("aggregates_per_type"))}
+        loads = {r[0]: r for r in conn.execute(q("load_stats"), {"aggregate_type": None})}
+    out = []
+    for atype in sorted(set(snaps) | set(counts)):
+        s, c, ld = snaps.get(atype), counts.get(atype), loads.get(atype)
+        out.append(SnapshotTypeStats(
+            aggregate_type=atype, aggregates=int(c[1]) if c else 0, events=int(c[2]) if c else 0,
+            snapshots=int(s[1]) if s else 0, snapshotted_aggregates=int(s[2]) if s else 0,
+            original_bytes=int(s[3]) if s else 0, stored_bytes=int(s[4]) if s else 0,
+            latest=s[5] if s else None, codecs=sorted(s[6]) if s else [],
+            state_schemas=sorted(s[7]) if s else [], loads_measured=int(ld[1]) if ld else 0,
+            ms_per_event=float(ld[3]) if ld else None, base_ms=float(ld[4]) if ld else None,
+        ))
+    return out
+
+
+class LoadTimings:
+    """Load times per aggregate type, fitted as ``base_ms + ms_per_event * events``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[str, list[float]] = {}
+
+    def add(self, aggregate_type: str, events: int, ms: float) -> None:
+        with self._lock:
+            s = self._sums.setdefault(aggregate_type, [0.0] * 5)
+            s[0] += 1
+            s[1] += events
+            s[2] += ms
+            s[3] += events * events
+            s[4] += events * ms
+
+    def take(self) -> dict[str, tuple[int, int, float, float]]:
+        """Per type: (loads, events, ms_per_event, base_ms); resets the sums."""
+        with self._lock:
+            sums, self._sums = self._sums, {}
+        out = {}
+        for atype, (n, sx, sy, sxx, sxy) in sums.items():
+            spread = n * sxx - sx * sx
+            slope = (n * sxy - sx * sy) / spread if spread > 0 else (sy / sx if sx else 0.0)
+            slope = max(slope, 1e-6)
+            base = max((sy - slope * sx) / n, 0.0)
+            out[atype] = (int(n), int(sx), slope, base)
+        return out
+
+
+class _conn:
+    """The given connection, or a pooled one for the duration."""
+
+    def __init__(self, store: PostgreSQLEventStore, conn: psycopg.Connection[Any] | None) -> None:
+        self._store = store
+        self._given = conn
+        self._cm: Any = None
+
+    def __enter__(self) -> psycopg.Connection[Any]:
+        if self._given is not None:
+            return self._given
+        self._cm = self._store.connection()
+        conn: psycopg.Connection[Any] = self._cm.__enter__()
+        return conn
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+
+
+class _transaction:
+    """REPEATABLE READ on our own connection; the caller's transaction otherwise."""
+
+    def __init__(self, conn: psycopg.Connection[Any], own: bool) -> None:
+        self._conn = conn
+        self._own = own
+        self._tx: Any = None
+
+    def __enter__(self) -> None:
+        if self._own:
+            self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self._tx = self._conn.transaction()
+            self._tx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._tx is not None:
+            try:
+                self._tx.__exit__(*exc)
+            finally:
+                self._conn.isolation_level = None
