@@ -18,7 +18,7 @@ _configured = False
 def configure_logging(default_level: str = "INFO") -> None:
     """Configure structlog once per process, on stderr (level: EVSTORE_LOG_LEVEL or the default)."""
     global _configured
-    if _configured:
+    if _configured or structlog.is_configured():  # the application's own setup wins
         return
     name = (os.environ.get("EVSTORE_LOG_LEVEL") or default_level).upper()
     numeric = logging.getLevelName(name)
