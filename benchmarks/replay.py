@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"run {r + 1}: read_all {n / seconds:,.0f} events/s")
                 for processes, pool in pools.items():
                     pool.start()
-                    wait_for(lambda: _heartbeats(broker) >= processes, timeout=60,
+                    wait_for(lambda n=processes: _heartbeats(broker) >= n, timeout=60,
                              what="the workers polling Redis")
                     n, seconds, batches = time_replay(service, args.batch_size)
                     assert n == total, (n, total)
