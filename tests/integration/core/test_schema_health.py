@@ -9,8 +9,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from evstore.core.connection import configure
 from evstore.core.migrations import latest_version
 from evstore.core.partitions import add_months, month_of
+from psycopg_pool import ConnectionPool
 
 from evstore import (
     PostgreSQLEventStore,
@@ -120,3 +122,27 @@ def test_wrong_database_name_fails_clearly(pg_url: str) -> None:
     url = urlunsplit(urlsplit(pg_url)._replace(path="/no_such_database_here"))
     with pytest.raises(StoreUnavailableError, match="no_such_database_here"):
         PostgreSQLEventStore(url)
+
+
+def test_health_when_the_database_goes_away(pg_url: str) -> None:
+    # Given a working store on a pool of our own that waits 2 s (not 30) for a connection
+    pool = ConnectionPool(pg_url, kwargs={"autocommit": True}, configure=configure, timeout=2,
+                          open=False)
+    pool.open(wait=True)
+    store = PostgreSQLEventStore(pool=pool)
+    try:
+        assert store.health().ok
+        # When its database is dropped under it
+        name = urlsplit(pg_url).path.lstrip("/")
+        admin = urlunsplit(urlsplit(pg_url)._replace(path="/postgres"))
+        with raw(admin) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        # Then health says the database is not reachable, without raising
+        report = store.health()
+        assert not report.ok
+        assert report.checks[0].name == "database" and not report.checks[0].ok
+        # And an append fails with our error, not a driver one
+        with pytest.raises(StoreUnavailableError):
+            store.append_events("User-1", [ev("1")])
+    finally:
+        pool.close(timeout=1)
