@@ -1,0 +1,99 @@
+"""The ``snapshot_build`` job kind: a snapshot sweep whose batches are built by workers.
+
+Planning (in the producer) runs the sweep of :mod:`evstore.core.snapshot_policy`:
+the aggregates of one type past their strategy's threshold, cut into batches
+of aggregate-id ranges. A batch re-checks each aggregate of its range and
+snapshots those still due, writing through the batch's connection, so the
+snapshots commit together with the batch's outcome (a batch delivered twice
+writes nothing twice). The aggregate class is named by ``module:Class`` and
+imported by the worker: it must be importable there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evstore.core.aggregate import class_path, import_class, type_of
+from evstore.core.errors import ConfigurationError, InvalidJobError, SnapshotBuildError
+from evstore.core.jobs import BatchPlan
+from evstore.core.snapshot_policy import (
+    SnapshotBatch,
+    SnapshotConfig,
+    build_batch,
+    plan_batches,
+)
+
+from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
+
+KIND = "snapshot_build"
+
+
+def _class_and_config(params: dict[str, Any]) -> tuple[type[Any], SnapshotConfig]:
+    path = params.get("aggregate_class")
+    if not path:
+        raise InvalidJobError("a snapshot_build job needs 'aggregate_class' ('module:Class')")
+    try:
+        cls = import_class(str(path))
+        config = SnapshotConfig.from_dict(dict(params.get("config") or {}))
+    except (ConfigurationError, ValueError) as exc:
+        raise InvalidJobError(str(exc)) from exc
+    if cls.__module__ == "__main__":
+        raise InvalidJobError(
+            f"aggregate class {path!r} is defined in __main__: workers cannot import it")
+    return cls, config
+
+
+class SnapshotBuildKind(JobKind):
+    name = KIND
+
+    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+        cls, config = _class_and_config(params)
+        try:
+            aggregate_type = type_of(cls, params.get("aggregate_type"))
+        except ConfigurationError as exc:
+            raise InvalidJobError(str(exc)) from exc
+        batch_size = int(params.get("batch_size") or 100)
+        if batch_size < 1:
+            raise InvalidJobError(f"batch_size must be >= 1 (got {batch_size})")
+        batches = plan_batches(store, cls, config, batch_size, aggregate_type)
+        planned = [
+            BatchPlan({"first": b.first, "last": b.last, "count": b.count}, b.count,
+                      f"{b.count} aggregates {b.first}..{b.last}")
+            for b in batches
+        ] or [BatchPlan({"first": None, "last": None, "count": 0}, 0, "nothing due")]
+        return Plan({"aggregate_class": str(params["aggregate_class"]),
+                     "aggregate_type": aggregate_type, "config": config.to_dict(),
+                     "batch_size": batch_size}, planned)
+
+    def run(self, ctx: BatchContext) -> BatchOutcome:
+        if not ctx.params.get("count"):
+            return BatchOutcome(0, {"built": 0, "skipped": 0})
+        cls, config = _class_and_config(ctx.job_params)
+        batch = SnapshotBatch(str(ctx.params["first"]), str(ctx.params["last"]),
+                              int(ctx.params["count"]))
+        try:
+            report = build_batch(ctx.store, cls, config, batch,
+                                 ctx.job_params.get("aggregate_type"), conn=ctx.connection)
+        except SnapshotBuildError as exc:
+            raise BatchFailure(str(exc), item=f"aggregate {exc.aggregate_id}") from exc
+        return BatchOutcome(batch.count, {
+            "built": report.built, "skipped": report.skipped,
+            "original_bytes": report.original_bytes, "stored_bytes": report.stored_bytes,
+        })
+
+
+register_job_kind(SnapshotBuildKind())
+
+
+def start_snapshot_build(
+    engine: Any, aggregate_class: type[Any] | str, config: SnapshotConfig | None = None,
+    *, batch_size: int = 100, aggregate_type: str | None = None, created_by: str | None = None,
+) -> int:
+    """Plan a snapshot sweep and enqueue its batches on the job engine; the job id."""
+    path = aggregate_class if isinstance(aggregate_class, str) else class_path(aggregate_class)
+    params: dict[str, Any] = {"aggregate_class": path,
+                              "config": (config or SnapshotConfig()).to_dict(),
+                              "batch_size": batch_size}
+    if aggregate_type:
+        params["aggregate_type"] = aggregate_type
+    return int(engine.start(KIND, params, created_by=created_by))
