@@ -51,7 +51,7 @@ def make_broker(
         client=redis_client(redis_url), namespace=cfg.namespace, middleware=middleware,
         heartbeat_timeout=cfg.heartbeat_timeout_ms, maintenance_chance=cfg.maintenance_chance,
     )
-    broker.evstore_url = redis_url
+    broker.evstore_url = redis_url  # type: ignore[attr-defined]
     broker.declare_queue(cfg.queue)
     if check:
         ping(broker)

@@ -21,6 +21,7 @@ from evstore.core.replay import ReplaySelection, iter_batch_events, pack_streams
 from .engine import JobEngine
 from .handlers import ALL_TYPES, HandlerContext, register_event_handler, resolve_handlers
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
+from .settings import load_job_settings
 
 KIND = "replay"
 
@@ -167,13 +168,16 @@ class EventReplayService:
 
     def start(self, config: ReplayConfig, created_by: str | None = None) -> int:
         """Plan and enqueue the replay; its job id (returns at once)."""
+        if isinstance(config.handler_names, str):
+            raise InvalidJobError(
+                f"handler_names must be a list of names, got the string {config.handler_names!r}")
         selection = config.selection()
         params: dict[str, Any] = {
             **selection.to_params(), "batch_size": config.batch_size,
             "handlers": list(config.handler_names) if config.handler_names is not None else None,
             "stop_on_error": config.stop_on_error,
         }
-        handlers = resolve_handlers(params["handlers"])
+        handlers = resolve_handlers(params["handlers"], load_job_settings().modules)
         local = [h.name for h in handlers if h.module == "__main__"]
         if local:
             raise InvalidJobError(

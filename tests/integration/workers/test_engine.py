@@ -15,6 +15,7 @@ import pytest
 from evstore.core.batch_runs import BatchRun, mark_failed
 from evstore.core.errors import JobNotFoundError
 from evstore.workers.engine import JobEngine
+from evstore.workers.pool import wait_for
 from evstore.workers.replay import ReplayConfig
 
 from .conftest import effects, seed
@@ -193,7 +194,8 @@ def test_a_killed_runner_connection_frees_its_batch(service, jobs_store, job_env
                  "attempts = 1 WHERE job_id = %s AND number = 1", [job_id])
     assert service.engine.sweep() == []
     conn.close()
-    assert service.engine.sweep() == [(job_id, 1)]
+    # The server notices the closed socket and frees the session's locks soon after
+    assert wait_for(service.engine.sweep, timeout=10, what="the sweep") == [(job_id, 1)]
 
 
 def test_cancel_drops_batches_not_started(service, jobs_store) -> None:
