@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "evstore.cli.jobs",
     "evstore.cli.archive",
     "evstore.cli.scheduler",
+    "evstore.cli.consumers",
+    "evstore.cli.snapshots",
 ]
 
 app = typer.Typer(
