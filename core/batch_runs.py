@@ -86,6 +86,10 @@ class BatchRun:
         """Mark the batch 'running' (a new attempt); None when it must not run."""
         sql = self.repo.sql
         with self.conn.transaction():
+            # A producer sends the message before it commits 'queued' (the row
+            # locked meanwhile); an UPDATE alone would see 'pending' and skip
+            # without waiting. Wait for that lock, so the UPDATE sees the commit.
+            self.conn.execute(sql("lock_batch"), self._ids)
             row = self.conn.execute(sql("start_batch"), {**self._ids, "worker": self.worker}).fetchone()
             state = self.conn.execute(sql("batch_state"), self._ids).fetchone()
             if state is None:

@@ -126,6 +126,10 @@ SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 0));
 -- name: release_claim
 SELECT pg_advisory_unlock(hashtextextended(%(key)s, 0));
 
+-- name: lock_batch
+SELECT 1 FROM {schema}.job_batches
+ WHERE job_id = %(job_id)s AND number = %(number)s FOR UPDATE;
+
 -- name: start_batch
 UPDATE {schema}.job_batches
    SET status = 'running', attempts = attempts + 1, worker = %(worker)s,
