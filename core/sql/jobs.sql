@@ -184,3 +184,15 @@ RETURNING number;
 UPDATE {schema}.job_errors SET final = true
  WHERE id = (SELECT max(id) FROM {schema}.job_errors
               WHERE job_id = %(job_id)s AND number = %(number)s AND attempt = %(attempt)s);
+
+-- name: job_counts
+SELECT kind, status, count(*) FROM {schema}.jobs GROUP BY kind, status;
+
+-- name: batch_counts
+SELECT j.kind, b.status, count(*), coalesce(sum(b.items_done), 0)
+  FROM {schema}.job_batches b JOIN {schema}.jobs j USING (job_id)
+ GROUP BY j.kind, b.status;
+
+-- name: error_counts
+SELECT j.kind, count(*) FROM {schema}.job_errors e JOIN {schema}.jobs j USING (job_id)
+ GROUP BY j.kind;

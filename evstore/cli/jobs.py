@@ -219,6 +219,15 @@ def cancel_job(job_id: Annotated[int, typer.Argument(help="The job's id.")]) -> 
                   + (f", {job.batches_running} still running" if job.batches_running else ""))
 
 
+def job_metrics() -> None:
+    """Job metrics in the Prometheus text format (jobs and batches by status, items done)."""
+    from evstore.core.job_metrics import render_job_metrics
+
+    with open_store() as store:
+        text = render_job_metrics(store)
+    typer.echo(text, nl=False)
+
+
 def register(app: typer.Typer) -> None:
     from .replay_commands import replay, worker
 
@@ -228,6 +237,7 @@ def register(app: typer.Typer) -> None:
     jobs_app.command("show")(handle_errors(show_job))
     jobs_app.command("requeue")(handle_errors(requeue_job))
     jobs_app.command("cancel")(handle_errors(cancel_job))
+    jobs_app.command("metrics")(handle_errors(job_metrics))
     app.add_typer(jobs_app, name="jobs")
     app.command("replay")(handle_errors(replay))
     app.command("worker")(handle_errors(worker))

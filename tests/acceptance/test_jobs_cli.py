@@ -104,6 +104,9 @@ def test_cancel_from_the_command_line(job_env, jobs_store) -> None:  # noqa: F81
     assert f"job {job_id}: cancelled 5 batch(es)" in out.stdout
     shown = _json(evstore(["jobs", "show", str(job_id), "--json"], job_env))
     assert shown["job"]["status"] == "cancelled"
+    metrics = evstore(["jobs", "metrics"], job_env).stdout
+    assert 'evstore_jobs{kind="replay",status="cancelled"} 1.0' in metrics
+    assert 'evstore_job_batches{kind="replay",status="cancelled"} 5.0' in metrics
 
 
 @pytest.mark.slow
