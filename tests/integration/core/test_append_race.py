@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from evstore import NO_STREAM, AppendResult, ConcurrencyError
 
-from .helpers import counts, ev, raw
+from .helpers import counts, ev, raw, wait_visible
 
 THREADS = 8
 
@@ -135,3 +136,60 @@ def test_free_running_writers_retry_until_they_win(store: Any, pg_url: str) -> N
     for tid, ids in mine.items():
         assert [e.event_id for e in events if e.event_data["tid"] == tid] == ids
     assert counts(pg_url)["events"] == 200
+
+
+def test_concurrent_retries_of_one_batch_store_it_once(store: Any, pg_url: str) -> None:
+    # Given one batch that 8 threads (say, redeliveries of one message) append at once
+    batch = [ev("dup", "UserCreated"), ev("dup", "UserUpdated")]
+    barrier = threading.Barrier(THREADS)
+
+    def append(_: int) -> AppendResult:
+        barrier.wait()
+        result: AppendResult = store.append_events("User-dup", batch, expected_version=NO_STREAM)
+        return result
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = [f.result(timeout=60) for f in [pool.submit(append, t) for t in range(THREADS)]]
+    # Then all succeed, one of them wrote, the others were told it was a retry
+    assert sorted(r.deduplicated for r in results) == [False] + [True] * (THREADS - 1)
+    assert {tuple(r.global_positions) for r in results} == {tuple(results[0].global_positions)}
+    assert counts(pg_url)["events"] == 2 and store.get_stream_version("User-dup") == 2
+
+
+def _wait_for_lock_waiter(pg_url: str, present: bool) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        with raw(pg_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            ).fetchone()
+        if bool(row and row[0]) == present:
+            return
+        assert time.monotonic() < deadline, "the blocked append never started waiting"
+        time.sleep(0.02)
+
+
+def test_a_blocked_stream_does_not_block_other_streams_or_readers(store: Any, pg_url: str) -> None:
+    store.append_events("User-A", [ev("A")])
+    wait_visible(store, 1)
+    with raw(pg_url, autocommit=False) as holder:
+        # Given another session holding the per-stream lock of User-A
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["events:User-A"]
+        )
+        blocked = ThreadPoolExecutor(1)
+        pending = blocked.submit(store.append_events, "User-A", [ev("A", "UserUpdated")], 1)
+        _wait_for_lock_waiter(pg_url, present=True)
+        # When another stream is appended to meanwhile
+        other = ev("B")
+        store.append_events("User-B", [other])
+        # Then it commits, and a reader sees it: the waiting writer holds no
+        # transaction id yet, so it does not hold back the global order
+        assert not pending.done()
+        assert [e.event_id for e in wait_visible(store, 2)][-1] == other.event_id
+        holder.rollback()
+    # And once the lock is released the blocked append goes through
+    assert pending.result(timeout=30).version == 2
+    blocked.shutdown()
+    assert [e.stream_position for e in store.read_stream("User-A")] == [1, 2]
