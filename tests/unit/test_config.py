@@ -114,3 +114,10 @@ def test_good_values_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     # Explicit arguments win over the environment
     assert load_settings(schema_name="other", batch_size=5).schema_name == "other"
+
+
+def test_no_database_url_at_all() -> None:
+    from evstore import StoreUnavailableError
+
+    with pytest.raises(StoreUnavailableError, match="set DATABASE_URL"):
+        PostgreSQLEventStore()
