@@ -23,7 +23,8 @@ from psycopg.types.numeric import IntLoader
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 XID8_OID = 5069
-_OURS = re.compile(r"^evstore_bench_\d+$")
+_OURS = re.compile(r"^evstore_bench_\d+(_\d+)?$")
+_made = [0]  # scratch databases made by this process so far
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -38,8 +39,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 @contextmanager
 def scratch_database(url: str) -> Iterator[str]:
-    """Create ``evstore_bench_<pid>``, yield its URL, drop it afterwards."""
-    name = f"evstore_bench_{os.getpid()}"
+    """Create ``evstore_bench_<pid>``, yield its URL, drop it afterwards.
+
+    A second scratch database of the same process (nested or later) gets a
+    suffix, ``evstore_bench_<pid>_<n>``, so it never replaces the first.
+    """
+    _made[0] += 1
+    name = f"evstore_bench_{os.getpid()}" + (f"_{_made[0] - 1}" if _made[0] > 1 else "")
     assert _OURS.match(name)
     ident = sql.Identifier(name)
     with psycopg.connect(url, autocommit=True) as admin:
