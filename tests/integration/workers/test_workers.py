@@ -57,23 +57,21 @@ def test_tens_of_thousands_of_events_each_delivered_once_in_stream_order(
 def test_a_worker_killed_mid_job_loses_and_doubles_nothing(
     service, jobs_store, start_workers, broker,
 ) -> None:
-    # Given a replay slow enough to kill its worker in the middle of it
+    # Given a replay of 20 batches, slow enough to kill its worker in the middle
     total = seed(jobs_store, 300, 10, chunk=10)
     first = start_workers(processes=1, threads=2, EVSTORE_TEST_DELAY="0.002")
-    job_id = service.start(ReplayConfig(handler_names=["slow_record"], batch_size=300))
+    job_id = service.start(ReplayConfig(handler_names=["slow_record"], batch_size=150))
     engine = service.engine
 
     def mid_job() -> bool:
-        batches = engine.repo.batches(job_id)
-        done = sum(b.status == "succeeded" for b in batches)
-        running = sum(b.status == "running" for b in batches)
-        return done >= 1 and running >= 1
+        status = [b.status for b in engine.repo.batches(job_id)]
+        return (status.count("succeeded") >= 1 and status.count("running") >= 1
+                and status.count("queued") >= 5)
 
-    wait_for(mid_job, timeout=60, what="a batch done and another running")
+    wait_for(mid_job, timeout=60, interval=0.05, what="a batch done, one running, many to go")
     # When the whole worker (master and workers) is SIGKILLed
     first.kill()
-    killed = {b.number for b in engine.repo.batches(job_id) if b.status == "running"}
-    assert killed, "a batch was running when the worker died"
+    assert any(b.status == "running" for b in engine.repo.batches(job_id))
     # Then another worker takes over and the job completes
     start_workers(processes=1, threads=2, EVSTORE_TEST_DELAY="0.0005")
     job = engine.wait(job_id, timeout=120)
@@ -81,9 +79,9 @@ def test_a_worker_killed_mid_job_loses_and_doubles_nothing(
     assert job.items_done == total == 3000
     # with every event taking effect exactly once
     assert effects(jobs_store) == [(3000, 3000)]
-    # and the batches that were running when it died ran again (a new attempt)
-    again = {b.number: b.attempts for b in engine.repo.batches(job_id) if b.number in killed}
-    assert all(attempts >= 2 for attempts in again.values()), again
+    # and what the killed worker was running ran again, in a new attempt (a batch
+    # whose commit was already on its way when the worker died may have succeeded)
+    assert max(b.attempts for b in engine.repo.batches(job_id)) >= 2
 
 
 def test_two_worker_pools_share_the_batches_of_one_job(
