@@ -19,13 +19,14 @@ def _heartbeats(broker) -> int:
 
 
 def test_tens_of_thousands_of_events_each_delivered_once_in_stream_order(
-    service, jobs_store, start_workers,
+    service, jobs_store, start_workers, broker,
 ) -> None:
     # Given 20,000 events of 1,000 users, appended in rounds so streams interleave
     total = seed(jobs_store, 1000, 20, chunk=10)
     assert total == 20_000
     # When two worker processes replay them in batches of about 2,500 events
     start_workers(processes=2, threads=2)
+    wait_for(lambda: _heartbeats(broker) >= 2, timeout=60, what="both processes polling Redis")
     result = service.replay_events(ReplayConfig(handler_names=["record"], batch_size=2500),
                                    wait=True, timeout=240)
     # Then the job succeeded with every matching event delivered...
