@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,15 +39,26 @@ def _lz4() -> Codec:
 
 def _zstd() -> Codec:
     zstandard = _import("zstandard", "zstandard")
-    compressor = zstandard.ZstdCompressor(level=3)
-    decompressor = zstandard.ZstdDecompressor()
+    # zstandard's compressor and decompressor objects are not thread-safe
+    # (concurrent use corrupts data or crashes): one of each per thread.
+    local = threading.local()
+
+    def compress(data: bytes) -> bytes:
+        compressor = getattr(local, "compressor", None)
+        if compressor is None:
+            compressor = local.compressor = zstandard.ZstdCompressor(level=3)
+        out: bytes = compressor.compress(data)
+        return out
 
     def decompress(data: bytes) -> bytes:
+        decompressor = getattr(local, "decompressor", None)
+        if decompressor is None:
+            decompressor = local.decompressor = zstandard.ZstdDecompressor()
         # Frames written by compress() carry their size; streamed frames may not.
         out: bytes = decompressor.decompressobj().decompress(data)
         return out
 
-    return Codec("zstd", compressor.compress, decompress)
+    return Codec("zstd", compress, decompress)
 
 
 def _import(module: str, package: str) -> Any:
