@@ -44,7 +44,9 @@ def traceback_summary(exc: BaseException) -> str:
 
 
 def error_text(exc: BaseException) -> str:
-    message = str(exc).strip()
+    """``Type: first line of the message`` (the traceback summary keeps the rest)."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0] if lines else ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

@@ -18,7 +18,7 @@ from evstore.core.errors import InvalidJobError
 from evstore.core.jobs import BatchPlan, Job
 from evstore.core.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
 
-from .engine import JobEngine
+from .engine import JobEngine, error_text
 from .handlers import ALL_TYPES, HandlerContext, register_event_handler, resolve_handlers
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 from .settings import load_job_settings
@@ -130,7 +130,7 @@ class ReplayJobKind(JobKind):
                     raise BatchFailure(
                         f"handler {handler.name!r} failed on event {event.event_id} "
                         f"({event.event_type}, stream {event.stream_id} #{event.stream_position}): "
-                        f"{type(exc).__name__}: {exc}",
+                        f"{error_text(exc)}",
                         item=str(event.event_id),
                     ) from exc
                 counts[handler.name] += 1

@@ -1,6 +1,9 @@
 -- Named queries of the job engine (evstore.core.jobs, evstore.core.batch_runs).
 -- {schema} is the quoted schema; %(name)s are psycopg parameters.
 --
+-- Times are clock_timestamp(), not now(): a batch's outcome is written at the end
+-- of a transaction that began when the batch did.
+--
 -- Lock order, everywhere: batch rows first, then the job row. Whoever holds a
 -- job row's lock (refresh_job) waits for nothing else, so no cycle can form.
 
@@ -76,8 +79,8 @@ UPDATE {schema}.jobs j
            WHEN b.cancelled > 0 THEN 'cancelled'
            ELSE 'succeeded'
        END,
-       finished_at = CASE WHEN b.active + b.pending = 0 THEN coalesce(j.finished_at, now()) END,
-       updated_at = now()
+       finished_at = CASE WHEN b.active + b.pending = 0 THEN coalesce(j.finished_at, clock_timestamp()) END,
+       updated_at = clock_timestamp()
   FROM b
  WHERE j.job_id = %(job_id)s
 RETURNING j.status;
@@ -92,7 +95,7 @@ SELECT number, status FROM {schema}.job_batches
 
 -- name: mark_queued
 UPDATE {schema}.job_batches
-   SET status = 'queued', queued_at = now(), finished_at = NULL
+   SET status = 'queued', queued_at = clock_timestamp(), finished_at = NULL
  WHERE job_id = %(job_id)s AND number = ANY(%(numbers)s);
 
 -- name: clear_cancel
@@ -100,12 +103,12 @@ UPDATE {schema}.jobs SET cancel_requested_at = NULL WHERE job_id = %(job_id)s;
 
 -- name: cancel_batches
 UPDATE {schema}.job_batches
-   SET status = 'cancelled', finished_at = now()
+   SET status = 'cancelled', finished_at = clock_timestamp()
  WHERE job_id = %(job_id)s AND status IN ('pending', 'queued', 'retrying')
 RETURNING number;
 
 -- name: request_cancel
-UPDATE {schema}.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+UPDATE {schema}.jobs SET cancel_requested_at = coalesce(cancel_requested_at, clock_timestamp())
  WHERE job_id = %(job_id)s;
 
 -- name: running_batches
@@ -133,7 +136,7 @@ SELECT 1 FROM {schema}.job_batches
 -- name: start_batch
 UPDATE {schema}.job_batches
    SET status = 'running', attempts = attempts + 1, worker = %(worker)s,
-       started_at = now(), finished_at = NULL
+       started_at = clock_timestamp(), finished_at = NULL
  WHERE job_id = %(job_id)s AND number = %(number)s
    AND status IN ('queued', 'retrying', 'running')
 RETURNING attempts, params, label, items_total;
@@ -151,7 +154,7 @@ SELECT status, attempts FROM {schema}.job_batches
 -- name: complete_batch
 UPDATE {schema}.job_batches
    SET status = 'succeeded', items_done = %(items_done)s, details = %(details)s,
-       last_error = NULL, error_item = NULL, error_traceback = NULL, finished_at = now()
+       last_error = NULL, error_item = NULL, error_traceback = NULL, finished_at = clock_timestamp()
  WHERE job_id = %(job_id)s AND number = %(number)s
    AND status = 'running' AND attempts = %(attempt)s;
 
@@ -172,7 +175,7 @@ UPDATE {schema}.job_batches
 -- Retries are exhausted (or the error is not retried): the batch is failed
 -- until an operator requeues it.
 UPDATE {schema}.job_batches
-   SET status = 'failed', finished_at = now(),
+   SET status = 'failed', finished_at = clock_timestamp(),
        last_error = coalesce(%(error)s, last_error),
        error_item = coalesce(%(item)s, error_item),
        error_traceback = coalesce(%(traceback)s, error_traceback)
