@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from evstore import ANY, START, EventRecord, Position
 from evstore.core.serialization import checksum, dumps
+
+from evstore import ANY, START, EventRecord, Position
 
 from .helpers import ev, raw
 
