@@ -75,8 +75,15 @@ class BatchRun:
             try:
                 yield cls(repo, conn, job_id, number, worker)
             finally:
-                with contextlib.suppress(Exception):  # a dead connection released it
+                # Never hand the pool a connection that may still hold the claim:
+                # closed, it is discarded, and the claim goes with it.
+                try:
                     conn.execute(repo.sql("release_claim"), {"key": key})
+                except Exception:
+                    conn.close()  # the outcome, if any, is committed: nothing to report
+                except BaseException:
+                    conn.close()  # an interrupt (time limit, shutdown): let it through
+                    raise
 
     @property
     def _ids(self) -> dict[str, Any]:
