@@ -47,6 +47,8 @@ def make_pool(url: str, *, max_size: int = 10, min_size: int = 1, name: str = "e
         configure=configure,
         open=False,
         name=name,
+        # A caller waits at most this long for a connection when the server is gone.
+        timeout=10,
     )
     pool.open(wait=True, timeout=30)
     return pool

@@ -40,8 +40,9 @@ class ConcurrencyError(EventStoreError):
         self.stream_id = stream_id
         self.expected_version = expected_version
         self.actual_version = actual_version
+        shown = "no stream" if getattr(expected_version, "value", None) == "no_stream" else expected_version
         super().__init__(
-            f"stream {stream_id!r}: expected version {expected_version}, "
+            f"stream {stream_id!r}: expected version {shown}, "
             f"but the stream is at version {actual_version}"
         )
 

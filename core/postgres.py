@@ -397,7 +397,7 @@ class PostgreSQLEventStore(EventStore):
             return self._deduplicated(stream_id, batch, stored, actual, expected)
         if actual == expected:
             raise self._reused_id(conn, stream_id, batch)
-        raise ConcurrencyError(stream_id, "no stream" if expected == 0 else expected, actual)
+        raise ConcurrencyError(stream_id, NO_STREAM if expected == 0 else expected, actual)
 
     def _deduplicated(
         self, stream_id: str, batch: list[_Prepared], stored: list[tuple[Any, ...]],

@@ -164,6 +164,8 @@ def validate_batch(stream_id: str, events: list[EventRecord]) -> None:
             raise EventValidationError(
                 "created_at must be a timezone-aware datetime (e.g. datetime.now(UTC))", index=i
             )
+        if not 1 <= event.created_at.astimezone(UTC).year <= 9998:
+            raise EventValidationError("created_at must fall between the years 1 and 9998", index=i)
         if not isinstance(event.event_version, int) or event.event_version < 1:
             raise EventValidationError("event_version must be an integer >= 1", index=i)
         if not isinstance(event.aggregate_version, int) or event.aggregate_version < 0:

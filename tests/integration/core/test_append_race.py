@@ -60,7 +60,7 @@ def _check(store: Any, pg_url: str, stream: str, rounds: int, out: dict[str, Any
     after = {expected: result.version for expected, result, _ in wins}
     for expected, exc in losses:
         assert exc.stream_id == stream
-        assert exc.expected_version == (expected if expected else "no stream")
+        assert exc.expected_version == (expected if expected else NO_STREAM)
         assert exc.actual_version == after[expected]
         assert stream in str(exc)
 

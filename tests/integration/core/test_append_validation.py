@@ -270,8 +270,8 @@ def test_concurrency_error_changes_nothing(seeded: Any, pg_url: str) -> None:
     cases = [
         (STREAM, 1, 1, 2),            # stale version
         (STREAM, 7, 7, 2),            # version from the future
-        (STREAM, NO_STREAM, "no stream", 2),
-        (STREAM, 0, "no stream", 2),
+        (STREAM, NO_STREAM, NO_STREAM, 2),
+        (STREAM, 0, NO_STREAM, 2),
         ("User-new", 3, 3, 0),        # a stream that does not exist
     ]
     for stream, expected, shown, actual in cases:
