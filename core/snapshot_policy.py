@@ -222,6 +222,7 @@ def build_batch(
         report.stored_bytes += snap.stored_size
         report.aggregates.append(due.aggregate_id)
     report.skipped += max(batch.count - report.built - report.skipped, 0)
+    snapshots.flush_load_stats()  # the builds' load times feed the ADAPTIVE strategy
     return report
 
 

@@ -148,8 +148,9 @@ WITH cp AS (
 )
 SELECT count(*), extract(epoch FROM now() - min(ahead.stored_at))::double precision
   FROM ahead
-  JOIN cp ON cp.partition = mod(('x' || substr(md5(ahead.stream_id), 1, 8))::bit(32)::bigint,
-                                cp.partition_count)
+  JOIN cp ON cp.partition = CASE WHEN cp.partition_count = 1 THEN 0 ELSE
+                 mod(('x' || substr(md5(ahead.stream_id), 1, 8))::bit(32)::bigint,
+                     cp.partition_count) END
  WHERE (ahead.transaction_id, ahead.global_position)
        > (cp.transaction_id::text::xid8, cp.global_position);
 

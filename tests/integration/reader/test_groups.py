@@ -69,3 +69,26 @@ def test_partitions_of_a_remote_member_that_died_are_taken_after_its_lease(pstor
         wait_for(lambda: len(got) == 16, "every event, after the lease lapsed")
         assert reader.owned_partitions == (0, 1, 2, 3)
     assert [p.owner for p in cps.partitions("rm", "g")] == [None] * 4  # released on stop
+
+
+def test_group_lag_counts_each_partition_from_its_own_checkpoint(pstore: Any) -> None:
+    from evstore.core.streams import partition_of
+
+    from .helpers import all_events, append
+
+    streams = [f"User-{i}" for i in range(12)]
+    for s in streams:
+        append(pstore, s, 2)
+    events = all_events(pstore, 24)
+    cps = CheckpointStore(pstore)
+    cps.ensure("lagged", "g", 4)
+    # Partition 0 is done; the others have read nothing.
+    with pstore.connection() as conn:
+        head = events[-1].position
+        conn.execute("UPDATE events.stream_checkpoints SET transaction_id = %s, "
+                     "global_position = %s WHERE partition = 0",
+                     [head.transaction_id, head.global_position])
+    behind = sum(2 for s in streams if partition_of(s, 4) != 0)
+    assert 0 < behind < 24
+    lag_events, lag_seconds = cps.lag("lagged", "g")
+    assert lag_events == behind and lag_seconds >= 0
