@@ -55,6 +55,16 @@ def _publish_manifest(target: ArchiveTarget, run: ArchiveRun) -> str:
     return target.url_of(path)
 
 
+def _remove_leftovers(target: ArchiveTarget, run: ArchiveRun) -> None:
+    """Temporary objects of uploads that died half-way (a killed worker); best effort."""
+    try:
+        leftovers = [p for p in target.fs.find(target.path(run.folder)) if ".tmp-" in str(p)]
+        for path in leftovers:
+            target.fs.rm_file(path)
+    except Exception:  # cosmetic: never fail a verified run over garbage
+        pass
+
+
 def _drop_partition(conn: psycopg.Connection, store: PostgreSQLEventStore, run: ArchiveRun,
                     name: str) -> str | None:
     """Detach and drop one partition if every row in it was archived.
@@ -117,6 +127,7 @@ def finalize_run(
         conn.execute(query("run_status", store.schema),
                      {"run_id": run_id, "status": "exported", "error": None})
     manifest_url = _publish_manifest(target, run)
+    _remove_leftovers(target, run)
     policy = run.archival_policy
     dropped: list[str] = []
     kept: list[str] = []

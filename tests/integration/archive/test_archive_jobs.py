@@ -11,7 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from evstore.core.archive import ArchivalPolicy, get_run, list_segments, restore_archive
+from evstore.core.archive import (
+    ArchivalPolicy,
+    ArchiveTarget,
+    get_run,
+    list_segments,
+    restore_archive,
+)
 from evstore.workers.archive_jobs import start_archive_job
 from evstore.workers.broker import make_broker
 from evstore.workers.engine import JobEngine
@@ -93,6 +99,8 @@ def test_archive_job_on_workers_survives_a_sigkilled_pool(
         assert run.job_id == str(job_id)
         assert run.deleted_events == 1200
         assert raw_rows(store) == []
+        target = ArchiveTarget(url)  # no temporary object of a killed upload is left
+        assert not [p for p in target.fs.find(target.root) if ".tmp-" in p]
 
         # and the archive restores to the original rows, byte for byte
         restore_archive(store, run.manifest_url)

@@ -116,3 +116,33 @@ def test_target_stopped_mid_run_loses_nothing(database_url: str, emulators: Emul
         assert raw_rows(store) == kept
         restore_archive(store, result.run.manifest_url)
         assert raw_rows(store) == original
+
+
+def test_events_arriving_in_a_month_being_archived_keep_its_partition(
+    database_url: str, tmp_path: Path
+) -> None:
+    from evstore.core.archive import export_segment, finalize_run, plan_run
+    from evstore.core.partitions import month_of, partition_name
+
+    url = f"file://{tmp_path}/archive"
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [2], streams=2, per_stream=5)
+        policy = ArchivalPolicy(name="late", strategy="time_based", retention_days=30,
+                                target_url=url)
+        run, _ = plan_run(store, policy, now=NOW)
+        export_segment(store, run.run_id, 1)
+
+        # When an event dated in that month commits after the run was planned
+        populate(store, [2], streams=1, per_stream=1, prefix="late")
+        done = finalize_run(store, run.run_id)
+
+        # Then the partition is kept with every event, and the run says why
+        month = partition_name(month_of(month_start(2)))
+        assert done.status == "completed" and done.dropped_partitions == []
+        assert done.last_error and month in done.last_error
+        assert len(raw_rows(store)) == 11
+
+        # and the next run archives the whole month, late event included
+        again = run_policy(store, policy, now=NOW)
+        assert again.events == 11 and again.run.dropped_partitions == [month]
+        assert raw_rows(store) == []
