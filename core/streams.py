@@ -8,8 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .errors import ConfigurationError
 from .persistence import Position
@@ -66,7 +65,6 @@ class StreamConfig:
     # Seconds between refreshes of the lag in metrics() (0: on every call).
     lag_interval: float = 5.0
     member_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.checkpoint_name):
