@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 def populate(store: Any, events: int) -> None:
-    from evstore import EventMetadata, EventRecord
+    from evstore.core import EventMetadata, EventRecord
     from evstore.core.partitions import add_months, month_of
 
     months = [add_months(month_of(datetime.now(UTC)), -k) for k in (2, 1)]
@@ -82,7 +82,7 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], int]:
         raise SystemExit(f"moto server not found at {binary}: run scripts/install-emulators.sh")
     port = free_port()
     proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 30
     while True:
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from evstore import PostgreSQLEventStore
+    from evstore.core import PostgreSQLEventStore
     from evstore.core.archive.config import STORAGE_ENV
 
     folder = Path(tempfile.mkdtemp(prefix="evstore-bench-archive-"))

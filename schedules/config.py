@@ -123,6 +123,7 @@ def _from_table(name: str, table: dict[str, Any]) -> Schedule:
     if "schedule" not in table:
         raise ConfigurationError(f"{where}: 'schedule' is required")
     trigger = Trigger.parse(table.pop("schedule"), where)
+    params: dict[str, Any]
     if task == "job":
         if not table.get("job_kind"):
             raise ConfigurationError(f"{where}: task 'job' needs 'job_kind'")

@@ -15,12 +15,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from psycopg import sql
-
-from evstore import PostgreSQLEventStore
 from evstore.core.partitions import add_months, month_of, partition_name
 from evstore.core.schedule_firings import list_firings
 from evstore.schedules import Schedule, SchedulerService, Trigger, engine_enqueue
@@ -28,6 +26,9 @@ from evstore.workers.broker import make_broker
 from evstore.workers.engine import JobEngine
 from evstore.workers.pool import WorkerPool, wait_for
 from evstore.workers.settings import load_job_settings
+from psycopg import sql
+
+from evstore import PostgreSQLEventStore
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CONFIG = """
@@ -128,7 +129,7 @@ def test_two_replicas_fire_each_period_once(
         for name, period in PERIODS.items():
             times = sorted(f.scheduled_for for f in firings if f.policy == name)
             assert len(times) >= 3
-            assert all(b - a == timedelta(seconds=period) for a, b in zip(times, times[1:]))
+            assert all(b - a == timedelta(seconds=period) for a, b in pairwise(times))
         assert all(f.status == "enqueued" and f.job_id for f in firings)
         assert len({f.job_id for f in firings}) == len(firings)
         engine = JobEngine(store, None, load_job_settings(namespace=namespace))
