@@ -28,8 +28,13 @@ from evstore.core.archive import (
     plan_run,
 )
 from evstore.core.archive.runs import attach_job
-from evstore.core.errors import ArchiveError, ConfigurationError, InvalidJobError
-from evstore.core.jobs import BatchPlan
+from evstore.core.errors import (
+    ArchiveError,
+    ConfigurationError,
+    InvalidJobError,
+    JobNotFoundError,
+)
+from evstore.core.jobs import BatchPlan, JobRepository
 
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 
@@ -47,6 +52,19 @@ def _policy(params: dict[str, Any]) -> ArchivalPolicy:
     raise InvalidJobError("an archive job needs 'policy' (a policy name) or 'policy_spec'")
 
 
+def _refuse_if_running(store: Any, run_id: str, policy: str, job_id: str) -> None:
+    """One job per run at a time: a second one would upload the same segments again."""
+    try:
+        job = JobRepository(store).get(int(job_id))
+    except (JobNotFoundError, ValueError):
+        return
+    if not job.finished:
+        raise InvalidJobError(
+            f"archive run {run_id} of policy {policy!r} is still being archived by job "
+            f"{job.job_id} ({job.status}); wait for it, or cancel it first"
+        )
+
+
 class ArchiveJobKind(JobKind):
     name = KIND
 
@@ -54,6 +72,8 @@ class ArchiveJobKind(JobKind):
         policy = _policy(params)
         now = datetime.fromisoformat(params["now"]) if params.get("now") else None
         run, resumed = plan_run(store, policy, now=now)
+        if resumed and run.job_id:
+            _refuse_if_running(store, run.run_id, policy.name, run.job_id)
         todo = [s for s in list_segments(store, run.run_id) if s.status != "deleted"]
         batches = [
             BatchPlan({"run_id": run.run_id, "segment": s.number}, s.event_count,

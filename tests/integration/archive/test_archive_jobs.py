@@ -18,6 +18,7 @@ from evstore.core.archive import (
     list_segments,
     restore_archive,
 )
+from evstore.core.errors import InvalidJobError
 from evstore.workers.archive_jobs import start_archive_job
 from evstore.workers.broker import make_broker
 from evstore.workers.engine import JobEngine
@@ -74,6 +75,9 @@ def test_archive_job_on_workers_survives_a_sigkilled_pool(
         # When the job runs on a pool that is SIGKILLed once a few segments are verified
         job_id = start_archive_job(engine, policy, created_by="test")
         run_id = str(engine.get(job_id).params["run_id"])
+        # (a second job for the same run is refused while the first one runs)
+        with pytest.raises(InvalidJobError, match=f"still being archived by job {job_id}"):
+            start_archive_job(engine, policy)
 
         def verified() -> int:
             return sum(s.status == "verified" for s in list_segments(store, run_id))
