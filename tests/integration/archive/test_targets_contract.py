@@ -100,3 +100,14 @@ def test_missing_archive_is_a_clear_error(target_url: str) -> None:
     with pytest.raises(ArchiveError, match="no archive segments"):
         restore_archive(None, target_url + "/nothing-here")  # type: ignore[arg-type]
     assert not verify_archive(target_url + "/nothing-here").ok
+
+
+def test_verified_writes_keep_every_byte(target_url: str) -> None:
+    # (gcp-storage-emulator's multipart uploads drop a trailing CR: uploads
+    # must not depend on how the last byte looks)
+    target = ArchiveTarget(target_url)
+    blobs = [b"\r", b"segment\r\n\r", bytes(range(256)) * 1200 + b"\r", b"\x00\n"]
+    for i, data in enumerate(blobs):
+        target.write_verified(f"bytes/{i}.bin", data)
+        assert target.read(f"bytes/{i}.bin") == data
+    assert target.find("bytes", ".bin") == [f"bytes/{i}.bin" for i in range(len(blobs))]
