@@ -15,7 +15,8 @@ Strategies (the spec's ArchivalStrategy):
   upload (``anonymize_before_archive``) and deleted row by row.
 
 Policies are registered by name (:func:`register_policy`) or read from the
-``[archive.policies.NAME]`` tables of the configuration file.
+``[archive.policies.NAME]`` tables of the configuration file, where a time
+or GDPR policy without ``retention_days`` takes EVENT_STORE_RETENTION_DAYS.
 """
 
 from __future__ import annotations
@@ -152,9 +153,17 @@ def unregister_policy(name: str) -> None:
 
 def list_policies() -> dict[str, ArchivalPolicy]:
     """Policies of the configuration file, then those registered in this process."""
+    from ..config import load_settings
     from .config import policy_tables
 
-    found = {name: ArchivalPolicy.from_dict(table, name) for name, table in policy_tables().items()}
+    default_days = load_settings().retention_days  # EVENT_STORE_RETENTION_DAYS
+    found = {}
+    for name, table in policy_tables().items():
+        if default_days is not None and str(table.get("strategy", "")).lower() in (
+            ArchivalStrategy.TIME_BASED.value, ArchivalStrategy.GDPR_BASED.value
+        ):
+            table = {"retention_days": default_days, **table}
+        found[name] = ArchivalPolicy.from_dict(table, name)
     with _lock:
         found.update(_registry)
     return dict(sorted(found.items()))
