@@ -44,6 +44,10 @@ def demo(
     users: Annotated[int, typer.Option(help="Users (streams) to create in this run.")] = 3000,
     writers: Annotated[int, typer.Option(help="Concurrent writer threads.")] = 4,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: a new one each run).")] = None,
+    replay: Annotated[
+        bool, typer.Option(help="Replay every stored event on Dramatiq workers (embedded Redis by default).")
+    ] = True,
+    worker_processes: Annotated[int, typer.Option(help="Worker processes for the replay.")] = 2,
 ) -> None:
     """Run the identity-service demo: append, read back, verify, summarise."""
     run_id = uuid.uuid4().hex[:8]
@@ -106,6 +110,9 @@ def demo(
         health = store.health()
         parts = store.list_partitions()
 
+        # 4. A replay job fanned out in batches to real worker processes.
+        replayed = _replay(store, worker_processes) if replay else None
+
     table = Table(title="demo summary", title_justify="left", show_header=False)
     table.add_column()
     table.add_column(justify="right")
@@ -122,6 +129,12 @@ def demo(
     table.add_row("partitions", ", ".join(p.month for p in parts))
     table.add_row("on disk", human_bytes(metrics.total_bytes))
     table.add_row("health", "[green]ok[/]" if health.ok else "[red]unhealthy[/]")
+    if replayed is not None:
+        table.add_row(
+            f"replay job {replayed.job_id} ({worker_processes} worker processes)",
+            f"{replayed.successful_events:,} of {replayed.total_events:,} events, "
+            f"{replayed.failed_events} failed, {replayed.events_per_second:,.0f}/s, {replayed.status}",
+        )
     console.print(table)
     types = Table(title="this run's events by type", title_justify="left")
     types.add_column("event type")
@@ -130,8 +143,24 @@ def demo(
         types.add_row(name, f"{count:,}")
     console.print(types)
     ok = read_total == total and per_stream_ok and not stream_mismatch and report.ok and health.ok
+    if replayed is not None:
+        ok = ok and replayed.failed_events == 0 and replayed.successful_events == replayed.total_events
     if not ok:
         raise typer.Exit(1)
+
+
+def _replay(store: Any, processes: int) -> Any:
+    from evstore.workers.demo import run_replay_demo
+
+    with _progress() as bar:
+        task = bar.add_task("replaying", total=None)
+        return run_replay_demo(
+            store,
+            processes=processes,
+            announce=lambda text: err_console.print(f"[dim]{text}[/]", highlight=False),
+            on_started=lambda job_id, job: bar.update(task, total=job.items_total),
+            on_progress=lambda job: bar.update(task, completed=job.items_done),
+        )
 
 
 def _head(store: Any) -> Position | None:
