@@ -27,7 +27,7 @@ from evstore.core import PostgreSQLEventStore, load_settings
 from benchmarks import appends, reads
 from benchmarks.report import Figure, as_json, runs, table
 from benchmarks.scratch import DEFAULT_URL, create_raw_table, scratch_database
-from benchmarks.timing import Measure, Writer, log, run_writers
+from benchmarks.timing import Clocked, Measure, Writer, Writers, log, run_writers, total
 from benchmarks.workload import specs
 
 
@@ -40,6 +40,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="batches of 1,000 events per batch-append run (default 20)")
     p.add_argument("--seconds", type=float, default=2.0,
                    help="duration of each single-event append run (default 2)")
+    p.add_argument("--slice", type=float, default=0.5,
+                   help="single-event runs take turns in slices of this many seconds (default 0.5)")
     p.add_argument("--writers", type=int, nargs="+", default=[1, 8],
                    help="concurrent writer counts for single-event appends (default 1 8)")
     p.add_argument("--load-threads", type=int, default=2,
@@ -48,13 +50,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--read-passes", type=int, default=1,
                    help="full passes over the loaded events per reader (default 1)")
     p.add_argument("--segment", type=int, default=0,
-                   help="events per timed read segment (default: a tenth of --events)")
+                   help="events per timed read segment (default: a twentieth of --events)")
     p.add_argument("--only", choices=["append", "single", "read"], nargs="+",
                    help="run only these parts (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--save", metavar="PATH", help="also write the JSON to this file")
     args = p.parse_args(argv)
-    if min(args.repeat, args.events, args.batches, args.read_passes, args.page) < 1 or args.seconds <= 0:
-        p.error("--repeat, --events, --batches, --read-passes, --page and --seconds must be positive")
+    counts = (args.repeat, args.events, args.batches, args.read_passes, args.page)
+    if min(counts) < 1 or min(args.seconds, args.slice) <= 0:
+        p.error("--repeat, --events, --batches, --read-passes, --page, --seconds and --slice "
+                "must be positive")
     return args
 
 
@@ -67,25 +72,32 @@ def make_store(url: str, schema: str, *, verify: bool = True, pool: Any = None,
 
 
 def batch_figure(url: str, store: PostgreSQLEventStore, raw: str, args: argparse.Namespace) -> Figure:
+    """Each run: ``--batches`` batches per side, the sides alternating batch by batch."""
     ours, base = Measure("evstore append_events"), Measure("raw COPY")
     warm = [specs(0, 1000)]
     appends.batch_ours(store, warm, "warm-batch")
     appends.batch_raw_copy(url, raw, warm, "warm-batch")
     for r in range(args.repeat):
-        batches = [specs((r * args.batches + b) * 1000, 1000) for b in range(args.batches)]
-        order = [0, 1] if r % 2 == 0 else [1, 0]
-        for which in order:
-            if which == 0:
-                rate = ours.add(appends.batch_ours(store, batches, f"batch-{r}"))
-            else:
-                rate = base.add(appends.batch_raw_copy(url, raw, batches, f"batch-{r}"))
-            log(f"  batch run {r + 1}: {'ours' if which == 0 else 'COPY'} {rate:,.0f} ev/s")
+        mine: list[Clocked] = []
+        theirs: list[Clocked] = []
+        for b in range(args.batches):
+            batch = [specs((r * args.batches + b) * 1000, 1000)]
+            tag = f"batch-{r}-{b}"
+            for which in ((0, 1) if (r + b) % 2 == 0 else (1, 0)):
+                if which == 0:
+                    mine.append(appends.batch_ours(store, batch, tag))
+                else:
+                    theirs.append(appends.batch_raw_copy(url, raw, batch, tag))
+        a, b_ = ours.add(total(mine)), base.add(total(theirs))
+        log(f"  batch run {r + 1}: evstore {a:,.0f} ev/s, COPY {b_:,.0f} ev/s")
     return Figure("batch append, 1,000 per call", ours, base, 0.6)
 
 
 def single_figures(url: str, store: PostgreSQLEventStore, raw: str, args: argparse.Namespace) -> list[Figure]:
+    """Each run: ``--seconds`` per side in slices of ``--slice`` s, the sides taking turns."""
     figures = []
     recorder, close_es = appends.eventsourcing_recorder(url, "es_bench", max(args.writers))
+    slices = max(1, round(args.seconds / args.slice))
     try:
         for n in args.writers:
             ours = Measure("evstore append_events")
@@ -99,10 +111,19 @@ def single_figures(url: str, store: PostgreSQLEventStore, raw: str, args: argpar
             for m, make in workloads:  # warm-up: connections, prepared statements
                 run_writers(n, make(f"warm-{n}-{m.label[:3]}"), 0.5)
             for r in range(args.repeat):
-                for k in range(len(workloads)):
-                    m, make = workloads[(k + r) % len(workloads)]
-                    rate = m.add(run_writers(n, make(f"s{n}-r{r}-{m.label[:3]}"), args.seconds))
-                    log(f"  {n} writer(s) run {r + 1}: {m.label} {rate:,.0f} ev/s")
+                sets = [Writers(n, make(f"s{n}-r{r}-{m.label[:3]}")) for m, make in workloads]
+                parts: list[list[Clocked]] = [[] for _ in workloads]
+                try:
+                    for sl in range(slices):
+                        for k in range(len(workloads)):
+                            i = (k + sl + r) % len(workloads)
+                            parts[i].append(sets[i].run(args.seconds / slices))
+                finally:
+                    for w in sets:
+                        w.close()
+                rates = [m.add(total(p)) for (m, _), p in zip(workloads, parts, strict=True)]
+                log(f"  {n} writer(s) run {r + 1}: " + ", ".join(
+                    f"{m.label} {x:,.0f} ev/s" for (m, _), x in zip(workloads, rates, strict=True)))
             label = f"{n} writer{'s' if n > 1 else ''}"
             figures.append(Figure(f"single append, {label}", ours, base, 0.7))
             figures.append(Figure(f"single append, {label} vs eventsourcing", ours, peer,
@@ -138,7 +159,7 @@ def read_figures(url: str, args: argparse.Namespace, context: dict[str, Any]) ->
         with_verify = Measure("evstore read_all (verify on)")
         without = Measure("evstore read_all (verify off)")
         base = Measure("raw keyset SELECT")
-        segment = args.segment or max(args.page, (args.events // 10) // args.page * args.page)
+        segment = args.segment or max(args.page, (args.events // 20) // args.page * args.page)
         for p in range(args.read_passes):
             log(f"read pass {p + 1}: segments of {segment:,} events, readers taking turns ...")
             reads.interleaved_pass([
@@ -197,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             figures.extend(read_figures(url, args, context))
     context["total"] = f"{time.perf_counter() - started:.0f} s"
     context["load average (1, 5, 15 min) at start / end"] = f"{load_start} / {_loadavg()}"
+    if args.save:
+        Path(args.save).write_text(as_json(figures, context) + "\n")
     if args.json:
         print(as_json(figures, context))
     else:

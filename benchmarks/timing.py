@@ -69,6 +69,12 @@ class Clock:
         return Clocked(events, time.perf_counter() - self.wall, time.process_time() - self.cpu)
 
 
+def total(parts: list[Clocked]) -> Clocked:
+    """Several timed slices of one workload as one run."""
+    return Clocked(sum(p.events for p in parts), sum(p.seconds for p in parts),
+                   sum(p.cpu for p in parts))
+
+
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout holds only the table (or the JSON)."""
     print(message, file=sys.stderr, flush=True)
@@ -79,49 +85,77 @@ def log(message: str) -> None:
 Writer = Callable[[int], tuple[Callable[[], int], Callable[[], None]]]
 
 
-def run_writers(threads: int, make_writer: Writer, seconds: float) -> Clocked:
-    """Run ``threads`` writers for ``seconds``: events written, elapsed time, CPU.
+class Writers:
+    """``threads`` writers whose set-up (connections, stream ids) outlives one run.
 
-    Set-up (connections, stream ids) happens before the clock starts; every
-    thread starts at a barrier and stops at the deadline after its current
-    append, and the elapsed time runs until the last one finished.
+    Several short runs of different workloads can then take turns (the
+    figures interleave them so background load hits every side alike), each
+    writer keeping its connection and its streams' versions between runs.
     """
-    counts = [0] * threads
-    errors: list[BaseException] = []
-    stop = threading.Event()
-    barrier = threading.Barrier(threads + 1)
-    ends = [0.0] * threads
 
-    def body(index: int) -> None:
-        cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    def __init__(self, threads: int, make_writer: Writer) -> None:
+        self.writers: list[tuple[Callable[[], int], Callable[[], None]]] = []
         try:
-            append, cleanup = make_writer(index)
+            for i in range(threads):
+                self.writers.append(make_writer(i))
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, seconds: float) -> Clocked:
+        """Every writer appends until the deadline: events written, elapsed time, CPU.
+
+        The threads start at a barrier and stop after their current append
+        once the deadline passed; the elapsed time runs until the last one
+        finished.
+        """
+        threads = len(self.writers)
+        counts = [0] * threads
+        ends = [0.0] * threads
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        barrier = threading.Barrier(threads + 1)
+
+        def body(index: int) -> None:
+            append = self.writers[index][0]
+            try:
+                barrier.wait()
+                n = 0
+                while not stop.is_set():
+                    n += append()
+                counts[index] = n
+                ends[index] = time.perf_counter()
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+                barrier.abort()
+
+        pool = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(threads)]
+        for t in pool:
+            t.start()
+        try:
             barrier.wait()
-            n = 0
-            while not stop.is_set():
-                n += append()
-            counts[index] = n
-            ends[index] = time.perf_counter()
-        except BaseException as exc:
-            errors.append(exc)
-            stop.set()
-            barrier.abort()
-        finally:
+        except threading.BrokenBarrierError:
+            pass
+        clock = Clock()
+        stop.wait(seconds)
+        stop.set()
+        for t in pool:
+            t.join()
+        if errors:
+            raise errors[0]
+        done = clock.stop(sum(counts))
+        return Clocked(done.events, max(ends) - clock.wall, done.cpu)
+
+    def close(self) -> None:
+        for _, cleanup in self.writers:
             cleanup()
 
-    pool = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(threads)]
-    for t in pool:
-        t.start()
+
+def run_writers(threads: int, make_writer: Writer, seconds: float) -> Clocked:
+    """Set up ``threads`` writers, run them for ``seconds``, clean up."""
+    writers = Writers(threads, make_writer)
     try:
-        barrier.wait()
-    except threading.BrokenBarrierError:
-        pass
-    clock = Clock()
-    stop.wait(seconds)
-    stop.set()
-    for t in pool:
-        t.join()
-    if errors:
-        raise errors[0]
-    done = clock.stop(sum(counts))
-    return Clocked(done.events, max(ends) - clock.wall, done.cpu)
+        return writers.run(seconds)
+    finally:
+        writers.close()
