@@ -48,6 +48,9 @@ def demo(
         bool, typer.Option(help="Replay every stored event on Dramatiq workers (embedded Redis by default).")
     ] = True,
     worker_processes: Annotated[int, typer.Option(help="Worker processes for the replay.")] = 2,
+    archive: Annotated[
+        bool, typer.Option(help="Archive the oldest month to $EVSTORE_HOME/archive, verify and restore it.")
+    ] = True,
 ) -> None:
     """Run the identity-service demo: append, read back, verify, summarise."""
     run_id = uuid.uuid4().hex[:8]
@@ -113,6 +116,9 @@ def demo(
         # 4. A replay job fanned out in batches to real worker processes.
         replayed = _replay(store, worker_processes) if replay else None
 
+        # 5. Archive the oldest month to a local folder: preview, run, verify, restore.
+        archived = _archive(store) if archive else None
+
     table = Table(title="demo summary", title_justify="left", show_header=False)
     table.add_column()
     table.add_column(justify="right")
@@ -135,6 +141,14 @@ def demo(
             f"{replayed.successful_events:,} of {replayed.total_events:,} events, "
             f"{replayed.failed_events} failed, {replayed.events_per_second:,.0f}/s, {replayed.status}",
         )
+    if archived is not None:
+        table.add_row(
+            f"archive of {archived['month']} (file target)",
+            f"{archived['events']:,} events, {archived['ratio']:.1f}x smaller, verified "
+            + ("[green]ok[/]" if archived["verified"] else "[red]FAILED[/]")
+            + f", {archived['restored']:,} restored",
+        )
+        table.add_row("archive folder", archived["url"])
     console.print(table)
     types = Table(title="this run's events by type", title_justify="left")
     types.add_column("event type")
@@ -143,6 +157,8 @@ def demo(
         types.add_row(name, f"{count:,}")
     console.print(types)
     ok = read_total == total and per_stream_ok and not stream_mismatch and report.ok and health.ok
+    if archived is not None:
+        ok = ok and archived["verified"] and archived["restored"] + archived["present"] == archived["events"]
     if replayed is not None:
         ok = ok and replayed.failed_events == 0 and replayed.successful_events == replayed.total_events
     if not ok:
@@ -161,6 +177,55 @@ def _replay(store: Any, processes: int) -> Any:
             on_started=lambda job_id, job: bar.update(task, total=job.items_total),
             on_progress=lambda job: bar.update(task, completed=job.items_done),
         )
+
+
+def _archive(store: Any) -> dict[str, Any] | None:
+    """TIME_BASED archival of the oldest month with events, shown step by step."""
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+
+    from evstore.core.archive import ArchivalPolicy, ArchivalStrategy, EventArchiver
+
+    months = [p for p in store.list_partitions(exact=True) if p.row_count]
+    if len(months) < 2:
+        console.print("[dim]archive: fewer than two months hold events; nothing to archive[/]")
+        return None
+    oldest = months[0]
+    now = datetime.now(UTC)
+    # Whole months entirely older than the cutoff are archived: put the cutoff
+    # inside the month after the oldest one, so that only the oldest is taken.
+    retention_days = max(1, (now - oldest.range_end).days)
+    folder = Path(store.settings.home) / "archive"
+    folder.mkdir(parents=True, exist_ok=True)
+    archiver = EventArchiver(store)
+    archiver.register_policy(ArchivalPolicy(
+        name="demo-oldest-month", strategy=ArchivalStrategy.TIME_BASED,
+        retention_days=retention_days, target_url=folder.as_uri(),
+    ))
+    preview = archiver.preview("demo-oldest-month", now=now)
+    console.print(
+        f"archive preview (dry run): {preview.events:,} events of {preview.streams:,} streams in "
+        f"{', '.join(preview.partitions) or 'no partition'}, {human_bytes(preview.bytes)} in PostgreSQL"
+    )
+    if not preview.events:
+        return None
+    with err_console.status(f"archiving {oldest.month} to {folder}"):
+        result = archiver.archive("demo-oldest-month")
+    url = result.run.manifest_url
+    assert url is not None
+    after = {p.month for p in store.list_partitions()}
+    console.print(
+        f"archived {result.events:,} events into {result.segments_uploaded} segment(s), "
+        f"{human_bytes(result.raw_bytes)} -> {human_bytes(result.stored_bytes)}; partition "
+        f"{oldest.month} {'dropped' if oldest.month not in after else 'kept'}"
+    )
+    verified = archiver.verify(url)
+    restored = archiver.restore(url)
+    return {
+        "month": oldest.month, "events": result.events, "ratio": result.compression_ratio,
+        "verified": verified.ok, "restored": restored.events_restored,
+        "present": restored.events_already_present, "url": url,
+    }
 
 
 def _head(store: Any) -> Position | None:
