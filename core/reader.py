@@ -291,8 +291,6 @@ class EventStreamReader:
         dispatcher.submit(batch.id, wanted)
         self.batches += 1 if wanted else 0
         self.position = page.checkpoint
-        if self._skip and self.position.transaction_id > max(self._skip):
-            self._skip = set()
         if page.events:
             self._backoff = _MIN_BACKOFF
         if not page.at_end:
