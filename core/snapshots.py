@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from .errors import AggregateNotFoundError, EventStoreError
 from .persistence import EventRecord
 from .postgres import COLUMNS, PostgreSQLEventStore
 from .serialization import dumps
+from .snapshot_stats import LoadTimings
 from .sqlfiles import sql_from
 
 log = logging.getLogger(__name__)
@@ -201,81 +201,6 @@ class SnapshotStore:
                     "aggregate_type": atype, "loads": loads, "events": events,
                     "ms_per_event": per_event, "base_ms": base})
         return len(fitted)
-
-
-@dataclass(frozen=True)
-class SnapshotTypeStats:
-    """What ``evstore snapshots stats`` shows for one aggregate type."""
-
-    aggregate_type: str
-    aggregates: int  # aggregates (streams) of the type
-    events: int
-    snapshots: int
-    snapshotted_aggregates: int
-    original_bytes: int
-    stored_bytes: int
-    latest: datetime | None
-    codecs: list[str]
-    state_schemas: list[int]
-    loads_measured: int
-    ms_per_event: float | None
-    base_ms: float | None
-
-    @property
-    def compression_ratio(self) -> float:
-        return self.original_bytes / self.stored_bytes if self.stored_bytes else 1.0
-
-
-def snapshot_stats(store: PostgreSQLEventStore) -> list[SnapshotTypeStats]:
-    def q(name: str) -> str:
-        return sql_from("snapshots.sql", name, store.schema)
-
-    with store.connection() as conn:
-        snaps = {r[0]: r for r in conn.execute(q("snapshot_stats"))}
-        counts = {r[0]: r for r in conn.execute(q("aggregates_per_type"))}
-        loads = {r[0]: r for r in conn.execute(q("load_stats"), {"aggregate_type": None})}
-    out = []
-    for atype in sorted(set(snaps) | set(counts)):
-        s, c, ld = snaps.get(atype), counts.get(atype), loads.get(atype)
-        out.append(SnapshotTypeStats(
-            aggregate_type=atype, aggregates=int(c[1]) if c else 0, events=int(c[2]) if c else 0,
-            snapshots=int(s[1]) if s else 0, snapshotted_aggregates=int(s[2]) if s else 0,
-            original_bytes=int(s[3]) if s else 0, stored_bytes=int(s[4]) if s else 0,
-            latest=s[5] if s else None, codecs=sorted(s[6]) if s else [],
-            state_schemas=sorted(s[7]) if s else [], loads_measured=int(ld[1]) if ld else 0,
-            ms_per_event=float(ld[3]) if ld else None, base_ms=float(ld[4]) if ld else None,
-        ))
-    return out
-
-
-class LoadTimings:
-    """Load times per aggregate type, fitted as ``base_ms + ms_per_event * events``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sums: dict[str, list[float]] = {}
-
-    def add(self, aggregate_type: str, events: int, ms: float) -> None:
-        with self._lock:
-            s = self._sums.setdefault(aggregate_type, [0.0] * 5)
-            s[0] += 1
-            s[1] += events
-            s[2] += ms
-            s[3] += events * events
-            s[4] += events * ms
-
-    def take(self) -> dict[str, tuple[int, int, float, float]]:
-        """Per type: (loads, events, ms_per_event, base_ms); resets the sums."""
-        with self._lock:
-            sums, self._sums = self._sums, {}
-        out = {}
-        for atype, (n, sx, sy, sxx, sxy) in sums.items():
-            spread = n * sxx - sx * sx
-            slope = (n * sxy - sx * sy) / spread if spread > 0 else (sy / sx if sx else 0.0)
-            slope = max(slope, 1e-6)
-            base = max((sy - slope * sx) / n, 0.0)
-            out[atype] = (int(n), int(sx), slope, base)
-        return out
 
 
 class _conn:

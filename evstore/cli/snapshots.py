@@ -20,7 +20,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts inste
 
 def stats(as_json: Json = False) -> None:
     """Snapshots per aggregate type: how many, sizes and compression, measured load costs."""
-    from evstore.core.snapshots import snapshot_stats
+    from evstore.core.snapshot_stats import snapshot_stats
 
     with open_store() as store:
         rows = snapshot_stats(store)
