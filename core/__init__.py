@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .aggregate import Aggregate
+from .archive import ArchivalPolicy, ArchivalStrategy, EventArchiver
 from .config import Settings, load_settings
 from .errors import (
     CodecError,
@@ -32,20 +34,30 @@ from .persistence import (
     VerifyReport,
 )
 from .postgres import PostgreSQLEventStore
+from .reader import EventStreamReader
+from .snapshot_policy import SnapshotConfig, SnapshotStrategy
+from .snapshots import EventSnapshot, SnapshotStore
+from .streams import StreamConfig, StreamReadMode
 
 __all__ = [
     "ANY",
     "NO_STREAM",
     "START",
+    "Aggregate",
     "AppendResult",
+    "ArchivalPolicy",
+    "ArchivalStrategy",
     "CodecError",
     "ConcurrencyError",
     "ConfigurationError",
     "DuplicateEventError",
+    "EventArchiver",
     "EventMetadata",
     "EventRecord",
+    "EventSnapshot",
     "EventStore",
     "EventStoreError",
+    "EventStreamReader",
     "EventValidationError",
     "HealthReport",
     "IntegrityError",
@@ -55,8 +67,13 @@ __all__ = [
     "ReadAllPage",
     "SchemaNotInitializedError",
     "Settings",
+    "SnapshotConfig",
+    "SnapshotStore",
+    "SnapshotStrategy",
     "StoreMetrics",
     "StoreUnavailableError",
+    "StreamConfig",
+    "StreamReadMode",
     "StreamState",
     "UnknownEventTypeError",
     "VerifyReport",

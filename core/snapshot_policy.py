@@ -68,8 +68,16 @@ class SnapshotConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SnapshotConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown snapshot setting(s) {', '.join(unknown)} "
+                f"(known: {', '.join(cls.__dataclass_fields__)})"
+            )
+        try:
+            return cls(**data)
+        except ValueError as exc:  # e.g. a strategy name that does not exist
+            raise ConfigurationError(f"invalid snapshot configuration: {exc}") from None
 
 
 @dataclass(frozen=True)

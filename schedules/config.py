@@ -9,8 +9,8 @@
 
     [schedules.snapshots]
     task = "job"                     # any job kind of the engine (snapshot sweeps, GDPR ...)
-    job_kind = "snapshot_sweep"
-    params = { min_events = 100 }
+    job_kind = "snapshot_build"
+    params = { aggregate_class = "myapp.domain:User", config = { strategy = "event_count", every_n_events = 100 } }
     schedule = "interval: 1h"
 
 Every archival policy with a ``schedule`` (``[archive.policies.NAME]``) fires

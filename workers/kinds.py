@@ -106,8 +106,19 @@ def register_job_kind(kind: JobKind) -> JobKind:
     return kind
 
 
+# evstore's own kinds and the modules that register them, so a process that
+# starts one (a producer, the scheduler) needs no import of its own.
+BUILTIN_KINDS = {
+    "replay": "evstore.workers.replay",
+    "snapshot_build": "evstore.workers.snapshot_jobs",
+    "archive": "evstore.workers.archive_jobs",
+    "partitions": "evstore.workers.maintenance_jobs",
+}
+
+
 def get_job_kind(name: str, module: str | None = None) -> JobKind:
     """The registered kind; imports ``module`` first when the kind is not known yet."""
+    module = module or BUILTIN_KINDS.get(name)
     if name not in _KINDS and module:
         try:
             importlib.import_module(module)
