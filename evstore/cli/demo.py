@@ -9,10 +9,14 @@ the embedded PostgreSQL, whose data stays for the next run.
 
 from __future__ import annotations
 
+import itertools
+import random
+import threading
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -21,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from evstore.core.persistence import Position
-from evstore.workload import UserScript, generate
+from evstore.workload import UserAccount, UserScript, email_domains, generate, power_user_script
 
 from .common import console, err_console, handle_errors, human_bytes, open_store
 
@@ -30,7 +34,7 @@ def _append_user(store: Any, script: UserScript, rng_split: int) -> int:
     """A user's events in up to three appends, each with the exact expected version."""
     events = script.events
     cuts = sorted({0, len(events), *(i for i in (1, rng_split) if 0 < i < len(events))})
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    for lo, hi in itertools.pairwise(cuts):
         store.append_events(script.stream_id, events[lo:hi], expected_version=lo)
     return len(events)
 
@@ -44,6 +48,8 @@ def demo(
     users: Annotated[int, typer.Option(help="Users (streams) to create in this run.")] = 3000,
     writers: Annotated[int, typer.Option(help="Concurrent writer threads.")] = 4,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: a new one each run).")] = None,
+    power_users: Annotated[int, typer.Option(help="Service accounts with very long streams.")] = 3,
+    power_logins: Annotated[int, typer.Option(help="Logins of each service account.")] = 3000,
     replay: Annotated[
         bool, typer.Option(help="Replay every stored event on Dramatiq workers (embedded Redis by default).")
     ] = True,
@@ -55,7 +61,10 @@ def demo(
     """Run the identity-service demo: append, read back, verify, summarise."""
     run_id = uuid.uuid4().hex[:8]
     scripts = generate(users, seed=seed, run_id=run_id)
-    total = sum(len(s.events) for s in scripts)
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    busy = [power_user_script(rng, now, power_logins, run_id) for _ in range(power_users)]
+    total = sum(len(s.events) for s in scripts) + sum(len(s.events) for s in busy)
     with open_store(initialize=True) as store:
         before = store.metrics().events
         start_checkpoint = _head(store)
@@ -64,14 +73,26 @@ def demo(
             f"this run ({run_id}): {users:,} users, {total:,} events, {writers} writers",
             title="evstore demo",
         ))
-        # 1. Append with concurrent writers.
+        # 1. Append with concurrent writers, while a consumer group of two
+        #    members builds a read model (users per e-mail domain) live.
+        model = ReadModel(run_id)
+        members = model.start(store, members=2)
         t0 = time.perf_counter()
-        with _progress() as progress, ThreadPoolExecutor(writers) as pool:
-            task = progress.add_task("appending", total=total)
-            futures = [pool.submit(_append_user, store, s, 1 + i % 4) for i, s in enumerate(scripts)]
-            for f in futures:
-                progress.advance(task, f.result())
-        append_s = time.perf_counter() - t0
+        try:
+            with _progress() as progress, ThreadPoolExecutor(writers) as pool:
+                task = progress.add_task("appending", total=total)
+                futures = [pool.submit(_append_user, store, s, 1 + i % 4) for i, s in enumerate(scripts)]
+                futures += [pool.submit(_append_long, store, s) for s in busy]
+                for f in futures:
+                    progress.advance(task, f.result())
+            append_s = time.perf_counter() - t0
+            model.wait_for(expected_model_events(scripts + busy), timeout=120)
+        finally:
+            for member in members:
+                member.stop()
+            for member in members:
+                member.join()
+        expected_domains = email_domains(scripts + busy)
 
         # 2. Read this run's events back through the global order, with checkpoints.
         t0 = time.perf_counter()
@@ -113,10 +134,13 @@ def demo(
         health = store.health()
         parts = store.list_partitions()
 
-        # 4. A replay job fanned out in batches to real worker processes.
+        # 4. Snapshots: the busiest aggregates, loaded with and without one.
+        snapshot_rows = _snapshots(store, busy)
+
+        # 5. A replay job fanned out in batches to real worker processes.
         replayed = _replay(store, worker_processes) if replay else None
 
-        # 5. Archive the oldest month to a local folder: preview, run, verify, restore.
+        # 6. Archive the oldest month to a local folder: preview, run, verify, restore.
         archived = _archive(store) if archive else None
 
     table = Table(title="demo summary", title_justify="left", show_header=False)
@@ -128,8 +152,8 @@ def demo(
                   "[green]yes[/]" if read_total == total and per_stream_ok else "[red]NO[/]")
     table.add_row("sampled streams equal to what was written",
                   "[green]yes[/]" if not stream_mismatch else f"[red]{stream_mismatch} differ[/]")
-    table.add_row("checksums verified", f"{report.checked:,} in {verify_s:.1f} s, "
-                  + ("[green]no mismatch[/]" if report.ok else f"[red]{len(report.mismatches)} mismatches[/]"))
+    verdict = "[green]no mismatch[/]" if report.ok else f"[red]{len(report.mismatches)} mismatches[/]"
+    table.add_row("checksums verified", f"{report.checked:,} in {verify_s:.1f} s, {verdict}")
     table.add_row("events in the store", f"{before:,} before, {metrics.events:,} now")
     table.add_row("streams", f"{metrics.streams:,}")
     table.add_row("partitions", ", ".join(p.month for p in parts))
@@ -150,6 +174,27 @@ def demo(
         )
         table.add_row("archive folder", archived["url"])
     console.print(table)
+    domains = Table(title="read model: users per e-mail domain (consumer group, 2 members)",
+                    title_justify="left")
+    domains.add_column("domain")
+    domains.add_column("users", justify="right")
+    for domain, count in sorted(model.domains().items()):
+        domains.add_row(domain, f"{count:,}")
+    console.print(domains)
+    console.print(
+        f"members handled {' + '.join(str(n) for n in model.per_member.values())} events; "
+        "read model equals the events written: "
+        + ("[green]yes[/]" if model.domains() == expected_domains else "[red]NO[/]")
+    )
+    snaps = Table(title="busiest aggregates: load time", title_justify="left")
+    for col in ("user", "events", "full replay", "from snapshot", "speed-up", "same state"):
+        snaps.add_column(col, justify="left" if col == "user" else "right")
+    for row in snapshot_rows:
+        snaps.add_row(row["user"][:8], f"{row['events']:,}", f"{row['full_ms']:.1f} ms",
+                      f"{row['snap_ms']:.1f} ms", f"{row['full_ms'] / max(row['snap_ms'], 1e-6):.0f}x",
+                      "[green]yes[/]" if row["same"] else "[red]NO[/]")
+    if snapshot_rows:
+        console.print(snaps)
     types = Table(title="this run's events by type", title_justify="left")
     types.add_column("event type")
     types.add_column("events", justify="right")
@@ -157,12 +202,98 @@ def demo(
         types.add_row(name, f"{count:,}")
     console.print(types)
     ok = read_total == total and per_stream_ok and not stream_mismatch and report.ok and health.ok
+    ok = ok and model.domains() == expected_domains and all(r["same"] for r in snapshot_rows)
     if archived is not None:
         ok = ok and archived["verified"] and archived["restored"] + archived["present"] == archived["events"]
     if replayed is not None:
         ok = ok and replayed.failed_events == 0 and replayed.successful_events == replayed.total_events
     if not ok:
         raise typer.Exit(1)
+
+
+MODEL_TYPES = ["UserRegistered", "EmailChanged", "UserDeleted"]
+
+
+def expected_model_events(scripts: list[UserScript]) -> int:
+    return sum(1 for s in scripts for e in s.events if e.event_type in MODEL_TYPES)
+
+
+class ReadModel:
+    """Users per e-mail domain, fed by a consumer group of EventStreamReaders."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.users: dict[str, str | None] = {}
+        self.handled = 0
+        self.per_member: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    def start(self, store: Any, members: int) -> list[Any]:
+        from evstore.core.reader import EventStreamReader
+        from evstore.core.streams import StreamConfig, StreamReadMode
+
+        readers = []
+        for number in range(members):
+            config = StreamConfig("demo-users-by-domain", consumer_group="demo",
+                                  mode=StreamReadMode.CATCH_UP, event_types=MODEL_TYPES,
+                                  aggregate_types=["User"], batch_size=500)
+            reader = EventStreamReader(store, config)
+            reader.start(lambda event, n=number: self.handle(n, event))
+            readers.append(reader)
+        return readers
+
+    def handle(self, member: int, event: Any) -> None:
+        if event.metadata.extra.get("demo_run") != self.run_id:
+            return
+        data = event.event_data
+        with self._lock:
+            if event.event_type == "UserRegistered":
+                self.users[event.aggregate_id] = str(data["email"]).rsplit("@", 1)[1]
+            elif event.event_type == "EmailChanged":
+                self.users[event.aggregate_id] = str(data["new_email"]).rsplit("@", 1)[1]
+            else:
+                self.users[event.aggregate_id] = None
+            self.handled += 1
+            self.per_member[member] = self.per_member.get(member, 0) + 1
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        with self._lock:
+            self._changed.wait_for(lambda: self.handled >= count, timeout=timeout)
+
+    def domains(self) -> dict[str, int]:
+        with self._lock:
+            out: dict[str, int] = {}
+            for domain in self.users.values():
+                if domain is not None:
+                    out[domain] = out.get(domain, 0) + 1
+            return out
+
+
+def _append_long(store: Any, script: UserScript, chunk: int = 500) -> int:
+    for lo in range(0, len(script.events), chunk):
+        store.append_events(script.stream_id, script.events[lo:lo + chunk], expected_version=lo)
+    return len(script.events)
+
+
+def _snapshots(store: Any, busy: list[UserScript]) -> list[dict[str, Any]]:
+    from evstore.core.snapshots import SnapshotStore
+
+    snapshots = SnapshotStore(store)
+    rows = []
+    for script in busy:
+        t0 = time.perf_counter()
+        full, version = snapshots.load_aggregate_with_events(UserAccount, script.user_id, "User",
+                                                             use_snapshot=False)
+        full_ms = (time.perf_counter() - t0) * 1000
+        snapshots.create_snapshot(UserAccount, script.user_id, "User")
+        t0 = time.perf_counter()
+        fast, fast_version = snapshots.load_aggregate_with_events(UserAccount, script.user_id, "User")
+        snap_ms = (time.perf_counter() - t0) * 1000
+        rows.append({"user": script.user_id, "events": version, "full_ms": full_ms, "snap_ms": snap_ms,
+                     "same": fast.save() == full.save() and fast_version == version})
+    return rows
 
 
 def _replay(store: Any, processes: int) -> Any:
@@ -181,7 +312,6 @@ def _replay(store: Any, processes: int) -> Any:
 
 def _archive(store: Any) -> dict[str, Any] | None:
     """TIME_BASED archival of the oldest month with events, shown step by step."""
-    from datetime import UTC, datetime, timedelta
     from pathlib import Path
 
     from evstore.core.archive import ArchivalPolicy, ArchivalStrategy, EventArchiver
