@@ -15,7 +15,7 @@ from typing import Any
 from .errors import ConfigurationError, ConsumerBusyError, ConsumerNotFoundError
 from .persistence import START, Position
 from .postgres import MAX_POSITION, PostgreSQLEventStore
-from .sqlfiles import sql_from
+from .queries import sql_from
 
 LAG_CAP = 1_000_000
 

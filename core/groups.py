@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .persistence import Position
 from .postgres import PostgreSQLEventStore
-from .sqlfiles import sql_from
+from .queries import sql_from
 
 _SAFETY = 0.8  # stop using a lease after this fraction of its time-to-live
 

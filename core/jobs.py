@@ -19,7 +19,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from .errors import InvalidJobError, JobNotFoundError
-from .sqlfiles import sql_from
+from .queries import sql_from
 
 JOB_STATUSES = ("starting", "queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})

@@ -15,8 +15,11 @@ def render_store_metrics(store: Any, registry: CollectorRegistry | None = None) 
     schema = store.schema
     Gauge("evstore_events", "Events stored", labels, registry=registry).labels(schema).set(m.events)
     Gauge("evstore_streams", "Streams", labels, registry=registry).labels(schema).set(m.streams)
-    Gauge("evstore_partitions", "Monthly partitions", labels, registry=registry).labels(schema).set(m.partitions)
-    Gauge("evstore_bytes", "Bytes on disk (events table)", labels, registry=registry).labels(schema).set(m.total_bytes)
+    for name, text, value in (
+        ("evstore_partitions", "Monthly partitions", m.partitions),
+        ("evstore_bytes", "Bytes on disk (events table)", m.total_bytes),
+    ):
+        Gauge(name, text, labels, registry=registry).labels(schema).set(value)
     payload = Gauge("evstore_payload_bytes", "Payload bytes", [*labels, "form"], registry=registry)
     payload.labels(schema, "original").set(m.original_payload_bytes)
     payload.labels(schema, "stored").set(m.stored_payload_bytes)

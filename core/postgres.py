@@ -353,7 +353,8 @@ class PostgreSQLEventStore(EventStore):
     ) -> psycopg.Cursor[Any]:
         for event_type in new_types:
             conn.execute(query("remember_event_type", self.schema), [event_type])
-        placeholders = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s)"] * len(batch))
+        row = "(%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s)"
+        placeholders = ",".join([row] * len(batch))
         args: list[Any] = []
         for i, p in enumerate(batch):
             args.extend(self._row(stream_id, base + i + 1, p))
@@ -431,7 +432,9 @@ class PostgreSQLEventStore(EventStore):
         return DuplicateEventError(stream_id, ids[0] if row is None else row[0], None)
 
     @staticmethod
-    def _foreign_aggregate(stream_id: str, row: tuple[Any, ...], batch: list[_Prepared]) -> EventValidationError:
+    def _foreign_aggregate(
+        stream_id: str, row: tuple[Any, ...], batch: list[_Prepared]
+    ) -> EventValidationError:
         e = batch[0].event
         return EventValidationError(
             f"stream {stream_id!r} belongs to aggregate {row[2]}/{row[1]}, "

@@ -17,8 +17,9 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 
 
 @cache
-def _blocks() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("sql/queries.sql").read_text()
+def blocks(filename: str = "queries.sql") -> dict[str, str]:
+    """The named blocks (``-- name: <name>``) of ``sql/<filename>``."""
+    text = resources.files(__package__).joinpath("sql", filename).read_text()
     parts = _NAME.split(text)
     out: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -32,12 +33,21 @@ def quote_schema(schema: str) -> str:
     return sql.Identifier(schema).as_string(None)
 
 
-def query(name: str, schema: str, **fragments: str) -> str:
-    """The named query with ``{schema}`` (and trusted fragments) filled in."""
-    text = _blocks()[name].replace("{schema}", quote_schema(schema))
+def sql_from(filename: str, name: str, schema: str, **fragments: str) -> str:
+    """The block ``name`` of ``sql/<filename>`` with ``{schema}`` (and trusted fragments) filled in."""
+    try:
+        text = blocks(filename)[name]
+    except KeyError:
+        raise KeyError(f"no query named {name!r} in sql/{filename}") from None
+    text = text.replace("{schema}", quote_schema(schema))
     for key, value in fragments.items():
         text = text.replace("{" + key + "}", value)
     return text
+
+
+def query(name: str, schema: str, **fragments: str) -> str:
+    """A named query of ``sql/queries.sql`` (the storage core's own)."""
+    return sql_from("queries.sql", name, schema, **fragments)
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import InvalidJobError
 from .persistence import EventRecord
 from .postgres import COLUMNS
-from .sqlfiles import sql_from
+from .queries import sql_from
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ import psycopg
 from .aggregate import type_of
 from .errors import ConfigurationError, SnapshotBuildError
 from .postgres import PostgreSQLEventStore
+from .queries import sql_from
 from .snapshots import SnapshotStore
-from .sqlfiles import sql_from
 
 
 class SnapshotStrategy(enum.Enum):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .postgres import PostgreSQLEventStore
-from .sqlfiles import sql_from
+from .queries import sql_from
 
 
 @dataclass(frozen=True)

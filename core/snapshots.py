@@ -27,9 +27,9 @@ from .aggregate import A, type_of
 from .errors import AggregateNotFoundError, EventStoreError
 from .persistence import EventRecord
 from .postgres import COLUMNS, PostgreSQLEventStore
+from .queries import sql_from
 from .serialization import dumps
 from .snapshot_stats import LoadTimings
-from .sqlfiles import sql_from
 
 log = logging.getLogger(__name__)
 DEFAULT_CODEC = "zstd"
