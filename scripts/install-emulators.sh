@@ -27,12 +27,16 @@ if [[ -x "$NODE_PREFIX/node_modules/.bin/azurite-blob" ]] \
     echo "install-emulators: azurite $AZURITE_VERSION already in $NODE_PREFIX"
 else
     if ! command -v npm >/dev/null; then
-        echo "install-emulators: npm is missing (apt-get install -y nodejs npm)" >&2
-        exit 1
+        echo "install-emulators: npm is missing, so Azurite (Azure) is not installed (apt-get install -y nodejs npm)" >&2
+        if [[ "${CI:-}" == "true" ]]; then
+            exit 1
+        fi
+        echo "install-emulators: the Azure archive tests will be skipped (in CI they fail instead)" >&2
+    else
+        echo "install-emulators: installing azurite@$AZURITE_VERSION into $NODE_PREFIX"
+        mkdir -p "$NODE_PREFIX"
+        npm install --silent --no-audit --no-fund --prefix "$NODE_PREFIX" "azurite@$AZURITE_VERSION"
     fi
-    echo "install-emulators: installing azurite@$AZURITE_VERSION into $NODE_PREFIX"
-    mkdir -p "$NODE_PREFIX"
-    npm install --silent --no-audit --no-fund --prefix "$NODE_PREFIX" "azurite@$AZURITE_VERSION"
 fi
 
 echo "install-emulators: done"
