@@ -44,8 +44,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="single-event runs take turns in slices of this many seconds (default 0.5)")
     p.add_argument("--writers", type=int, nargs="+", default=[1, 8],
                    help="concurrent writer counts for single-event appends (default 1 8)")
-    p.add_argument("--load-threads", type=int, default=2,
-                   help="threads loading the read figure's events (default 2)")
+    p.add_argument("--load-threads", type=int, default=1,
+                   help="threads loading the read figure's events (default 1: the GIL makes 2 slower)")
     p.add_argument("--page", type=int, default=1000, help="page size of read_all (default 1000)")
     p.add_argument("--read-passes", type=int, default=1,
                    help="full passes over the loaded events per reader (default 1)")
@@ -141,11 +141,15 @@ def read_figures(url: str, args: argparse.Namespace, context: dict[str, Any]) ->
         log(f"loading {args.events:,} events with append_events (1,000 per call, "
             f"{args.load_threads} thread(s)) ...")
         done = [0]
+        marks = [time.perf_counter(), 0]  # time and count at the last report
 
         def progress(n: int) -> None:
             done[0] += n
             if done[0] % 100_000 < n:
-                log(f"  loaded {done[0]:,}")
+                now = time.perf_counter()
+                rate = (done[0] - marks[1]) / (now - marks[0])
+                marks[:] = [now, done[0]]
+                log(f"  loaded {done[0]:,} ({rate:,.0f} ev/s since the last line)")
 
         loaded = reads.load(store, args.events, args.load_threads, progress)
         with psycopg.connect(url, autocommit=True) as conn:
