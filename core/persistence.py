@@ -265,6 +265,7 @@ class EventStore(ABC):
         limit: int = 1000,
         event_types: Sequence[str] | None = None,
         aggregate_types: Sequence[str] | None = None,
+        check_types: bool = True,
     ) -> ReadAllPage:
         """One page of the global order after a checkpoint."""
 

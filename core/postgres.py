@@ -493,11 +493,18 @@ class PostgreSQLEventStore(EventStore):
         limit: int = 1000,
         event_types: Sequence[str] | None = None,
         aggregate_types: Sequence[str] | None = None,
+        check_types: bool = True,
     ) -> ReadAllPage:
+        """One page of the global order after ``after`` (see docs/global-order.md).
+
+        ``event_types`` naming a type never appended raises UnknownEventTypeError
+        (a typo), unless ``check_types`` is False: a subscriber may wait for
+        types that do not exist yet.
+        """
         if limit < 1:
             raise ValueError(f"limit must be >= 1 (got {limit})")
         after = after or START
-        filters, args = self._filters(event_types, aggregate_types)
+        filters, args = self._filters(event_types, aggregate_types, check_types)
         args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)
         sql_text = query("read_all", self.schema, columns=COLUMNS, filters=filters)
         with self.connection() as conn:
@@ -535,14 +542,16 @@ class PostgreSQLEventStore(EventStore):
                 return
 
     def _filters(
-        self, event_types: Sequence[str] | None, aggregate_types: Sequence[str] | None
+        self, event_types: Sequence[str] | None, aggregate_types: Sequence[str] | None,
+        check_types: bool = True,
     ) -> tuple[str, dict[str, Any]]:
         parts, args = [], {}
         if event_types is not None:
             types = list(event_types)
             if isinstance(event_types, str) or not types:
                 raise ValueError("event_types must be a non-empty list of event type names")
-            self.check_event_types(types)
+            if check_types:
+                self.check_event_types(types)
             parts.append("AND event_type = ANY(%(event_types)s)")
             args["event_types"] = types
         if aggregate_types is not None:
