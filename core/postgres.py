@@ -70,6 +70,9 @@ _INSERT_COLUMNS = (
     "stream_id, stream_position, event_data, payload, metadata, created_at, compression, "
     "checksum, original_size, stored_size"
 )
+# SQL types of the values of _INSERT_COLUMNS, for the one-statement append.
+_ROW_TYPES = ("uuid", "text", "text", "text", "integer", "bigint", "text", "bigint", "jsonb",
+              "bytea", "jsonb", "timestamptz", "text", "text", "integer", "integer")
 MAX_POSITION = 2**63 - 1
 # Appends up to this many events use one multi-row INSERT; larger ones use COPY.
 COPY_THRESHOLD = 64
@@ -310,15 +313,36 @@ class PostgreSQLEventStore(EventStore):
                     raise _Conflict()
                 positions, tx = self._write_copy(conn, stream_id, batch, expected, new_types)
             return AppendResult(stream_id, expected + n, positions, tx)
-        with conn.pipeline(), conn.transaction():
-            conn.execute(query("lock_stream", self.schema), params)
-            head = conn.cursor()
-            head.execute(stream_sql, params)
-            inserted = self._write_values(conn, stream_id, batch, expected, new_types)
-            if head.fetchone() is None:
-                raise _Conflict()
-            rows = inserted.fetchall()
-        return AppendResult(stream_id, expected + n, [r[0] for r in rows], rows[0][1])
+        # One statement, one round trip, its own (autocommit) transaction.
+        sql_text, args = self._one_trip_append(stream_id, batch, expected, params, new_types)
+        rows = sorted(conn.execute(sql_text, args).fetchall())
+        if not rows:
+            raise _Conflict()
+        return AppendResult(stream_id, expected + n, [r[1] for r in rows], rows[0][2])
+
+    def _one_trip_append(
+        self, stream_id: str, batch: list[_Prepared], expected: int, params: dict[str, Any],
+        new_types: set[str],
+    ) -> tuple[str, dict[str, Any]]:
+        args = dict(params)
+        placeholders = []
+        for i, p in enumerate(batch):
+            values = self._row(stream_id, expected + i + 1, p)
+            names = []
+            for j, (value, cast) in enumerate(zip(values, _ROW_TYPES, strict=True)):
+                key = f"r{i}_{j}"
+                args[key] = value
+                names.append(f"%({key})s::{cast}")
+            placeholders.append("(" + ",".join(names) + ")")
+        stream_write = query("append_stream_create" if expected == 0 else "append_stream_advance",
+                             self.schema)
+        types_cte = ""
+        if new_types:
+            types_cte = query("append_types_cte", self.schema)
+            args["new_types"] = sorted(new_types)
+        sql_text = query("append_exact", self.schema, stream_write=stream_write, types_cte=types_cte,
+                         columns=_INSERT_COLUMNS, rows=",".join(placeholders))
+        return sql_text, args
 
     def _append_any(
         self, conn: psycopg.Connection, stream_id: str, batch: list[_Prepared],

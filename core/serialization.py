@@ -53,10 +53,14 @@ def _has_exp_float(value: Any) -> bool:
 
 def dumps(value: Any) -> str:
     """Canonical, compact JSON text."""
-    if _has_exp_float(value):
-        value = _normalise(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+    # A float jsonb would give back in another form prints as "1e+16" or "-0.0":
+    # only then is the value walked and normalised (rarely; the walk is slow).
+    if ("e+" in text or "-0.0" in text) and _has_exp_float(value):
+        text = json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+    return text
 
 
 def iso(ts: datetime) -> str:

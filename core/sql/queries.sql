@@ -59,3 +59,39 @@ SELECT c.relname,
   LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
  WHERE n.nspname = %s AND p.relname = 'events'
  ORDER BY c.relname;
+
+-- name: append_exact
+-- One round trip for an append with an exact expected version: the stream's
+-- advisory lock (a one-time filter, taken before this transaction writes and
+-- so before it is given an id), the stream's row, then the events only if the
+-- row moved. No row back: the stream was not at the expected version.
+WITH s AS (
+    {stream_write}
+){types_cte}
+INSERT INTO {schema}.events ({columns})
+SELECT v.* FROM s, (VALUES {rows}) AS v
+RETURNING stream_position, global_position, transaction_id;
+
+-- name: append_stream_create
+INSERT INTO {schema}.streams (stream_id, aggregate_id, aggregate_type, version)
+SELECT %(stream_id)s, %(aggregate_id)s, %(aggregate_type)s, %(new_version)s
+ WHERE (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))) AS l) = 1
+ON CONFLICT (stream_id) DO NOTHING
+RETURNING version
+
+-- name: append_stream_advance
+UPDATE {schema}.streams
+   SET version = %(new_version)s, updated_at = now()
+ WHERE stream_id = %(stream_id)s
+   AND version = %(expected)s
+   AND aggregate_id = %(aggregate_id)s
+   AND aggregate_type = %(aggregate_type)s
+   AND (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))) AS l) = 1
+RETURNING version
+
+-- name: append_types_cte
+, t AS (
+    INSERT INTO {schema}.event_types (event_type)
+    SELECT x FROM s, unnest(%(new_types)s::text[]) AS x
+    ON CONFLICT DO NOTHING
+)
