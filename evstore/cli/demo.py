@@ -61,7 +61,7 @@ def demo(
     """Run the identity-service demo: append, read back, verify, summarise."""
     run_id = uuid.uuid4().hex[:8]
     scripts = generate(users, seed=seed, run_id=run_id)
-    rng = random.Random(seed)
+    rng = random.Random(None if seed is None else f"{seed}-service-accounts")  # not the users' ids
     now = datetime.now(UTC)
     busy = [power_user_script(rng, now, power_logins, run_id) for _ in range(power_users)]
     total = sum(len(s.events) for s in scripts) + sum(len(s.events) for s in busy)
