@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         if parts & {"append", "single"}:
             store = make_store(url, "bench")
             store.initialize_schema()
-            raw = create_raw_table(url, "raw")
+            raw = create_raw_table(url, "raw", store.schema)
             try:
                 if "append" in parts:
                     log("batch appends ...")

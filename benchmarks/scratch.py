@@ -82,40 +82,12 @@ def conninfo(url: str) -> dict[str, Any]:
     }
 
 
-# The raw baseline's table: the same columns, defaults, constraints and indexes
-# as the store's events table, but a plain (unpartitioned) table with no
-# streams table, no locks and no checksum work.
+# The raw baseline's table: a plain (unpartitioned) copy of the store's events
+# table with the same columns, defaults, constraints and indexes (LIKE ...
+# INCLUDING ALL), and no streams table, no locks and no checksum work.
 RAW_TABLE = """
 CREATE SCHEMA {schema};
-CREATE SEQUENCE {schema}.events_global_position_seq AS bigint;
-CREATE TABLE {schema}.events (
-    event_id           uuid        NOT NULL,
-    aggregate_id       text        NOT NULL,
-    aggregate_type     text        NOT NULL,
-    event_type         text        NOT NULL,
-    event_version      integer     NOT NULL DEFAULT 1,
-    aggregate_version  bigint      NOT NULL,
-    stream_id          text        NOT NULL,
-    stream_position    bigint      NOT NULL,
-    global_position    bigint      NOT NULL DEFAULT nextval('{schema}.events_global_position_seq'),
-    transaction_id     xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    event_data         jsonb,
-    payload            bytea,
-    metadata           jsonb       NOT NULL DEFAULT '{{}}'::jsonb,
-    created_at         timestamptz NOT NULL,
-    stored_at          timestamptz NOT NULL DEFAULT now(),
-    status             text        NOT NULL DEFAULT 'active',
-    compression        text        NOT NULL DEFAULT 'none',
-    encryption         text        NOT NULL DEFAULT 'none',
-    checksum           text        NOT NULL,
-    original_size      integer     NOT NULL,
-    stored_size        integer     NOT NULL,
-    PRIMARY KEY (event_id, created_at),
-    CONSTRAINT events_one_payload CHECK ((event_data IS NULL) <> (payload IS NULL))
-);
-CREATE INDEX ON {schema}.events (stream_id, stream_position);
-CREATE INDEX ON {schema}.events (transaction_id, global_position);
-CREATE INDEX ON {schema}.events (global_position);
+CREATE TABLE {schema}.events (LIKE {store}.events INCLUDING ALL);
 """
 
 RAW_COLUMNS = (
@@ -125,9 +97,10 @@ RAW_COLUMNS = (
 )
 
 
-def create_raw_table(url: str, schema: str) -> str:
-    """Create the raw baseline table in ``schema``; its quoted name."""
+def create_raw_table(url: str, schema: str, store_schema: str = "bench") -> str:
+    """Create the raw baseline table in ``schema``, shaped like the store's; its quoted name."""
     quoted = sql.Identifier(schema).as_string(None)
+    store = sql.Identifier(store_schema).as_string(None)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(RAW_TABLE.format(schema=quoted).encode())
+        conn.execute(RAW_TABLE.format(schema=quoted, store=store).encode())
     return f"{quoted}.events"
