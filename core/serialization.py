@@ -51,15 +51,17 @@ def _has_exp_float(value: Any) -> bool:
     return False
 
 
+# One encoder for every canonical dump (json.dumps would build one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Canonical, compact JSON text."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = _ENCODER.encode(value)
     # A float jsonb would give back in another form prints as "1e+16" or "-0.0":
     # only then is the value walked and normalised (rarely; the walk is slow).
     if ("e+" in text or "-0.0" in text) and _has_exp_float(value):
-        text = json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(_normalise(value))
     return text
 
 
