@@ -10,7 +10,7 @@
     [schedules.snapshots]
     task = "job"                     # any job kind of the engine (snapshot sweeps, GDPR ...)
     job_kind = "snapshot_build"
-    params = { aggregate_class = "myapp.domain:User", config = { strategy = "event_count", every_n_events = 100 } }
+    params = { aggregate_class = "myapp.domain:User", config = { every_n_events = 100 } }
     schedule = "interval: 1h"
 
 Every archival policy with a ``schedule`` (``[archive.policies.NAME]``) fires

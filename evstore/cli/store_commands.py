@@ -276,7 +276,8 @@ def partitions_ensure(
     with open_store() as store:
         created = store.create_partitions_ahead(months_ahead)
     console.print(
-        f"created {len(created)} partition(s)" + (": " + ", ".join(m.strftime("%Y-%m") for m in created) if created else "")
+        f"created {len(created)} partition(s)"
+        + (": " + ", ".join(m.strftime("%Y-%m") for m in created) if created else "")
     )
 
 
@@ -301,7 +302,8 @@ def verify(
             for col in ("global", "event id", "stream", "stored", "computed"):
                 table.add_column(col)
             for m in report.mismatches[:100]:
-                table.add_row(str(m.global_position), str(m.event_id), m.stream_id, m.stored[:16], m.computed[:16])
+                table.add_row(str(m.global_position), str(m.event_id), m.stream_id,
+                              m.stored[:16], m.computed[:16])
             console.print(table)
     if not report.ok:
         raise typer.Exit(EXIT_INTEGRITY)

@@ -14,7 +14,9 @@ import pytest
 EVSTORE = [sys.executable, "-m", "evstore.cli"]
 
 
-def run(args: list[str], env: dict[str, str], stdin: str | None = None, timeout: int = 180) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], stdin: str | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*EVSTORE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
     )
@@ -70,7 +72,8 @@ def test_malformed_line_is_named_and_nothing_is_written(env: dict[str, str]) -> 
 def test_version_conflict_exits_4_and_changes_nothing(env: dict[str, str]) -> None:
     assert run(["append", "-"], env, stdin=_line("1", "UserRegistered", 1)).returncode == 0
     out = run(["append", "-"], env, stdin=_line("1", "UserRegistered", 1, other=True).replace(
-        '"aggregate_version": 1', '"aggregate_version": 1, "event_id": "00000000-0000-0000-0000-000000000001"'))
+        '"aggregate_version": 1',
+        '"aggregate_version": 1, "event_id": "00000000-0000-0000-0000-000000000001"'))
     assert out.returncode == 4, out.stderr
     assert "expected version no stream, but the stream is at version 1" in out.stderr
     assert len(json.loads(run(["read", "User-1", "--json"], env).stdout)) == 1
