@@ -769,7 +769,8 @@ class _translated:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._cm.__exit__(exc_type, exc, tb)
-        if isinstance(exc, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName):
+        if isinstance(exc, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName
+                      | pgerrors.UndefinedColumn | pgerrors.UndefinedFunction):
             raise SchemaNotInitializedError(
                 f"the event store schema {self._schema!r} is missing or incomplete: "
                 f"run 'evstore init' ({exc.diag.message_primary})"

@@ -103,14 +103,26 @@ def database_url(cfg: Settings | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def open_store(initialize: bool = False) -> Iterator[Any]:
-    """A PostgreSQLEventStore on the configured (or embedded) database."""
+def open_store(initialize: bool = False, check_schema: bool = True) -> Iterator[Any]:
+    """A PostgreSQLEventStore on the configured (or embedded) database.
+
+    Unless asked to initialise it (or not to check), a schema that is missing
+    or behind this version's migrations is refused with the command to run.
+    """
+    from evstore.core.migrations import latest_version
     from evstore.core.postgres import PostgreSQLEventStore
 
     cfg = settings()
     with database_url(cfg) as url, PostgreSQLEventStore(url, settings=cfg) as store:
         if initialize:
             store.initialize_schema()
+        elif check_schema:
+            version, latest = store.schema_version(), latest_version()
+            if version < latest:
+                state = "does not exist" if version == 0 else f"is at migration {version} of {latest}"
+                raise SchemaNotInitializedError(
+                    f"the event store schema {store.schema!r} {state}: run 'evstore init'"
+                )
         yield store
 
 

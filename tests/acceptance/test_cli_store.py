@@ -160,3 +160,20 @@ def test_demo_on_the_embedded_default_keeps_its_data(tmp_path: Path) -> None:
     # And every part of the demo reported success (it exits 1 otherwise)
     assert "read model equals the events written: yes" in second.stdout
     assert "succeeded" in second.stdout  # the replay job on the workers
+
+
+def test_missing_or_outdated_schema_is_refused_with_the_command_to_run(
+    env: dict[str, str], database_url: str
+) -> None:
+    # Given a schema that does not exist
+    out = run(["read-all"], {**env, "EVENT_STORE_SCHEMA": "nothing_here"})
+    assert out.returncode == 3
+    assert "'nothing_here' does not exist: run 'evstore init'" in out.stderr
+    # And one whose migrations stopped at the first
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM events.schema_migrations WHERE version > 1")
+    for command in (["read-all"], ["jobs", "list"], ["consumers", "list"]):
+        out = run(command, env)
+        assert out.returncode == 3, (command, out.stderr)
+        assert "is at migration 1 of" in out.stderr and "run 'evstore init'" in out.stderr
+        assert "Traceback" not in out.stderr
