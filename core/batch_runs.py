@@ -177,7 +177,7 @@ def sweep_orphans(repo: JobRepository, send: Send) -> list[tuple[int, int]]:
     with repo.store.connection() as conn, conn.transaction():
         for job_id, number in conn.execute(repo.sql("running_batches")).fetchall():
             key = claim_key(repo.store.schema, int(job_id), int(number))
-            if conn.execute(repo.sql("try_claim_xact"), {"key": key}).fetchone()[0]:
+            if conn.execute(repo.sql("probe_claim"), {"key": key}).fetchone()[0]:
                 found[int(job_id)].append(int(number))
         for job_id in sorted(found):
             send(job_id, found[job_id])

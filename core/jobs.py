@@ -234,7 +234,7 @@ class JobRepository:
             numbers = []
             for num, _status in rows:
                 key = claim_key(self.store.schema, job_id, int(num))
-                if conn.execute(self.sql("try_claim_xact"), {"key": key}).fetchone()[0]:
+                if conn.execute(self.sql("probe_claim"), {"key": key}).fetchone()[0]:
                     numbers.append(int(num))
             if numbers:
                 send(job_id, numbers)

@@ -9,6 +9,7 @@ files were read back and matched their SHA-256.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,10 +43,17 @@ def _segment(store: PostgreSQLEventStore, run: ArchiveRun, number: int) -> Archi
 
 
 def still_published(target: ArchiveTarget, run: ArchiveRun, seg: ArchiveSegment) -> bool:
-    """The segment's files are on the target with the sizes recorded when verified."""
-    return target.size(run.data_path(seg.number)) == seg.stored_bytes and target.exists(
-        run.manifest_path(seg.number)
-    )
+    """The segment's files are on the target, the data file with the size and the
+    SHA-256 recorded when it was verified (read back once more before deletion)."""
+    data = run.data_path(seg.number)
+    if target.size(data) != seg.stored_bytes or not target.exists(run.manifest_path(seg.number)):
+        return False
+    if seg.sha256 is None:
+        return False
+    try:
+        return hashlib.sha256(target.read(data)).hexdigest() == seg.sha256
+    except FileNotFoundError:
+        return False
 
 
 def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:

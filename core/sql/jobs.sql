@@ -123,8 +123,14 @@ SELECT job_id, number FROM {schema}.job_batches
 -- batch 'running' whose lock is free has lost its runner (killed worker).
 SELECT pg_try_advisory_lock(hashtextextended(%(key)s, 0));
 
--- name: try_claim_xact
-SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 0));
+-- name: probe_claim
+-- Is the batch's claim free (its runner gone)? Taken and released at once: a
+-- worker that receives the batch's message before our transaction commits must
+-- find the claim free (it waits on the batch row's lock instead), or it would
+-- drop the only message of a batch we are about to mark 'queued'.
+SELECT CASE WHEN pg_try_advisory_lock(hashtextextended(%(key)s, 0))
+            THEN pg_advisory_unlock(hashtextextended(%(key)s, 0))
+            ELSE false END;
 
 -- name: release_claim
 SELECT pg_advisory_unlock(hashtextextended(%(key)s, 0));
