@@ -74,6 +74,8 @@ _INSERT_COLUMNS = (
 _ROW_TYPES = ("uuid", "text", "text", "text", "integer", "bigint", "text", "bigint", "jsonb",
               "bytea", "jsonb", "timestamptz", "text", "text", "integer", "integer")
 MAX_POSITION = 2**63 - 1
+# The largest page read_all returns at once (a page is held in memory).
+MAX_PAGE = 1_000_000
 # Appends up to this many events use one multi-row INSERT; larger ones use COPY.
 COPY_THRESHOLD = 64
 
@@ -219,15 +221,21 @@ class PostgreSQLEventStore(EventStore):
         first = batch[0].aggregate_version
         if expected is None:
             return first - 1 if first else ANY
+        if expected is ANY and first:
+            raise EventValidationError(
+                f"expected_version ANY with aggregate_version {first} set on the events: "
+                "a set aggregate_version asks for an exact expected version; leave it 0 with ANY"
+            )
         if isinstance(expected, StreamState):
             if expected is NO_STREAM and first not in (0, 1):
                 raise EventValidationError(
                     f"expected no stream, but the first event has aggregate_version {first}"
                 )
             return 0 if expected is NO_STREAM else ANY
-        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        if isinstance(expected, bool) or not isinstance(expected, int) or not 0 <= expected < 2**62:
             raise EventValidationError(
-                f"expected_version must be an integer >= 0, ANY or NO_STREAM (got {expected!r})"
+                f"expected_version must be an integer from 0 to 2**62-1, ANY or NO_STREAM "
+                f"(got {expected!r})"
             )
         if first and first != expected + 1:
             raise EventValidationError(
@@ -479,10 +487,12 @@ class PostgreSQLEventStore(EventStore):
         max_count: int | None = None,
         backwards: bool = False,
     ) -> list[EventRecord]:
-        if max_count is not None and max_count < 0:
-            raise ValueError(f"max_count must be >= 0 (got {max_count})")
+        if max_count is not None and not 0 <= max_count < 2**62:
+            raise ValueError(f"max_count must be from 0 to 2**62-1 (got {max_count})")
         if from_version is None:
             from_version = MAX_POSITION if backwards else 1
+        if not 0 <= from_version <= MAX_POSITION:
+            raise ValueError(f"from_version must be from 0 to 2**63-1 (got {from_version})")
         op, order = ("<=", "DESC") if backwards else (">=", "ASC")
         sql_text = (
             f"SELECT {COLUMNS} FROM {self._q}.events WHERE stream_id = %s "
@@ -525,8 +535,8 @@ class PostgreSQLEventStore(EventStore):
         (a typo), unless ``check_types`` is False: a subscriber may wait for
         types that do not exist yet.
         """
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1 (got {limit})")
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be from 1 to {MAX_PAGE:,} (got {limit})")
         after = after or START
         filters, args = self._filters(event_types, aggregate_types, check_types)
         args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)
@@ -651,6 +661,8 @@ class PostgreSQLEventStore(EventStore):
         chunk: int = 5000,
     ) -> VerifyReport:
         """Recompute the checksum of every event with a global position in the range."""
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1 (got {chunk})")
         low = from_position or 0
         high = to_position if to_position is not None else MAX_POSITION
         checked = 0

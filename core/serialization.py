@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,10 +173,15 @@ def validate_batch(stream_id: str, events: list[EventRecord]) -> None:
             )
         if not 1 <= event.created_at.astimezone(UTC).year <= 9998:
             raise EventValidationError("created_at must fall between the years 1 and 9998", index=i)
-        if not isinstance(event.event_version, int) or event.event_version < 1:
-            raise EventValidationError("event_version must be an integer >= 1", index=i)
-        if not isinstance(event.aggregate_version, int) or event.aggregate_version < 0:
-            raise EventValidationError("aggregate_version must be an integer >= 0", index=i)
+        if not isinstance(event.event_version, int) or not 1 <= event.event_version < 2**31:
+            raise EventValidationError("event_version must be an integer from 1 to 2**31-1", index=i)
+        if not isinstance(event.aggregate_version, int) or not 0 <= event.aggregate_version < 2**62:
+            raise EventValidationError("aggregate_version must be an integer from 0 to 2**62-1",
+                                       index=i)
+        if not isinstance(event.event_id, uuid.UUID):
+            raise EventValidationError(
+                f"event_id must be a uuid.UUID (got {type(event.event_id).__name__} "
+                f"{event.event_id!r})", index=i)
         if first.aggregate_version and event.aggregate_version != first.aggregate_version + i:
             raise EventValidationError(
                 f"aggregate_version {event.aggregate_version} breaks the sequence starting at "

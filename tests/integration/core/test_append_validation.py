@@ -136,7 +136,7 @@ def _malformed() -> list[tuple[str, Callable[[], tuple[str, list[Any], Any]], st
         (
             "event_version 0",
             lambda: (STREAM, [EventRecord("1", "User", "UserUpdated", {}, event_version=0)], None),
-            r"event_version must be an integer >= 1",
+            r"event_version must be an integer from 1 to 2\*\*31-1",
         ),
         (
             "not an EventRecord",
@@ -186,22 +186,22 @@ def _malformed() -> list[tuple[str, Callable[[], tuple[str, list[Any], Any]], st
         (
             "negative expected version",
             lambda: (STREAM, [good], -1),
-            r"expected_version must be an integer >= 0",
+            r"expected_version must be an integer from 0 to 2\*\*62-1",
         ),
         (
             "string expected version",
             lambda: (STREAM, [good], "1"),
-            r"expected_version must be an integer >= 0",
+            r"expected_version must be an integer from 0 to 2\*\*62-1",
         ),
         (
             "float expected version",
             lambda: (STREAM, [good], 1.0),
-            r"expected_version must be an integer >= 0",
+            r"expected_version must be an integer from 0 to 2\*\*62-1",
         ),
         (
             "bool expected version",
             lambda: (STREAM, [good], True),
-            r"expected_version must be an integer >= 0",
+            r"expected_version must be an integer from 0 to 2\*\*62-1",
         ),
         (
             "expected version vs aggregate_version",
@@ -221,7 +221,7 @@ def _malformed() -> list[tuple[str, Callable[[], tuple[str, list[Any], Any]], st
         (
             "negative aggregate_version",
             lambda: (STREAM, [ev("1", aggregate_version=-1)], None),
-            r"aggregate_version must be an integer >= 0",
+            r"aggregate_version must be an integer from 0 to 2\*\*62-1",
         ),
         (
             "bad event late in a batch",
