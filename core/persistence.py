@@ -99,6 +99,12 @@ class Position:
     transaction_id: int
     global_position: int
 
+    def __post_init__(self) -> None:
+        for name in ("transaction_id", "global_position"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise ValueError(f"checkpoint {name} must be an integer from 0 to 2**63-1 (got {value!r})")
+
     def __str__(self) -> str:
         return f"{self.transaction_id}:{self.global_position}"
 
@@ -106,14 +112,15 @@ class Position:
     def parse(cls, text: str) -> Position:
         try:
             tx, _, pos = text.strip().partition(":")
-            value = cls(int(tx), int(pos))
+            numbers = int(tx), int(pos)
         except ValueError:
             raise ValueError(
                 f"invalid checkpoint {text!r}: expected '<transaction>:<position>', e.g. '1234:56'"
             ) from None
-        if value.transaction_id < 0 or value.global_position < 0:
-            raise ValueError(f"invalid checkpoint {text!r}: numbers must not be negative")
-        return value
+        try:
+            return cls(*numbers)
+        except ValueError as exc:
+            raise ValueError(f"invalid checkpoint {text!r}: {exc}") from None
 
 
 START = Position(0, 0)

@@ -523,7 +523,7 @@ class PostgreSQLEventStore(EventStore):
 
     def read_all(
         self,
-        after: Position | None = None,
+        after: Position | str | None = None,
         limit: int = 1000,
         event_types: Sequence[str] | None = None,
         aggregate_types: Sequence[str] | None = None,
@@ -537,6 +537,8 @@ class PostgreSQLEventStore(EventStore):
         """
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be from 1 to {MAX_PAGE:,} (got {limit})")
+        if isinstance(after, str):
+            after = Position.parse(after)
         after = after or START
         filters, args = self._filters(event_types, aggregate_types, check_types)
         args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)

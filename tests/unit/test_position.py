@@ -39,3 +39,14 @@ def test_compression_ratio() -> None:
     assert metrics.compression_ratio == 3.0
     empty = StoreMetrics(0, 0, 0, 0, 0, 0, 0, {})
     assert empty.compression_ratio == 1.0
+
+
+@pytest.mark.parametrize("bad", [(2**64, 0), (0, 2**63), (-1, 0), (True, 0)])
+def test_out_of_range_positions_are_refused(bad: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="must be an integer from 0 to 2\\*\\*63-1"):
+        Position(*bad)
+
+
+def test_an_out_of_range_checkpoint_text_is_named() -> None:
+    with pytest.raises(ValueError, match="invalid checkpoint '18446744073709551616:1'"):
+        Position.parse("18446744073709551616:1")
