@@ -1,36 +1,25 @@
-"""append_events(expected_version=ANY) with events whose aggregate_version is
-set must not silently store other versions than the caller's (it is refused)."""
+"""append_events(expected_version=ANY) with events whose aggregate_version is set
+must not silently store other versions than the caller's: it is refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from evstore.core.errors import ConcurrencyError, EventValidationError
-from evstore.core.persistence import ANY
+from evstore.core.errors import EventValidationError
 
-from evstore import EventRecord, PostgreSQLEventStore
+from evstore import ANY
 
-
-@pytest.fixture
-def pg_store(database_url: str) -> Iterator[PostgreSQLEventStore]:
-    with PostgreSQLEventStore(database_url) as s:
-        yield s
+from .helpers import ev
 
 
-def _ev(**kw: object) -> EventRecord:
-    fields: dict[str, object] = dict(aggregate_id="a", aggregate_type="T", event_type="E",
-                                     event_data={"x": 1})
-    fields.update(kw)
-    return EventRecord(**fields)  # type: ignore[arg-type]
-
-
-def test_any_with_explicit_aggregate_version_is_rewritten(pg_store: PostgreSQLEventStore) -> None:
-    pg_store.append_events("s", [_ev(), _ev()])
-    try:
-        pg_store.append_events("s", [_ev(aggregate_version=7)], expected_version=ANY)
-    except (ConcurrencyError, EventValidationError):
-        return  # refusing the disagreement is fine
-    stored = [e.aggregate_version for e in pg_store.read_stream("s")]
-    # Either refuse, or store the event with the version the caller gave it.
-    assert stored[-1] == 7, stored
+def test_any_with_a_set_aggregate_version_is_refused_and_writes_nothing(store: Any) -> None:
+    # Given a stream at version 2
+    store.append_events("User-1", [ev("1"), ev("1", "UserUpdated")])
+    # When an event claiming version 7 is appended with ANY
+    with pytest.raises(EventValidationError, match="expected_version ANY with aggregate_version 7"):
+        store.append_events("User-1", [ev("1", "UserUpdated", aggregate_version=7)],
+                            expected_version=ANY)
+    # Then nothing was written, and no version was rewritten
+    assert [e.aggregate_version for e in store.read_stream("User-1")] == [1, 2]
+    assert store.get_stream_version("User-1") == 2
