@@ -56,7 +56,7 @@ from .persistence import (
     StreamState,
     VerifyReport,
 )
-from .queries import query
+from .queries import query, quote_schema
 from .serialization import checksum, dumps, encode_json, validate_batch
 
 COLUMNS = (
@@ -122,6 +122,7 @@ class PostgreSQLEventStore(EventStore):
                 **{**self.settings.model_dump(), "schema_name": schema_name}
             )
         self.schema = self.settings.schema_name
+        self._q = quote_schema(self.schema)  # the quoted schema, for SQL text on hot paths
         url = database_url or self.settings.database_url
         if pool is None:
             if not url:
@@ -747,11 +748,6 @@ class PostgreSQLEventStore(EventStore):
 
     # -- plumbing -----------------------------------------------------------
 
-    @property
-    def _q(self) -> str:
-        from .queries import quote_schema
-
-        return quote_schema(self.schema)
 
     def connection(self) -> Any:
         """A pooled connection (autocommit) whose driver errors become evstore errors."""
@@ -759,9 +755,7 @@ class PostgreSQLEventStore(EventStore):
 
     def table(self, name: str) -> str:
         """``"schema"."name"`` for SQL text (names are ours, never user input)."""
-        from .queries import quote_schema
-
-        return f"{quote_schema(self.schema)}.{quote_schema(name)}"
+        return f"{self._q}.{quote_schema(name)}"
 
 
 class _translated:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from .. import codecs
 from ..errors import ArchiveIntegrityError
@@ -83,8 +83,33 @@ def line_checksum(line: dict[str, Any]) -> str:
     )
 
 
+M = TypeVar("M", bound="_ManifestFile")
+
+
+class _ManifestFile:
+    """JSON (de)serialisation shared by the segment and run manifests."""
+
+    FORMAT: ClassVar[str]
+    WHAT: ClassVar[str]
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str).encode()  # type: ignore[call-overload]
+
+    @classmethod
+    def from_bytes(cls: type[M], data: bytes, where: str) -> M:
+        try:
+            raw = json.loads(data)
+            if raw.get("format") != cls.FORMAT:
+                raise ValueError(f"unknown format {raw.get('format')!r}")
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise ArchiveIntegrityError(f"{where} is not a {cls.WHAT}: {exc}") from exc
+
+
 @dataclass
-class SegmentManifest:
+class SegmentManifest(_ManifestFile):
+    FORMAT: ClassVar[str] = SEGMENT_FORMAT
+    WHAT: ClassVar[str] = "segment manifest"
     run_id: str
     policy: str
     number: int
@@ -105,18 +130,6 @@ class SegmentManifest:
     format: str = SEGMENT_FORMAT
     written_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> SegmentManifest:
-        try:
-            raw = json.loads(data)
-            if raw.get("format") != SEGMENT_FORMAT:
-                raise ValueError(f"unknown format {raw.get('format')!r}")
-            return cls(**raw)
-        except (ValueError, TypeError) as exc:
-            raise ArchiveIntegrityError(f"{where} is not a segment manifest: {exc}") from exc
 
 
 def build_segment(
@@ -174,7 +187,9 @@ def read_segment(data: bytes, manifest: SegmentManifest, where: str) -> Iterator
 
 
 @dataclass
-class RunManifest:
+class RunManifest(_ManifestFile):
+    FORMAT: ClassVar[str] = RUN_FORMAT
+    WHAT: ClassVar[str] = "run manifest"
     run_id: str
     policy: str
     strategy: str
@@ -186,15 +201,3 @@ class RunManifest:
     format: str = RUN_FORMAT
     written_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, where: str) -> RunManifest:
-        try:
-            raw = json.loads(data)
-            if raw.get("format") != RUN_FORMAT:
-                raise ValueError(f"unknown format {raw.get('format')!r}")
-            return cls(**raw)
-        except (ValueError, TypeError) as exc:
-            raise ArchiveIntegrityError(f"{where} is not a run manifest: {exc}") from exc
