@@ -44,7 +44,7 @@ def free_port() -> int:
 
 def populate(store: Any, events: int) -> None:
     from evstore.core import EventMetadata, EventRecord
-    from evstore.core.partitions import add_months, month_of
+    from evstore.core.store.partitions import add_months, month_of
 
     months = [add_months(month_of(datetime.now(UTC)), -k) for k in (2, 1)]
     per_stream = 50
@@ -99,7 +99,7 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], int]:
 def archive_round(store: Any, url: str, db_url: str, processes: int, namespace: str,
                   folder: Path) -> dict[str, Any]:
     from evstore.core.archive import ArchivalPolicy, get_run, list_segments, restore_archive
-    from evstore.core.archive.config import STORAGE_ENV
+    from evstore.core.config_file import STORAGE_ENV
     from evstore.workers.archive_jobs import start_archive_job
     from evstore.workers.broker import make_broker
     from evstore.workers.engine import JobEngine
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from evstore.core import PostgreSQLEventStore
-    from evstore.core.archive.config import STORAGE_ENV
+    from evstore.core.config_file import STORAGE_ENV
 
     folder = Path(tempfile.mkdtemp(prefix="evstore-bench-archive-"))
     moto, port = start_moto(folder / "moto.log")

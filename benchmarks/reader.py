@@ -47,8 +47,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evstore.core import PostgreSQLEventStore
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from benchmarks.scratch import DEFAULT_URL, scratch_database
 from benchmarks.timing import log, run_writers

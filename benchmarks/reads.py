@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from evstore.core import NO_STREAM, Position, PostgreSQLEventStore
-from evstore.core.postgres import COLUMNS
+from evstore.core.store.postgres import COLUMNS
 
 from benchmarks.scratch import connect
 from benchmarks.timing import Clock, Clocked, Measure, log

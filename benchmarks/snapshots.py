@@ -32,8 +32,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evstore.core import EventRecord, PostgreSQLEventStore
-from evstore.core.aggregate import Aggregate
-from evstore.core.snapshots import SnapshotStore
+from evstore.core.snapshots.aggregate import Aggregate
+from evstore.core.snapshots.store import SnapshotStore
 
 from benchmarks.scratch import DEFAULT_URL, scratch_database
 from benchmarks.timing import log

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .aggregate import Aggregate
 from .archive import ArchivalPolicy, ArchivalStrategy, EventArchiver
 from .config import Settings, load_settings
 from .errors import (
@@ -17,7 +16,12 @@ from .errors import (
     StoreUnavailableError,
     UnknownEventTypeError,
 )
-from .persistence import (
+from .reader.reader import EventStreamReader
+from .reader.streams import StreamConfig, StreamReadMode
+from .snapshots.aggregate import Aggregate
+from .snapshots.policy import SnapshotConfig, SnapshotStrategy
+from .snapshots.store import EventSnapshot, SnapshotStore
+from .store.persistence import (
     ANY,
     NO_STREAM,
     START,
@@ -33,11 +37,7 @@ from .persistence import (
     StreamState,
     VerifyReport,
 )
-from .postgres import PostgreSQLEventStore
-from .reader import EventStreamReader
-from .snapshot_policy import SnapshotConfig, SnapshotStrategy
-from .snapshots import EventSnapshot, SnapshotStore
-from .streams import StreamConfig, StreamReadMode
+from .store.postgres import PostgreSQLEventStore
 
 __all__ = [
     "ANY",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from .queries import migrations, quote_schema
+from .sql import migrations, quote_schema
 
 
 def latest_version() -> int:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import EventValidationError
-from .persistence import EventRecord
+from .store.persistence import EventRecord
 
 MAX_NAME = 200
 # An escaped NUL, not a literal backslash followed by "u0000" (written "\\\\u0000").

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from evstore.core.persistence import EventMetadata, EventRecord
+from evstore.core.store.persistence import EventMetadata, EventRecord
 
 DOMAINS = ["example.com", "mail.test", "corp.example", "inbox.test", "users.example"]
 FIRST = ["ada", "alan", "grace", "linus", "margaret", "ken", "barbara", "edsger", "donald", "frances"]
@@ -108,7 +108,7 @@ def power_user_script(rng: random.Random, now: datetime, logins: int, run_id: st
 
 
 class UserAccount:
-    """The demo's User aggregate (evstore.core.aggregate protocol): what a login
+    """The demo's User aggregate (evstore.core.snapshots.aggregate protocol): what a login
     screen needs to know, rebuilt from the user's events."""
 
     aggregate_type = "User"

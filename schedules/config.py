@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from evstore.core.archive.config import schedule_tables
 from evstore.core.archive.policies import list_policies
+from evstore.core.config_file import schedule_tables
 from evstore.core.errors import ConfigurationError
 
 TASKS = ("partitions", "archive", "job")

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from evstore.core.schedule_firings import claim_firing, last_firings, record_firing
+from evstore.core.jobs.firings import claim_firing, last_firings, record_firing
 
 from .config import Schedule, load_schedules
 

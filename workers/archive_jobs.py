@@ -34,7 +34,7 @@ from evstore.core.errors import (
     InvalidJobError,
     JobNotFoundError,
 )
-from evstore.core.jobs import BatchPlan, JobRepository
+from evstore.core.jobs.repository import BatchPlan, JobRepository
 
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evstore.core.config import Settings, load_settings
-from evstore.core.connection import redact
+from evstore.core.db import redact
 from evstore.core.errors import BrokerUnavailableError, ConfigurationError
 
 from .settings import JobSettings, load_job_settings

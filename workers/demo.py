@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evstore.core.jobs import Job
+from evstore.core.jobs.repository import Job
 
 from .broker import make_broker, redis_url
 from .engine import JobEngine

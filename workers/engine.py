@@ -4,7 +4,7 @@ Producers (the command line, a service, a scheduler firing) call
 :meth:`JobEngine.start`: the kind plans the job, the job and its batches are
 inserted, and one Dramatiq message per batch is sent while the batch rows are
 locked. Workers call :meth:`JobEngine.run_batch` for each message (see
-:mod:`evstore.core.batch_runs` for why a batch runs at most once).
+:mod:`evstore.core.jobs.batch_runs` for why a batch runs at most once).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from evstore.core.batch_runs import BatchRun, BatchSuperseded, sweep_orphans
 from evstore.core.errors import (
     BrokerUnavailableError,
     ConfigurationError,
     JobError,
 )
-from evstore.core.jobs import Job, JobDetail, JobRepository
+from evstore.core.jobs.batch_runs import BatchRun, BatchSuperseded, sweep_orphans
+from evstore.core.jobs.repository import Job, JobDetail, JobRepository
 
 from .kinds import KIND_MODULE_PARAM, BatchContext, JobKind, get_job_kind
 from .settings import JobSettings, load_job_settings

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evstore.core.errors import ConfigurationError, InvalidJobError
-from evstore.core.persistence import EventRecord
+from evstore.core.store.persistence import EventRecord
 
 ALL_TYPES = "*"
 

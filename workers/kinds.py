@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evstore.core.errors import InvalidJobError
-from evstore.core.jobs import BatchPlan
+from evstore.core.jobs.repository import BatchPlan
 
 KIND_MODULE_PARAM = "_kind_module"
 

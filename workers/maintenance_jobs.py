@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from evstore.core.errors import InvalidJobError
-from evstore.core.jobs import BatchPlan
+from evstore.core.jobs.repository import BatchPlan
 
 from .kinds import BatchContext, BatchOutcome, JobKind, Plan, register_job_kind
 

@@ -55,7 +55,7 @@ class BatchFailures(Middleware):
                               exception: BaseException | None = None) -> None:
         if exception is None or not _is_batch(message) or not message.failed:
             return
-        from evstore.core.batch_runs import mark_failed
+        from evstore.core.jobs.batch_runs import mark_failed
 
         job_id, number = message.args
         try:

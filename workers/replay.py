@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from evstore.core.errors import InvalidJobError
-from evstore.core.jobs import BatchPlan, Job
-from evstore.core.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
+from evstore.core.jobs.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
+from evstore.core.jobs.repository import BatchPlan, Job
 
 from .engine import JobEngine, error_text
 from .handlers import ALL_TYPES, HandlerContext, register_event_handler, resolve_handlers

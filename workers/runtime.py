@@ -29,7 +29,7 @@ def engine() -> JobEngine:
     if _engine is None:
         with _lock:
             if _engine is None:
-                from evstore.core.postgres import PostgreSQLEventStore
+                from evstore.core.store.postgres import PostgreSQLEventStore
 
                 store = PostgreSQLEventStore.from_env()
                 _engine = JobEngine(store, _broker, _settings)

@@ -1,6 +1,6 @@
 """The ``snapshot_build`` job kind: a snapshot sweep whose batches are built by workers.
 
-Planning (in the producer) runs the sweep of :mod:`evstore.core.snapshot_policy`:
+Planning (in the producer) runs the sweep of :mod:`evstore.core.snapshots.policy`:
 the aggregates of one type past their strategy's threshold, cut into batches
 of aggregate-id ranges. A batch re-checks each aggregate of its range and
 snapshots those still due, writing through the batch's connection, so the
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from evstore.core.aggregate import class_path, import_class, type_of
 from evstore.core.errors import ConfigurationError, InvalidJobError, SnapshotBuildError
-from evstore.core.jobs import BatchPlan
-from evstore.core.snapshot_policy import (
+from evstore.core.jobs.repository import BatchPlan
+from evstore.core.snapshots.aggregate import class_path, import_class, type_of
+from evstore.core.snapshots.policy import (
     SnapshotBatch,
     SnapshotConfig,
     build_batch,

@@ -6,10 +6,10 @@ loaded when a target URL needs them.
 
 from __future__ import annotations
 
+from ..privacy.gdpr import GdprCleanupResult, cleanup_gdpr_data, get_anonymizer, register_anonymizer
 from .archiver import ArchiveResult, EventArchiver, run_policy
 from .export import SegmentResult, export_segment
 from .finalize import finalize_run
-from .gdpr import GdprCleanupResult, cleanup_gdpr_data, get_anonymizer, register_anonymizer
 from .policies import (
     ArchivalPolicy,
     ArchivalStrategy,

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
+from ..privacy.gdpr import GdprCleanupResult, cleanup_gdpr_data
 from .export import SegmentResult, export_segment
 from .finalize import finalize_run
-from .gdpr import GdprCleanupResult, cleanup_gdpr_data
 from .policies import ArchivalPolicy, get_policy, list_policies, register_policy
 from .restore import ArchiveVerifyReport, RestoreResult, restore_archive, verify_archive
 from .runs import ArchiveRun, list_segments, plan_run, set_run_error
@@ -28,7 +28,7 @@ from .selection import ArchivePreview, preview
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 
 @dataclass(frozen=True)

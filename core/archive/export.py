@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ArchiveError, ArchiveIntegrityError
-from .gdpr import anonymize_line, get_anonymizer
+from ..privacy.gdpr import anonymize_line, get_anonymizer
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
 from .segments import EXPORT_COLUMNS, build_segment, line_checksum, row_to_line
 from .sql import query
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 
 @dataclass(frozen=True)

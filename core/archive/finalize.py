@@ -25,7 +25,7 @@ from .targets import ArchiveTarget
 if TYPE_CHECKING:
     import psycopg
 
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 
 def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:

@@ -154,7 +154,7 @@ def unregister_policy(name: str) -> None:
 def list_policies() -> dict[str, ArchivalPolicy]:
     """Policies of the configuration file, then those registered in this process."""
     from ..config import load_settings
-    from .config import policy_tables
+    from ..config_file import policy_tables
 
     default_days = load_settings().retention_days  # EVENT_STORE_RETENTION_DAYS
     found = {}

@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
-from ..partitions import create_partition, month_of
+from ..store.partitions import create_partition, month_of
 from .locate import Located, locate
 from .segments import FIELDS, SegmentManifest, read_segment
 
 if TYPE_CHECKING:
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .selection import select
 from .sql import query
 
 if TYPE_CHECKING:
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..partitions import month_of
-from ..persistence import PartitionInfo
+from ..store.partitions import month_of
+from ..store.persistence import PartitionInfo
 from .policies import ArchivalPolicy, ArchivalStrategy
 from .sql import query
 
 if TYPE_CHECKING:
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..queries import sql_from
+from ..sql import sql_from
 
 
 def query(name: str, schema: str, **fragments: str) -> str:

@@ -2,7 +2,7 @@
 
 Back-ends are imported lazily, only when a URL needs them, with an error that
 names the extra to install. Credentials and endpoints come from configuration
-(:func:`evstore.core.archive.config.storage_options_for`), never from the URL or
+(:func:`evstore.core.config_file.storage_options_for`), never from the URL or
 the database. File systems are created on first use in the process that uses
 them (fsspec's async file systems are not fork-safe) and cached per process.
 
@@ -112,7 +112,7 @@ class ArchiveTarget:
         self.url = url.rstrip("/")
         self.protocol = check_backend(url)
         if storage_options is None:
-            from .config import storage_options_for
+            from ..config_file import storage_options_for
 
             storage_options = storage_options_for(url)
         self.options = dict(storage_options)

@@ -110,7 +110,7 @@ def open_store(initialize: bool = False, check_schema: bool = True) -> Iterator[
     or behind this version's migrations is refused with the command to run.
     """
     from evstore.core.migrations import latest_version
-    from evstore.core.postgres import PostgreSQLEventStore
+    from evstore.core.store.postgres import PostgreSQLEventStore
 
     cfg = settings()
     with database_url(cfg) as url, PostgreSQLEventStore(url, settings=cfg) as store:

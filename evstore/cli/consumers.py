@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from evstore.core.persistence import START, Position
+from evstore.core.store.persistence import START, Position
 
 from .common import console, handle_errors, open_store, print_json, to_jsonable
 
@@ -41,7 +41,7 @@ def list_consumers(
     as_json: Json = False,
 ) -> None:
     """Every consumer checkpoint with its members and lag behind the head."""
-    from evstore.core.checkpoints import CheckpointStore
+    from evstore.core.reader.checkpoints import CheckpointStore
 
     with open_store() as store:
         groups = CheckpointStore(store).groups(with_lag=lag)
@@ -74,8 +74,8 @@ def show_consumer(
     as_json: Json = False,
 ) -> None:
     """One consumer's partitions (checkpoint, owner, lease) and lag."""
-    from evstore.core.checkpoints import CheckpointStore
     from evstore.core.errors import ConsumerNotFoundError
+    from evstore.core.reader.checkpoints import CheckpointStore
 
     with open_store() as store:
         cps = CheckpointStore(store)
@@ -129,7 +129,7 @@ def reset_consumer(
         "--force", help="Even while members run (they may save over it).")] = False,
 ) -> None:
     """Move a consumer's checkpoint (every partition) back or forward."""
-    from evstore.core.checkpoints import CheckpointStore
+    from evstore.core.reader.checkpoints import CheckpointStore
 
     if (to is None) == (to_time is None):
         raise ValueError("give exactly one of --to POSITION or --to-time TIME")
@@ -152,8 +152,8 @@ def delete_consumer(
     force: Annotated[bool, typer.Option("--force", help="Even while members run.")] = False,
 ) -> None:
     """Forget a consumer's checkpoint (its next run starts over)."""
-    from evstore.core.checkpoints import CheckpointStore
     from evstore.core.errors import ConsumerBusyError, ConsumerNotFoundError
+    from evstore.core.reader.checkpoints import CheckpointStore
 
     with open_store() as store:
         cps = CheckpointStore(store)

@@ -24,7 +24,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from evstore.core.persistence import Position
+from evstore.core.store.persistence import Position
 from evstore.workload import UserAccount, UserScript, email_domains, generate, power_user_script
 
 from .common import console, err_console, handle_errors, human_bytes, open_store
@@ -230,8 +230,8 @@ class ReadModel:
         self._changed = threading.Condition(self._lock)
 
     def start(self, store: Any, members: int) -> list[Any]:
-        from evstore.core.reader import EventStreamReader
-        from evstore.core.streams import StreamConfig, StreamReadMode
+        from evstore.core.reader.reader import EventStreamReader
+        from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
         readers = []
         for number in range(members):
@@ -278,7 +278,7 @@ def _append_long(store: Any, script: UserScript, chunk: int = 500) -> int:
 
 
 def _snapshots(store: Any, busy: list[UserScript]) -> list[dict[str, Any]]:
-    from evstore.core.snapshots import SnapshotStore
+    from evstore.core.snapshots.store import SnapshotStore
 
     snapshots = SnapshotStore(store)
     rows = []

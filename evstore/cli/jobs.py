@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from evstore.core.jobs import Job, JobDetail, JobRepository
+from evstore.core.jobs.repository import Job, JobDetail, JobRepository
 
 from .common import (
     console,
@@ -221,7 +221,7 @@ def cancel_job(job_id: Annotated[int, typer.Argument(help="The job's id.")]) -> 
 
 def job_metrics() -> None:
     """Job metrics in the Prometheus text format (jobs and batches by status, items done)."""
-    from evstore.core.job_metrics import render_job_metrics
+    from evstore.core.jobs.metrics import render_job_metrics
 
     with open_store() as store:
         text = render_job_metrics(store)

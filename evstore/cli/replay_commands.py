@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from evstore.core.errors import ConfigurationError, SchemaNotInitializedError
-from evstore.core.jobs import JobRepository
+from evstore.core.jobs.repository import JobRepository
 
 from .common import EXIT_FAILED, console, database_url, err_console, open_store, print_json, settings
 from .jobs import _broker, _follow, _styled
@@ -194,7 +194,7 @@ def worker(
 
 def _check_schema(url: str) -> None:
     from evstore.core.migrations import latest_version
-    from evstore.core.postgres import PostgreSQLEventStore
+    from evstore.core.store.postgres import PostgreSQLEventStore
 
     with PostgreSQLEventStore(url, settings=settings()) as store:
         if store.schema_version() < latest_version():

@@ -49,7 +49,7 @@ def scheduler(
 
 def schedules(as_json: JsonOpt = False) -> None:
     """Each schedule with its trigger, next and last firing, and the job the last one started."""
-    from evstore.core.schedule_firings import last_firings
+    from evstore.core.jobs.firings import last_firings
     from evstore.schedules import load_schedules
 
     found = load_schedules()

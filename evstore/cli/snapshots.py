@@ -20,7 +20,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts inste
 
 def stats(as_json: Json = False) -> None:
     """Snapshots per aggregate type: how many, sizes and compression, measured load costs."""
-    from evstore.core.snapshot_stats import snapshot_stats
+    from evstore.core.snapshots.stats import snapshot_stats
 
     with open_store() as store:
         rows = snapshot_stats(store)
@@ -48,7 +48,7 @@ def stats(as_json: Json = False) -> None:
 
 
 def _import(path: str) -> type[Any]:
-    from evstore.core.aggregate import import_class
+    from evstore.core.snapshots.aggregate import import_class
 
     if os.getcwd() not in sys.path:  # as `dramatiq` does: the project's modules
         sys.path.insert(0, os.getcwd())
@@ -76,7 +76,7 @@ def build(
     as_json: Json = False,
 ) -> None:
     """Snapshot the aggregates past their strategy's threshold."""
-    from evstore.core.snapshot_policy import SnapshotConfig, plan_batches, run_sweep
+    from evstore.core.snapshots.policy import SnapshotConfig, plan_batches, run_sweep
 
     cls = _import(aggregate_class)
     config = SnapshotConfig(strategy=strategy.strip().lower(), every_n_events=every,  # type: ignore[arg-type]

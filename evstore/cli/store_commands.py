@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from evstore.core.errors import EventValidationError
-from evstore.core.persistence import ANY, NO_STREAM, EventMetadata, EventRecord, Position
+from evstore.core.store.persistence import ANY, NO_STREAM, EventMetadata, EventRecord, Position
 
 from .common import (
     EXIT_FAILED,
@@ -356,7 +356,7 @@ def stats(as_json: JsonOpt = False) -> None:
 
 def metrics() -> None:
     """Store metrics in the Prometheus text format (for a scrape or a textfile collector)."""
-    from evstore.core.metrics import render_store_metrics
+    from evstore.core.store.metrics import render_store_metrics
 
     with open_store() as store:
         sys.stdout.write(render_store_metrics(store))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from evstore.core.persistence import StoreMetrics
+from evstore.core.store.persistence import StoreMetrics
 
 from evstore import START, EventMetadata, Position
 

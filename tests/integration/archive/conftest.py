@@ -175,7 +175,7 @@ def make_bucket(kind: str) -> None:
 
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    from evstore.core.archive.config import STORAGE_ENV
+    from evstore.core.config_file import STORAGE_ENV
 
     found = Emulators(tmp_path_factory.mktemp("emulator-logs"))
     previous = os.environ.get(STORAGE_ENV)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from evstore.core.partitions import add_months, month_of
+from evstore.core.store.partitions import add_months, month_of
 
 from evstore import EventMetadata, EventRecord
 

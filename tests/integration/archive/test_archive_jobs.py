@@ -46,7 +46,7 @@ def namespace() -> Iterator[str]:
 
 
 def pool(database_url: str, namespace: str, tmp_path: Path, name: str) -> WorkerPool:
-    from evstore.core.archive.config import STORAGE_ENV
+    from evstore.core.config_file import STORAGE_ENV
 
     return WorkerPool(
         database_url, REDIS_URL, processes=2, threads=2,

@@ -122,7 +122,7 @@ def test_events_arriving_in_a_month_being_archived_keep_its_partition(
     database_url: str, tmp_path: Path
 ) -> None:
     from evstore.core.archive import export_segment, finalize_run, plan_run
-    from evstore.core.partitions import month_of, partition_name
+    from evstore.core.store.partitions import month_of, partition_name
 
     url = f"file://{tmp_path}/archive"
     with PostgreSQLEventStore(database_url) as store:

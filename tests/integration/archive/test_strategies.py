@@ -15,7 +15,7 @@ from evstore.core.archive import (
     verify_archive,
 )
 from evstore.core.errors import ConfigurationError
-from evstore.core.partitions import month_of, partition_name
+from evstore.core.store.partitions import month_of, partition_name
 
 from evstore import PostgreSQLEventStore
 

@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from evstore.core.connection import configure
+from evstore.core.db import configure
 from evstore.core.migrations import latest_version
-from evstore.core.partitions import add_months, month_of
+from evstore.core.store.partitions import add_months, month_of
 from psycopg_pool import ConnectionPool
 
 from evstore import (

@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 import psycopg
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from evstore import PostgreSQLEventStore
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from evstore.core.checkpoints import CheckpointStore
-from evstore.core.persistence import START
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.checkpoints import CheckpointStore
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
+from evstore.core.store.persistence import START
 
 from .helpers import all_events, append, wait_for
 

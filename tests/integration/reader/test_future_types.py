@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from evstore.core.errors import UnknownEventTypeError
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from .helpers import Collector, append, wait_for
 

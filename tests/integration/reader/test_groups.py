@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from evstore.core.checkpoints import CheckpointStore
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.checkpoints import CheckpointStore
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from .helpers import Collector, append_many, wait_for
 
@@ -72,7 +72,7 @@ def test_partitions_of_a_remote_member_that_died_are_taken_after_its_lease(pstor
 
 
 def test_group_lag_counts_each_partition_from_its_own_checkpoint(pstore: Any) -> None:
-    from evstore.core.streams import partition_of
+    from evstore.core.reader.streams import partition_of
 
     from .helpers import all_events, append
 

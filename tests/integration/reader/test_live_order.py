@@ -6,8 +6,8 @@ import threading
 from typing import Any
 
 import psycopg
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from .helpers import Collector, ev, wait_for
 

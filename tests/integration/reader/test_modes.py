@@ -6,10 +6,10 @@ import threading
 from typing import Any
 
 import pytest
-from evstore.core.checkpoints import CheckpointStore
 from evstore.core.errors import ConsumerBusyError, HandlerError
-from evstore.core.reader import EventStreamReader
-from evstore.core.streams import StreamConfig, StreamReadMode
+from evstore.core.reader.checkpoints import CheckpointStore
+from evstore.core.reader.reader import EventStreamReader
+from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from evstore import EventRecord
 

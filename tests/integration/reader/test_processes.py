@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from evstore.core.checkpoints import CheckpointStore
+from evstore.core.reader.checkpoints import CheckpointStore
 
 from .consumer_proc import TABLE
 from .helpers import all_events, append_many, wait_for

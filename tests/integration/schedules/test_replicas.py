@@ -19,8 +19,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from evstore.core.partitions import add_months, month_of, partition_name
-from evstore.core.schedule_firings import list_firings
+from evstore.core.jobs.firings import list_firings
+from evstore.core.store.partitions import add_months, month_of, partition_name
 from evstore.schedules import Schedule, SchedulerService, Trigger, engine_enqueue
 from evstore.workers.broker import make_broker
 from evstore.workers.engine import JobEngine

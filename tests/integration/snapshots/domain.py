@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evstore.core.aggregate import Aggregate
+from evstore.core.snapshots.aggregate import Aggregate
 
 from evstore import EventRecord
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evstore.core.snapshots import SnapshotStore
+from evstore.core.snapshots.store import SnapshotStore
 
 from .domain import Account, deposits
 

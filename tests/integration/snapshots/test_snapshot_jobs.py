@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evstore.core.snapshot_policy import SnapshotConfig, SnapshotStrategy, due_aggregates
-from evstore.core.snapshots import SnapshotStore
+from evstore.core.snapshots.policy import SnapshotConfig, SnapshotStrategy, due_aggregates
+from evstore.core.snapshots.store import SnapshotStore
 
 from .domain import Account, deposits
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from evstore.core.errors import AggregateNotFoundError
-from evstore.core.snapshot_stats import snapshot_stats
-from evstore.core.snapshots import SnapshotStore
+from evstore.core.snapshots.stats import snapshot_stats
+from evstore.core.snapshots.store import SnapshotStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from evstore.core.snapshot_policy import (
+from evstore.core.snapshots.policy import (
     LoadCost,
     SnapshotConfig,
     SnapshotStrategy,
@@ -15,7 +15,7 @@ from evstore.core.snapshot_policy import (
     plan_batches,
     run_sweep,
 )
-from evstore.core.snapshots import SnapshotStore
+from evstore.core.snapshots.store import SnapshotStore
 
 from .domain import Account, deposits
 

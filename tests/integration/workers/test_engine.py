@@ -12,8 +12,8 @@ from collections import defaultdict
 
 import psycopg
 import pytest
-from evstore.core.batch_runs import BatchRun, mark_failed
 from evstore.core.errors import JobNotFoundError
+from evstore.core.jobs.batch_runs import BatchRun, mark_failed
 from evstore.workers.engine import JobEngine
 from evstore.workers.pool import wait_for
 from evstore.workers.replay import ReplayConfig
@@ -185,7 +185,7 @@ def test_a_killed_runner_connection_frees_its_batch(service, jobs_store, job_env
     seed(jobs_store, 4, 2)
     job_id = service.start(ReplayConfig(handler_names=["record"], batch_size=100))
     # A runner on its own connection claims and starts the batch, then dies.
-    from evstore.core.batch_runs import claim_key
+    from evstore.core.jobs.batch_runs import claim_key
 
     conn = psycopg.connect(job_env["DATABASE_URL"], autocommit=True)
     conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))",

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 from evstore.core.errors import ConfigurationError, InvalidJobError
-from evstore.core.persistence import EventRecord
-from evstore.core.replay import ReplaySelection, StreamSpan, pack_streams
+from evstore.core.jobs.replay import ReplaySelection, StreamSpan, pack_streams
+from evstore.core.store.persistence import EventRecord
 from evstore.workers.handlers import (
     HandlerContext,
     register_event_handler,

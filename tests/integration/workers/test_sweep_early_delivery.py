@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
-from evstore.core.batch_runs import BatchRun, sweep_orphans
+from evstore.core.jobs.batch_runs import BatchRun, sweep_orphans
 from evstore.workers.replay import ReplayConfig
 
 from tests.integration.workers.conftest import seed

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .postgres import PostgreSQLEventStore
+from ..store.postgres import PostgreSQLEventStore
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 
 
 @cache
-def blocks(filename: str = "queries.sql") -> dict[str, str]:
+def blocks(filename: str) -> dict[str, str]:
     """The named blocks (``-- name: <name>``) of ``sql/<filename>``."""
-    text = resources.files(__package__).joinpath("sql", filename).read_text()
+    text = resources.files(__package__).joinpath(filename).read_text()
     parts = _NAME.split(text)
     out: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -33,26 +33,30 @@ def quote_schema(schema: str) -> str:
     return sql.Identifier(schema).as_string(None)
 
 
-def sql_from(filename: str, name: str, schema: str, **fragments: str) -> str:
-    """The block ``name`` of ``sql/<filename>`` with ``{schema}`` (and trusted fragments) filled in."""
+def load(file: str, name: str, schema: str, **fragments: str) -> str:
+    """The block ``name`` of ``sql/<file>.sql`` with ``{schema}`` (and trusted fragments) filled in."""
     try:
-        text = blocks(filename)[name]
+        text = blocks(f"{file}.sql")[name]
     except KeyError:
-        raise KeyError(f"no query named {name!r} in sql/{filename}") from None
+        raise KeyError(f"no query named {name!r} in sql/{file}.sql") from None
     text = text.replace("{schema}", quote_schema(schema))
     for key, value in fragments.items():
         text = text.replace("{" + key + "}", value)
     return text
 
 
+# Transitional names, removed once every caller uses Database.sql(file, name).
+def sql_from(filename: str, name: str, schema: str, **fragments: str) -> str:
+    return load(filename.removesuffix(".sql"), name, schema, **fragments)
+
+
 def query(name: str, schema: str, **fragments: str) -> str:
-    """A named query of ``sql/queries.sql`` (the storage core's own)."""
-    return sql_from("queries.sql", name, schema, **fragments)
+    return load("store", name, schema, **fragments)
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(number, name, sql text) of every migration, in order."""
-    folder = resources.files(__package__).joinpath("sql/migrations")
+    folder = resources.files(__package__).joinpath("migrations")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

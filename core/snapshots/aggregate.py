@@ -16,8 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from .errors import ConfigurationError
-from .persistence import EventRecord
+from ..errors import ConfigurationError
+from ..store.persistence import EventRecord
 
 
 @runtime_checkable

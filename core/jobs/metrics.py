@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from .queries import sql_from
+from ..sql import sql_from
 
 
 def render_job_metrics(store: Any, registry: CollectorRegistry | None = None) -> str:

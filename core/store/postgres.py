@@ -22,20 +22,21 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg_pool import ConnectionPool
 
-from . import codecs
-from .config import Settings, load_settings
-from .connection import make_pool, redact
-from .errors import (
+from .. import codecs
+from ..config import Settings, load_settings
+from ..db import Database, redact
+from ..errors import (
     CodecError,
     ConcurrencyError,
     DuplicateEventError,
     EventValidationError,
     IntegrityError,
-    SchemaNotInitializedError,
     StoreUnavailableError,
     UnknownEventTypeError,
 )
-from .migrations import apply_migrations, current_version, latest_version
+from ..migrations import apply_migrations, current_version, latest_version
+from ..serialization import checksum, dumps, encode_json, validate_batch
+from ..sql import query, quote_schema
 from .partitions import PartitionCache, add_months, create_partition, list_partitions, month_of
 from .persistence import (
     ANY,
@@ -56,8 +57,6 @@ from .persistence import (
     StreamState,
     VerifyReport,
 )
-from .queries import query, quote_schema
-from .serialization import checksum, dumps, encode_json, validate_batch
 
 COLUMNS = (
     "event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version, "
@@ -129,11 +128,10 @@ class PostgreSQLEventStore(EventStore):
                 raise StoreUnavailableError(
                     "no database: set DATABASE_URL (or pass a URL or a pool)"
                 )
-            pool = make_pool(url, max_size=self.settings.pool_size)
-            self._owns_pool = True
+            self.db = Database.open(url, self.schema, pool_size=self.settings.pool_size)
         else:
-            self._owns_pool = False
-        self.pool = pool
+            self.db = Database(pool, self.schema, url=url)
+        self.pool = self.db.pool
         self.url = url
         self._partitions = PartitionCache()
         self._known_types: set[str] = set()
@@ -151,8 +149,7 @@ class PostgreSQLEventStore(EventStore):
         self.close()
 
     def close(self) -> None:
-        if self._owns_pool:
-            self.pool.close()
+        self.db.close()
 
     def __repr__(self) -> str:
         where = redact(self.url) if self.url else "a given pool"
@@ -751,39 +748,8 @@ class PostgreSQLEventStore(EventStore):
 
     def connection(self) -> Any:
         """A pooled connection (autocommit) whose driver errors become evstore errors."""
-        return _translated(self.pool, self.schema)
+        return self.db.connection()
 
     def table(self, name: str) -> str:
         """``"schema"."name"`` for SQL text (names are ours, never user input)."""
-        return f"{self._q}.{quote_schema(name)}"
-
-
-class _translated:
-    """pool.connection() that turns driver errors into evstore errors."""
-
-    def __init__(self, pool: ConnectionPool, schema: str) -> None:
-        self._cm = pool.connection()
-        self._schema = schema
-
-    def __enter__(self) -> psycopg.Connection:
-        try:
-            return self._cm.__enter__()
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(f"database unavailable: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__name__ == "PoolTimeout":
-                raise StoreUnavailableError(f"no database connection available: {exc}") from exc
-            raise
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._cm.__exit__(exc_type, exc, tb)
-        if isinstance(exc, pgerrors.UndefinedTable | pgerrors.InvalidSchemaName
-                      | pgerrors.UndefinedColumn | pgerrors.UndefinedFunction):
-            raise SchemaNotInitializedError(
-                f"the event store schema {self._schema!r} is missing or incomplete: "
-                f"run 'evstore init' ({exc.diag.message_primary})"
-            ) from exc
-        if isinstance(exc, psycopg.OperationalError):
-            raise StoreUnavailableError(f"database unavailable: {exc}") from exc
-
-
+        return self.db.table(name)

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidJobError
-from .persistence import EventRecord
-from .postgres import COLUMNS
-from .queries import sql_from
+from ..errors import InvalidJobError
+from ..sql import sql_from
+from ..store.persistence import EventRecord
+from ..store.postgres import COLUMNS
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from .postgres import PostgreSQLEventStore
-from .queries import sql_from
+from ..sql import sql_from
+from ..store.postgres import PostgreSQLEventStore
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from .persistence import EventRecord
+from ..store.persistence import EventRecord
 
 Handler = Callable[[EventRecord], object]
 _RATE_WINDOW = 10.0

@@ -1,7 +1,7 @@
 """The storage contract: the records evstore stores and the abstract store.
 
 Everything a caller hands to or gets back from an event store is defined here;
-:mod:`evstore.core.postgres` implements :class:`EventStore` on PostgreSQL and
+:mod:`evstore.core.store.postgres` implements :class:`EventStore` on PostgreSQL and
 imports only this module's types.
 """
 
@@ -13,7 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..db import Database
 
 _METADATA_FIELDS = ("user_id", "correlation_id", "causation_id", "gdpr_compliant", "source")
 
@@ -230,7 +234,15 @@ class StoreMetrics:
 
 
 class EventStore(ABC):
-    """The synchronous event store contract."""
+    """The synchronous event store contract.
+
+    The features beside the store (readers, snapshots, archives, jobs,
+    privacy) take an ``EventStore`` and reach their own tables through its
+    ``db`` (the database handle), never through the concrete class.
+    """
+
+    db: Database
+    settings: Settings
 
     @abstractmethod
     def initialize_schema(self) -> None:

@@ -22,14 +22,14 @@ from typing import Any
 
 import psycopg
 
-from . import codecs
+from .. import codecs
+from ..errors import AggregateNotFoundError, EventStoreError
+from ..serialization import dumps
+from ..sql import sql_from
+from ..store.persistence import EventRecord
+from ..store.postgres import COLUMNS, PostgreSQLEventStore
 from .aggregate import A, type_of
-from .errors import AggregateNotFoundError, EventStoreError
-from .persistence import EventRecord
-from .postgres import COLUMNS, PostgreSQLEventStore
-from .queries import sql_from
-from .serialization import dumps
-from .snapshot_stats import LoadTimings
+from .stats import LoadTimings
 
 log = logging.getLogger(__name__)
 DEFAULT_CODEC = "zstd"

@@ -2,7 +2,7 @@
 
 One loop per member reads pages of ``read_all`` (the store's safe global
 order) from its position, keeps the events of the partitions it owns, and
-submits them to a :class:`~evstore.core.dispatch.Dispatcher` (bounded, per-
+submits them to a :class:`~evstore.core.reader.dispatch.Dispatcher` (bounded, per-
 stream ordered handler threads). When a batch and every batch before it were
 handled, the page's checkpoint is saved for the owned partitions. A heartbeat
 thread renews the member's leases; when the group's membership changes the
@@ -22,13 +22,13 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
+from ..errors import ConsumerBusyError, HandlerError, StoreUnavailableError
+from ..store.persistence import START, Position
+from ..store.postgres import PostgreSQLEventStore
 from .checkpoints import CheckpointStore
 from .dispatch import Dispatcher, Handler
-from .errors import ConsumerBusyError, HandlerError, StoreUnavailableError
 from .groups import Membership
 from .notify import Listener
-from .persistence import START, Position
-from .postgres import PostgreSQLEventStore
 from .streams import ReaderMetrics, StreamConfig, StreamReadMode, partition_of
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from .errors import InvalidJobError, JobNotFoundError
-from .queries import sql_from
+from ..errors import InvalidJobError, JobNotFoundError
+from ..sql import sql_from
 
 JOB_STATUSES = ("starting", "queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import ConfigurationError, ConsumerBusyError, ConsumerNotFoundError
-from .persistence import START, Position
-from .postgres import MAX_POSITION, PostgreSQLEventStore
-from .queries import sql_from
+from ..errors import ConfigurationError, ConsumerBusyError, ConsumerNotFoundError
+from ..sql import sql_from
+from ..store.persistence import START, Position
+from ..store.postgres import MAX_POSITION, PostgreSQLEventStore
 
 LAG_CAP = 1_000_000
 

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime
 import psycopg
 from psycopg import sql
 
+from ..sql import query
 from .persistence import PartitionInfo
-from .queries import query
 
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 

@@ -1,6 +1,6 @@
 """What a stream reader is asked to do: StreamReadMode, StreamConfig, ReaderMetrics.
 
-See ``docs/reader.md``. The reader itself is :mod:`evstore.core.reader`.
+See ``docs/reader.md``. The reader itself is :mod:`evstore.core.reader.reader`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
-from .persistence import Position
+from ..errors import ConfigurationError
+from ..store.persistence import Position
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from .jobs import JobRepository, Send
+from .repository import JobRepository, Send
 
 
 class BatchSuperseded(Exception):

@@ -28,7 +28,7 @@ from ..errors import ConfigurationError
 from ..serialization import checksum, dumps
 
 if TYPE_CHECKING:
-    from ..postgres import PostgreSQLEventStore
+    from ..store.postgres import PostgreSQLEventStore
 
 Anonymizer = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 REDACTED = "[redacted]"

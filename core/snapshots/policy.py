@@ -20,11 +20,11 @@ from typing import Any
 
 import psycopg
 
+from ..errors import ConfigurationError, SnapshotBuildError
+from ..sql import sql_from
+from ..store.postgres import PostgreSQLEventStore
 from .aggregate import type_of
-from .errors import ConfigurationError, SnapshotBuildError
-from .postgres import PostgreSQLEventStore
-from .queries import sql_from
-from .snapshots import SnapshotStore
+from .store import SnapshotStore
 
 
 class SnapshotStrategy(enum.Enum):

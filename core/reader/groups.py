@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from .persistence import Position
-from .postgres import PostgreSQLEventStore
-from .queries import sql_from
+from ..sql import sql_from
+from ..store.persistence import Position
+from ..store.postgres import PostgreSQLEventStore
 
 _SAFETY = 0.8  # stop using a lease after this fraction of its time-to-live
 

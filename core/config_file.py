@@ -38,7 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
+from .errors import ConfigurationError
 
 CONFIG_ENV = "EVSTORE_CONFIG"
 STORAGE_ENV = "EVSTORE_ARCHIVE_STORAGE_OPTIONS"
@@ -106,7 +106,7 @@ def _env_storage() -> dict[str, Any]:
 
 def storage_options_for(url: str) -> dict[str, Any]:
     """fsspec options for a target URL: its protocol's table, then matching URL prefixes."""
-    from .targets import protocol_of
+    from .archive.targets import protocol_of
 
     tables: dict[str, dict[str, Any]] = {}
     for source in (load_config().get("storage", {}), _env_storage()):

@@ -1,0 +1,151 @@
+"""The database handle every part of the core takes: pool, schema, connections, named SQL.
+
+``Database`` is eventsourcing's datastore beside its recorders: the event store
+(``store/``), the readers (``reader/``), snapshots, archives, jobs and privacy
+each take one and never borrow a connection from another feature.
+
+- ``connection()`` is a pooled autocommit connection whose driver errors become
+  evstore errors in this one place (a missing schema is
+  ``SchemaNotInitializedError``, a lost server ``StoreUnavailableError``).
+- ``sql(file, name, **fragments)`` is the one way to a statement: the named
+  block ``name`` of ``core/sql/<file>.sql`` with ``{schema}`` quoted in.
+- ``table(name)`` is ``"schema"."name"`` for the rare statement built at run
+  time from validated names.
+
+A wrong DATABASE_URL fails at start-up with the server's own words, not after a
+pool time-out (``make_pool`` connects once first).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.types.numeric import IntLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from . import sql as named_sql
+from .errors import SchemaNotInitializedError, StoreUnavailableError
+
+XID8_OID = 5069
+_SCHEMA_ERRORS = (
+    pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedColumn,
+    pgerrors.UndefinedFunction,
+)
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def configure(conn: psycopg.Connection) -> None:
+    """Every pooled connection: xid8 values as Python ints, timestamps in UTC."""
+    conn.adapters.register_loader(XID8_OID, IntLoader)
+    conn.execute("SET TIME ZONE 'UTC'")
+
+
+def probe(url: str, timeout: int = 5) -> None:
+    """Connect once, so a bad URL or a down server is reported clearly."""
+    try:
+        with psycopg.connect(url, connect_timeout=timeout, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnavailableError(f"cannot connect to {redact(url)}: {detail}") from exc
+
+
+def make_pool(url: str, *, max_size: int = 10, min_size: int = 1, name: str = "evstore") -> ConnectionPool:
+    """An open pool of autocommit connections to ``url``, checked by one connection first."""
+    probe(url)
+    pool = ConnectionPool(
+        url,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        kwargs={"autocommit": True},
+        configure=configure,
+        open=False,
+        name=name,
+        # A caller waits at most this long for a connection when the server is gone.
+        timeout=10,
+    )
+    pool.open(wait=True, timeout=30)
+    return pool
+
+
+class Database:
+    """One PostgreSQL database and the schema of the store's tables in it.
+
+    Build it from a URL (it then owns and closes its pool) or around a pool
+    the caller owns.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        schema: str,
+        *,
+        url: str | None = None,
+        owns_pool: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.url = url
+        self._owns_pool = owns_pool
+        # The quoted schema, for SQL text on hot paths.
+        self.quoted_schema = named_sql.quote_schema(schema)
+
+    @classmethod
+    def open(cls, url: str, schema: str, *, pool_size: int = 10) -> Database:
+        """A database with a pool of its own (closed by ``close()``)."""
+        return cls(make_pool(url, max_size=pool_size), schema, url=url, owns_pool=True)
+
+    def close(self) -> None:
+        if self._owns_pool:
+            self.pool.close()
+
+    def __repr__(self) -> str:
+        where = redact(self.url) if self.url else "a given pool"
+        return f"<Database schema={self.schema!r} at {where}>"
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection (autocommit) whose driver errors become evstore errors."""
+        try:
+            cm = self.pool.connection()
+            conn = cm.__enter__()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(f"database unavailable: {exc}") from exc
+        except PoolTimeout as exc:
+            raise StoreUnavailableError(f"no database connection available: {exc}") from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        else:
+            cm.__exit__(None, None, None)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, _SCHEMA_ERRORS):
+            return SchemaNotInitializedError(
+                f"the event store schema {self.schema!r} is missing or incomplete: "
+                f"run 'evstore init' ({exc.diag.message_primary})"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            return StoreUnavailableError(f"database unavailable: {exc}")
+        return exc
+
+    def sql(self, file: str, name: str, **fragments: str) -> str:
+        """The block ``name`` of ``core/sql/<file>.sql`` for this schema (trusted fragments filled in)."""
+        return named_sql.load(file, name, self.schema, **fragments)
+
+    def table(self, name: str) -> str:
+        """``"schema"."name"`` for SQL text (names are ours, never user input)."""
+        return f"{self.quoted_schema}.{named_sql.quote_schema(name)}"
