@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,20 +95,24 @@ def checksum(
     return h.hexdigest()
 
 
-def record_checksum(event: EventRecord) -> str:
-    """The checksum a stored event should carry, computed from its fields."""
-    assert event.stream_id is not None and event.stream_position is not None
+def checksum_of(event: Any, data_json: str, metadata_json: str) -> str:
+    """The checksum of one stored event: the one helper every caller uses.
+
+    ``event`` is an EventRecord (or any object with the head's attributes) or
+    a mapping with the same keys (an archive line, a dict row); ``created_at``
+    may be a datetime or its ISO text. ``data_json`` and ``metadata_json`` are
+    the canonical JSON (``dumps``) of the event's data and metadata.
+    """
+    get = event.__getitem__ if isinstance(event, Mapping) else event.__getattribute__
+    created_at = get("created_at")
+    if isinstance(created_at, str):
+        created_at = datetime.fromisoformat(created_at)
     return checksum(
-        event_id=str(event.event_id),
-        stream_id=event.stream_id,
-        stream_position=event.stream_position,
-        aggregate_id=event.aggregate_id,
-        aggregate_type=event.aggregate_type,
-        event_type=event.event_type,
-        event_version=event.event_version,
-        created_at=event.created_at,
-        data_json=dumps(event.event_data),
-        metadata_json=dumps(event.metadata.to_dict()),
+        event_id=str(get("event_id")), stream_id=get("stream_id"),
+        stream_position=get("stream_position"), aggregate_id=get("aggregate_id"),
+        aggregate_type=get("aggregate_type"), event_type=get("event_type"),
+        event_version=get("event_version"), created_at=created_at,
+        data_json=data_json, metadata_json=metadata_json,
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .. import codecs
 from ..errors import ArchiveIntegrityError
-from ..serialization import checksum, dumps, iso
+from ..serialization import checksum_of, dumps, iso
 
 SEGMENT_FORMAT = "evstore-archive-segment/1"
 RUN_FORMAT = "evstore-archive-run/1"
@@ -73,14 +73,7 @@ def line_checksum(line: dict[str, Any]) -> str:
         data = json.loads(raw)
     else:
         data = json.loads(line["event_data"])
-    return checksum(
-        event_id=line["event_id"], stream_id=line["stream_id"],
-        stream_position=line["stream_position"], aggregate_id=line["aggregate_id"],
-        aggregate_type=line["aggregate_type"], event_type=line["event_type"],
-        event_version=line["event_version"],
-        created_at=datetime.fromisoformat(line["created_at"]),
-        data_json=dumps(data), metadata_json=dumps(json.loads(line["metadata"])),
-    )
+    return checksum_of(line, dumps(data), dumps(json.loads(line["metadata"])))
 
 
 M = TypeVar("M", bound="_ManifestFile")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codecs
 from ..errors import ConfigurationError
-from ..serialization import checksum, dumps
+from ..serialization import checksum_of, dumps
 
 if TYPE_CHECKING:
     from ..store.postgres import PostgreSQLEventStore
@@ -82,7 +82,6 @@ def event_body(event_data: str | None, payload: bytes | None, compression: str) 
 def anonymize_line(line: dict[str, Any], anonymizer: Anonymizer) -> dict[str, Any]:
     """An archive line (see segments.row_to_line) with anonymized data and a new checksum."""
     import base64
-    from datetime import datetime
 
     payload = base64.b64decode(line["payload"]) if line["payload"] is not None else None
     data = event_body(line["event_data"], payload, line["compression"])
@@ -93,13 +92,7 @@ def anonymize_line(line: dict[str, Any], anonymizer: Anonymizer) -> dict[str, An
         event_data=data_json, metadata=meta_json, payload=None, compression="none",
         original_size=len(data_json.encode()), stored_size=len(data_json.encode()),
     )
-    out["checksum"] = checksum(
-        event_id=line["event_id"], stream_id=line["stream_id"],
-        stream_position=line["stream_position"], aggregate_id=line["aggregate_id"],
-        aggregate_type=line["aggregate_type"], event_type=line["event_type"],
-        event_version=line["event_version"], created_at=datetime.fromisoformat(line["created_at"]),
-        data_json=data_json, metadata_json=meta_json,
-    )
+    out["checksum"] = checksum_of(line, data_json, meta_json)
     return out
 
 
@@ -143,11 +136,11 @@ def cleanup_gdpr_data(
                  event_version, data_text, payload, meta_text, compression) in rows:
                 data, meta = fn(event_body(data_text, payload, compression), json.loads(meta_text))
                 data_json, meta_json = dumps(data), dumps(meta)
-                digest = checksum(
-                    event_id=str(event_id), stream_id=stream_id, stream_position=position,
-                    aggregate_id=agg_id, aggregate_type=agg_type, event_type=event_type,
-                    event_version=event_version, created_at=created_at,
-                    data_json=data_json, metadata_json=meta_json,
+                digest = checksum_of(
+                    {"event_id": event_id, "stream_id": stream_id, "stream_position": position,
+                     "aggregate_id": agg_id, "aggregate_type": agg_type, "event_type": event_type,
+                     "event_version": event_version, "created_at": created_at},
+                    data_json, meta_json,
                 )
                 size = len(data_json.encode())
                 conn.execute(

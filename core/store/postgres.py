@@ -35,7 +35,7 @@ from ..errors import (
     UnknownEventTypeError,
 )
 from ..migrations import apply_migrations, current_version, latest_version
-from ..serialization import checksum, dumps, encode_json, validate_batch
+from ..serialization import checksum_of, dumps, encode_json, validate_batch
 from ..sql import query, quote_schema
 from .partitions import PartitionCache, add_months, create_partition, list_partitions, month_of
 from .persistence import (
@@ -260,11 +260,12 @@ class PostgreSQLEventStore(EventStore):
 
     def _row(self, stream_id: str, position: int, p: _Prepared) -> tuple[Any, ...]:
         e = p.event
-        digest = checksum(
-            event_id=str(e.event_id), stream_id=stream_id, stream_position=position,
-            aggregate_id=e.aggregate_id, aggregate_type=e.aggregate_type,
-            event_type=e.event_type, event_version=e.event_version, created_at=e.created_at,
-            data_json=p.data_json, metadata_json=p.metadata_json,
+        digest = checksum_of(
+            {"event_id": e.event_id, "stream_id": stream_id, "stream_position": position,
+             "aggregate_id": e.aggregate_id, "aggregate_type": e.aggregate_type,
+             "event_type": e.event_type, "event_version": e.event_version,
+             "created_at": e.created_at},
+            p.data_json, p.metadata_json,
         )
         return (
             e.event_id, e.aggregate_id, e.aggregate_type, e.event_type, e.event_version,
@@ -643,13 +644,7 @@ class PostgreSQLEventStore(EventStore):
     @staticmethod
     def _checksum_of(record: EventRecord, metadata: dict[str, Any]) -> str:
         assert record.stream_id is not None and record.stream_position is not None
-        return checksum(
-            event_id=str(record.event_id), stream_id=record.stream_id,
-            stream_position=record.stream_position, aggregate_id=record.aggregate_id,
-            aggregate_type=record.aggregate_type, event_type=record.event_type,
-            event_version=record.event_version, created_at=record.created_at,
-            data_json=dumps(record.event_data), metadata_json=dumps(metadata),
-        )
+        return checksum_of(record, dumps(record.event_data), dumps(metadata))
 
     # -- integrity, health, metrics ----------------------------------------
 
