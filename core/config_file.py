@@ -37,6 +37,7 @@ import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -104,10 +105,14 @@ def _env_storage() -> dict[str, Any]:
     return value
 
 
+def protocol_of(url: str) -> str:
+    """The URL's protocol (``file`` for a plain path, Windows drive letters included)."""
+    scheme = urlsplit(url).scheme.lower()
+    return scheme if scheme and len(scheme) > 1 else "file"  # "C:/..." is a path
+
+
 def storage_options_for(url: str) -> dict[str, Any]:
     """fsspec options for a target URL: its protocol's table, then matching URL prefixes."""
-    from .archive.targets import protocol_of
-
     tables: dict[str, dict[str, Any]] = {}
     for source in (load_config().get("storage", {}), _env_storage()):
         for key, table in source.items():

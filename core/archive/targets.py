@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config_file import protocol_of, storage_options_for
 from ..errors import ArchiveIntegrityError, ArchiveTargetError, ConfigurationError
 from .segments import sha256
 
@@ -37,11 +38,6 @@ BACKENDS: dict[str, tuple[str, str]] = {
 LOCAL = ("file", "local")
 _cache: dict[tuple[int, str, str], Any] = {}
 _cache_lock = threading.Lock()
-
-
-def protocol_of(url: str) -> str:
-    scheme = urlsplit(url).scheme.lower()
-    return scheme if scheme and len(scheme) > 1 else "file"  # "C:/..." is a path
 
 
 def check_backend(url: str) -> str:
@@ -112,8 +108,6 @@ class ArchiveTarget:
         self.url = url.rstrip("/")
         self.protocol = check_backend(url)
         if storage_options is None:
-            from ..config_file import storage_options_for
-
             storage_options = storage_options_for(url)
         self.options = dict(storage_options)
         self._fs: Any = None
