@@ -17,7 +17,6 @@ from ..errors import ArchiveError, ArchiveIntegrityError
 from ..privacy.gdpr import anonymize_line, get_anonymizer
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
 from .segments import EXPORT_COLUMNS, build_segment, line_checksum, row_to_line
-from .sql import query
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ def still_published(target: ArchiveTarget, run: ArchiveRun, seg: ArchiveSegment)
 def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:
     with store.connection() as conn:
         conn.execute(
-            query("segment_reset", store.schema),
+            store.db.sql("archive", "segment_reset"),
             {"run_id": run_id, "segment_no": number, "error": why},
         )
 
@@ -88,7 +87,7 @@ def export_segment(
     except Exception as exc:
         with store.connection() as conn:
             conn.execute(
-                query("segment_failed", store.schema),
+                store.db.sql("archive", "segment_failed"),
                 {"run_id": run_id, "segment_no": number, "error": f"{type(exc).__name__}: {exc}"},
             )
         raise
@@ -99,7 +98,7 @@ def _export(
     data_url: str,
 ) -> SegmentResult:
     policy = run.archival_policy
-    sql_text = query("segment_rows", store.schema, columns=EXPORT_COLUMNS)
+    sql_text = store.db.sql("archive", "segment_rows", columns=EXPORT_COLUMNS)
     with store.connection() as conn:
         rows = conn.execute(sql_text, {"run_id": run.run_id, "segment_no": seg.number}).fetchall()
     if len(rows) != seg.event_count:
@@ -125,7 +124,7 @@ def _export(
     target.write_verified(run.data_path(seg.number), data)
     target.write_verified(run.manifest_path(seg.number), manifest.to_bytes())
     with store.connection() as conn:
-        conn.execute(query("segment_verified", store.schema), {
+        conn.execute(store.db.sql("archive", "segment_verified"), {
             "run_id": run.run_id, "segment_no": seg.number,
             "data_path": run.data_path(seg.number), "manifest_path": run.manifest_path(seg.number),
             "sha256": manifest.sha256, "raw_bytes": manifest.raw_bytes,

@@ -19,7 +19,6 @@ from ..serialization import iso
 from .export import still_published
 from .runs import ArchiveRun, get_run, list_segments
 from .segments import MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, segment_name, sha256
-from .sql import query
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
 def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:
     with store.connection() as conn:
         conn.execute(
-            query("segment_reset", store.schema),
+            store.db.sql("archive", "segment_reset"),
             {"run_id": run_id, "segment_no": number, "error": why},
         )
 
@@ -83,17 +82,17 @@ def _drop_partition(conn: psycopg.Connection, store: PostgreSQLEventStore, run: 
         conn.execute(f"LOCK TABLE {store.table('events')}, {partition} IN ACCESS EXCLUSIVE MODE")
         params = {"run_id": run.run_id}
         uncovered = conn.execute(
-            query("uncovered_rows", store.schema, partition=partition), params
+            store.db.sql("archive", "uncovered_rows", partition=partition), params
         ).fetchone()
         if uncovered and uncovered[0]:
             return (
                 f"partition {name} kept: {uncovered[0]} of its events arrived after the run was "
                 "planned; the next run of the policy archives it again"
             )
-        total = conn.execute(query("partition_rows", store.schema, partition=partition)).fetchone()
+        total = conn.execute(store.db.sql("archive", "partition_rows", partition=partition)).fetchone()
         conn.execute(f"ALTER TABLE {store.table('events')} DETACH PARTITION {partition}")
         conn.execute(f"DROP TABLE {partition}")
-        conn.execute(query("run_add_deleted", store.schema),
+        conn.execute(store.db.sql("archive", "run_add_deleted"),
                      {"run_id": run.run_id, "deleted": int(total[0]) if total else 0})
     return None
 
@@ -124,7 +123,7 @@ def finalize_run(
             f"{run.target_url}; nothing was deleted: run them again"
         )
     with store.connection() as conn:
-        conn.execute(query("run_status", store.schema),
+        conn.execute(store.db.sql("archive", "run_status"),
                      {"run_id": run_id, "status": "exported", "error": None})
     manifest_url = _publish_manifest(target, run)
     _remove_leftovers(target, run)
@@ -141,24 +140,24 @@ def finalize_run(
                     else:
                         kept.append(why)
                 for seg in segments if not kept else []:
-                    conn.execute(query("segment_deleted", store.schema),
+                    conn.execute(store.db.sql("archive", "segment_deleted"),
                                  {"run_id": run_id, "segment_no": seg.number})
             else:
                 for seg in segments:
                     if seg.status != "verified":
                         continue
                     with conn.transaction():
-                        row = conn.execute(query("delete_segment_events", store.schema),
+                        row = conn.execute(store.db.sql("archive", "delete_segment_events"),
                                            {"run_id": run_id, "segment_no": seg.number}).fetchone()
                         n = int(row[0]) if row else 0
-                        conn.execute(query("segment_deleted", store.schema),
+                        conn.execute(store.db.sql("archive", "segment_deleted"),
                                      {"run_id": run_id, "segment_no": seg.number})
-                        conn.execute(query("run_add_deleted", store.schema),
+                        conn.execute(store.db.sql("archive", "run_add_deleted"),
                                      {"run_id": run_id, "deleted": n})
     with store.connection() as conn, conn.transaction():
-        conn.execute(query("run_completed", store.schema), {
+        conn.execute(store.db.sql("archive", "run_completed"), {
             "run_id": run_id, "dropped": dropped, "manifest_url": manifest_url,
             "error": "; ".join(kept) or None,
         })
-        conn.execute(query("drop_items", store.schema), {"run_id": run_id})
+        conn.execute(store.db.sql("archive", "drop_items"), {"run_id": run_id})
     return get_run(store, run_id)

@@ -20,7 +20,6 @@ from ..errors import ArchiveError
 from .policies import ArchivalPolicy
 from .segments import DATA_SUFFIX, MANIFEST_SUFFIX, segment_name
 from .selection import select
-from .sql import query
 
 if TYPE_CHECKING:
     from ..store.postgres import PostgreSQLEventStore
@@ -96,7 +95,7 @@ def get_run(store: PostgreSQLEventStore, run_id: str) -> ArchiveRun:
     except ValueError:
         raise ValueError(f"invalid archive run id {run_id!r}: expected a UUID") from None
     with store.connection() as conn:
-        row = conn.execute(query("run", store.schema), {"run_id": str(run_id)}).fetchone()
+        row = conn.execute(store.db.sql("archive", "run"), {"run_id": str(run_id)}).fetchone()
     if row is None:
         raise ArchiveError(f"no archive run {run_id}")
     return _run(row)
@@ -107,14 +106,14 @@ def list_runs(
 ) -> list[ArchiveRun]:
     with store.connection() as conn:
         rows = conn.execute(
-            query("runs", store.schema), {"policy": policy, "limit": limit}
+            store.db.sql("archive", "runs"), {"policy": policy, "limit": limit}
         ).fetchall()
     return [_run(r) for r in rows]
 
 
 def list_segments(store: PostgreSQLEventStore, run_id: str) -> list[ArchiveSegment]:
     with store.connection() as conn:
-        rows = conn.execute(query("segments", store.schema), {"run_id": run_id}).fetchall()
+        rows = conn.execute(store.db.sql("archive", "segments"), {"run_id": run_id}).fetchall()
     return [ArchiveSegment(*r) for r in rows]
 
 
@@ -125,36 +124,36 @@ def plan_run(
     job_id: str | None = None,
 ) -> tuple[ArchiveRun, bool]:
     """Plan a run of ``policy`` (or find its unfinished one); (run, resumed)."""
-    schema = store.schema
+    schema = store.db.schema
     with store.connection() as conn, conn.transaction():
         conn.execute(
-            query("lock_policy", schema), {"lock_key": f"evstore-archive:{schema}:{policy.name}"}
+            store.db.sql("archive", "lock_policy"), {"lock_key": f"evstore-archive:{schema}:{policy.name}"}
         )
-        found = conn.execute(query("unfinished_run", schema), {"policy": policy.name}).fetchone()
+        found = conn.execute(store.db.sql("archive", "unfinished_run"), {"policy": policy.name}).fetchone()
         if found is not None:
             run_id = str(found[0])
             resumed = True
         else:
             resumed = False
             run_id = str(uuid.uuid4())
-            horizon_row = conn.execute(query("horizon", schema)).fetchone()
+            horizon_row = conn.execute(store.db.sql("archive", "horizon")).fetchone()
             assert horizon_row is not None
             horizon = horizon_row[0]
             sel = select(policy, store, now)
-            conn.execute(query("insert_run", schema), {
+            conn.execute(store.db.sql("archive", "insert_run"), {
                 "run_id": run_id, "policy": policy.name, "strategy": policy.strategy.value,
                 "target_url": policy.target_url, "policy_spec": json.dumps(policy.to_dict()),
                 "horizon": horizon, "cutoff": sel.cutoff,
                 "partitions": [p.name for p in sel.partitions], "job_id": job_id,
             })
-            conn.execute(query("plan_table", schema))
+            conn.execute(store.db.sql("archive", "plan_table"))
             conn.execute(
-                query("plan_selection", schema, predicate=sel.predicate, join=sel.join),
+                store.db.sql("archive", "plan_selection", predicate=sel.predicate, join=sel.join),
                 {**sel.params, "segment_size": policy.segment_size},
             )
-            conn.execute(query("insert_segments", schema), {"run_id": run_id})
-            conn.execute(query("insert_items", schema), {"run_id": run_id})
-            conn.execute(query("count_run", schema), {"run_id": run_id})
+            conn.execute(store.db.sql("archive", "insert_segments"), {"run_id": run_id})
+            conn.execute(store.db.sql("archive", "insert_items"), {"run_id": run_id})
+            conn.execute(store.db.sql("archive", "count_run"), {"run_id": run_id})
     return get_run(store, run_id), resumed
 
 
@@ -162,7 +161,7 @@ def set_run_error(store: PostgreSQLEventStore, run_id: str, error: str | None) -
     run = get_run(store, run_id)
     with store.connection() as conn:
         conn.execute(
-            query("run_status", store.schema),
+            store.db.sql("archive", "run_status"),
             {"run_id": run_id, "status": run.status, "error": error},
         )
 
@@ -170,4 +169,4 @@ def set_run_error(store: PostgreSQLEventStore, run_id: str, error: str | None) -
 def attach_job(store: PostgreSQLEventStore, run_id: str, job_id: str) -> None:
     """Record the job that runs (or resumes) this run."""
     with store.connection() as conn:
-        conn.execute(query("run_job", store.schema), {"run_id": run_id, "job_id": job_id})
+        conn.execute(store.db.sql("archive", "run_job"), {"run_id": run_id, "job_id": job_id})

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from ..store.partitions import month_of
 from ..store.persistence import PartitionInfo
 from .policies import ArchivalPolicy, ArchivalStrategy
-from .sql import query
 
 if TYPE_CHECKING:
     from ..store.postgres import PostgreSQLEventStore
@@ -107,7 +106,7 @@ def preview(
 ) -> ArchivePreview:
     """The dry run: counts what the policy selects, in a read-only transaction."""
     sel = select(policy, store, now)
-    sql_text = query("preview", store.schema, predicate=sel.predicate, join=sel.join)
+    sql_text = store.db.sql("archive", "preview", predicate=sel.predicate, join=sel.join)
     with store.connection() as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:

@@ -1,4 +1,4 @@
--- Named queries of evstore.core.archive, loaded by evstore.core.archive.sql.
+-- Named queries of evstore.core.archive, loaded by Database.sql("archive", name).
 -- {schema} is the quoted schema; {predicate} a fixed fragment chosen by the
 -- strategy (never user text); %(name)s are psycopg parameters.
 
