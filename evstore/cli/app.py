@@ -11,9 +11,11 @@ import importlib
 
 import typer
 
+# The order is the order of ``evstore --help``: commands first, then groups.
 COMMAND_MODULES = [
-    "evstore.cli.store_commands",
+    "evstore.cli.store",
     "evstore.cli.demo",
+    "evstore.cli.replay",
     "evstore.cli.jobs",
     "evstore.cli.archive",
     "evstore.cli.scheduler",

@@ -24,6 +24,7 @@ from .common import (
     fail,
     handle_errors,
     human_bytes,
+    open_broker,
     open_store,
     print_json,
     to_jsonable,
@@ -137,9 +138,7 @@ def run(
             from evstore.workers.archive_jobs import start_archive_job
             from evstore.workers.engine import JobEngine
 
-            from .jobs import _broker
-
-            with _broker() as broker:
+            with open_broker() as broker:
                 engine = JobEngine(store, broker)
                 job_id = start_archive_job(engine, pol, created_by="evstore archive run")
                 err_console.print(f"started archive job {job_id} "

@@ -1,8 +1,11 @@
-"""What every command shares: settings, the store, output, and error handling.
+"""What every command shares: settings, the store, the broker, output, and error handling.
 
 Expected failures (bad input, a conflict, a server that is down) print one
 line on stderr and exit with a code that says what kind of failure it was;
 only a bug shows a traceback.
+
+Command modules import helpers from here only, never from one another, so
+each module registers its own commands and no two of them import each other.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from functools import wraps
@@ -20,6 +25,7 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from evstore.core.config import Settings, load_settings
 from evstore.core.errors import (
@@ -32,6 +38,7 @@ from evstore.core.errors import (
     StoreUnavailableError,
     UnknownEventTypeError,
 )
+from evstore.core.jobs.repository import Job, JobRepository
 
 console = Console()
 err_console = Console(stderr=True)
@@ -153,3 +160,78 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+# -- jobs: the broker, handler modules, a job's status and progress ------------
+
+STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "cancelled": "yellow",
+                "cancelling": "yellow", "running": "cyan", "queued": "blue", "retrying": "magenta",
+                "pending": "dim", "starting": "dim"}
+
+
+def styled_status(status: str) -> str:
+    style = STATUS_STYLE.get(status, "")
+    return f"[{style}]{status}[/]" if style else status
+
+
+def clock(td: Any) -> str:
+    """A duration as m:ss or h:mm:ss ("-" for none)."""
+    if td is None:
+        return "-"
+    total = int(td.total_seconds())
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}" if total >= 3600 \
+        else f"{total // 60}:{total % 60:02d}"
+
+
+@contextlib.contextmanager
+def open_broker() -> Iterator[Any]:
+    """A broker on REDIS_URL, or on the embedded Redis (imports Dramatiq)."""
+    from evstore.workers.broker import make_broker, redis_url
+    from evstore.workers.logs import configure_logging
+
+    configure_logging(default_level="WARNING")
+
+    def announce(text: str) -> None:
+        err_console.print(f"[dim]{text}[/]", highlight=False)
+
+    with redis_url(settings(), announce=announce) as url:
+        yield make_broker(url)
+
+
+def import_handler_modules(modules: list[str] | None) -> list[str]:
+    """Import handler modules named on the command line and in EVSTORE_HANDLER_MODULES."""
+    from evstore.workers.handlers import load_handler_modules
+    from evstore.workers.settings import load_job_settings
+
+    wanted = [*load_job_settings().modules, *(modules or [])]
+    if os.getcwd() not in sys.path:  # as `dramatiq` does (--path .)
+        sys.path.insert(0, os.getcwd())
+    return load_handler_modules(dict.fromkeys(wanted))
+
+
+def follow_job(repo: JobRepository, job_id: int, poll: float = 0.5) -> Job:
+    """A live progress bar (on stderr) until the job ends; Ctrl-C stops following only."""
+    job = repo.get(job_id)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"))
+    started_waiting = time.monotonic()
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(f"job {job_id} ({job.kind})", total=max(job.items_total, 1), info="")
+        try:
+            while True:
+                eta = job.eta
+                info = (f"{styled_status(job.status)}  {job.rate:,.0f}/s  ETA "
+                        f"{clock(eta) if eta is not None else '-'}  batches "
+                        f"{job.batches_succeeded}/{job.batches_total}")
+                if job.batches_failed:
+                    info += f" [red]({job.batches_failed} failed)[/]"
+                if job.status in ("queued", "starting") and time.monotonic() - started_waiting > 5:
+                    info += "  [dim]waiting for workers: start some with 'evstore worker'[/]"
+                progress.update(task, completed=job.items_done + job.items_failed, info=info)
+                if job.finished:
+                    return job
+                time.sleep(poll)
+                job = repo.get(job_id)
+        except KeyboardInterrupt:
+            err_console.print(f"stopped following; job {job_id} goes on")
+            return job

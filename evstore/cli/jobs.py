@@ -1,5 +1,5 @@
-"""Background jobs for on-call engineers: ``evstore jobs list|show|requeue|cancel``,
-``evstore replay`` to start a replay, ``evstore worker`` to run workers.
+"""Background jobs for on-call engineers: ``evstore jobs list|show|requeue|cancel|metrics``
+and ``evstore worker`` to run workers (``evstore replay`` starts a replay: replay.py).
 
 Dramatiq and Redis are imported inside the commands that send messages, so
 ``evstore --help`` and the read-only commands work without the workers extra.
@@ -7,44 +7,34 @@ Dramatiq and Redis are imported inside the commands that send messages, so
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
+import signal
+import threading
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from evstore.core.errors import SchemaNotInitializedError
 from evstore.core.jobs.repository import Job, JobDetail, JobRepository
 
 from .common import (
+    EXIT_FAILED,
+    clock,
     console,
+    database_url,
     err_console,
+    follow_job,
     handle_errors,
+    import_handler_modules,
+    open_broker,
     open_store,
     print_json,
     settings,
+    styled_status,
     to_jsonable,
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "cancelled": "yellow",
-                "cancelling": "yellow", "running": "cyan", "queued": "blue", "retrying": "magenta",
-                "pending": "dim", "starting": "dim"}
-
-
-def _styled(status: str) -> str:
-    style = STATUS_STYLE.get(status, "")
-    return f"[{style}]{status}[/]" if style else status
-
-
-def _seconds(td: Any) -> str:
-    if td is None:
-        return "-"
-    total = int(td.total_seconds())
-    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}" if total >= 3600 \
-        else f"{total // 60}:{total % 60:02d}"
 
 
 def _job_json(job: Job) -> dict[str, Any]:
@@ -54,21 +44,6 @@ def _job_json(job: Job) -> dict[str, Any]:
                        "elapsed_seconds": round(job.elapsed.total_seconds(), 3),
                        "eta_seconds": None if eta is None else round(eta.total_seconds(), 1)}
     return out
-
-
-@contextlib.contextmanager
-def _broker() -> Iterator[Any]:
-    """A broker on REDIS_URL, or on the embedded Redis (imports Dramatiq)."""
-    from evstore.workers.broker import make_broker, redis_url
-    from evstore.workers.logs import configure_logging
-
-    configure_logging(default_level="WARNING")
-
-    def announce(text: str) -> None:
-        err_console.print(f"[dim]{text}[/]", highlight=False)
-
-    with redis_url(settings(), announce=announce) as url:
-        yield make_broker(url)
 
 
 # -- evstore jobs ---------------------------------------------------------------
@@ -96,8 +71,8 @@ def list_jobs(
         batches = f"{j.batches_succeeded}/{j.batches_total}"
         if j.batches_failed:
             batches += f" ({j.batches_failed} failed)"
-        table.add_row(str(j.job_id), j.kind, _styled(j.status), f"{j.items_done:,}/{j.items_total:,}",
-                      f"{j.items_failed:,}", batches, f"{j.rate:,.0f}", _seconds(j.elapsed),
+        table.add_row(str(j.job_id), j.kind, styled_status(j.status), f"{j.items_done:,}/{j.items_total:,}",
+                      f"{j.items_failed:,}", batches, f"{j.rate:,.0f}", clock(j.elapsed),
                       j.created_at.strftime("%Y-%m-%d %H:%M:%S"), j.created_by or "")
     console.print(table)
 
@@ -106,14 +81,14 @@ def _detail_tables(detail: JobDetail) -> list[Any]:
     j = detail.job
     summary = Table.grid(padding=(0, 2))
     summary.add_row("job", f"{j.job_id} ({j.kind})")
-    summary.add_row("status", _styled(j.status))
+    summary.add_row("status", styled_status(j.status))
     summary.add_row("items", f"{j.items_done:,} done, {j.items_failed:,} failed, of {j.items_total:,}")
     summary.add_row("batches", f"{j.batches_succeeded} succeeded, {j.batches_failed} failed, "
                     f"{j.batches_running} running, {j.batches_cancelled} cancelled, "
                     f"of {j.batches_total}")
     eta = j.eta
-    summary.add_row("rate", f"{j.rate:,.0f}/s, elapsed {_seconds(j.elapsed)}, "
-                    f"ETA {_seconds(eta) if eta is not None else '-'}")
+    summary.add_row("rate", f"{j.rate:,.0f}/s, elapsed {clock(j.elapsed)}, "
+                    f"ETA {clock(eta) if eta is not None else '-'}")
     shown = {k: v for k, v in j.params.items() if not k.startswith("_") and v is not None}
     summary.add_row("params", ", ".join(f"{k}={v}" for k, v in shown.items()))
     table = Table(title="batches", title_justify="left")
@@ -125,7 +100,7 @@ def _detail_tables(detail: JobDetail) -> list[Any]:
             error = (f"[red]{b.last_error}[/]" if b.status == "failed" else b.last_error)
             if b.error_item:
                 error += f" [dim](item {b.error_item})[/]"
-        table.add_row(str(b.number), _styled(b.status), f"{b.items_done:,}/{b.items_total:,}",
+        table.add_row(str(b.number), styled_status(b.status), f"{b.items_done:,}/{b.items_total:,}",
                       str(b.attempts), b.label, b.worker or "",
                       f"{b.duration:.2f}" if b.duration is not None else "", error)
     return [summary, table]
@@ -143,7 +118,7 @@ def show_job(
     with open_store() as store:
         repo = JobRepository(store)
         if follow:
-            _follow(repo, job_id)
+            follow_job(repo, job_id)
         detail = repo.detail(job_id)
     if as_json:
         out = to_jsonable(detail)
@@ -159,34 +134,6 @@ def show_job(
                 console.print(b.error_traceback, highlight=False, markup=False)
 
 
-def _follow(repo: JobRepository, job_id: int, poll: float = 0.5) -> Job:
-    """A live progress bar (on stderr) until the job ends; Ctrl-C stops following only."""
-    job = repo.get(job_id)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"))
-    started_waiting = time.monotonic()
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(f"job {job_id} ({job.kind})", total=max(job.items_total, 1), info="")
-        try:
-            while True:
-                eta = job.eta
-                info = (f"{_styled(job.status)}  {job.rate:,.0f}/s  ETA "
-                        f"{_seconds(eta) if eta is not None else '-'}  batches "
-                        f"{job.batches_succeeded}/{job.batches_total}")
-                if job.batches_failed:
-                    info += f" [red]({job.batches_failed} failed)[/]"
-                if job.status in ("queued", "starting") and time.monotonic() - started_waiting > 5:
-                    info += "  [dim]waiting for workers: start some with 'evstore worker'[/]"
-                progress.update(task, completed=job.items_done + job.items_failed, info=info)
-                if job.finished:
-                    return job
-                time.sleep(poll)
-                job = repo.get(job_id)
-        except KeyboardInterrupt:
-            err_console.print(f"stopped following; job {job_id} goes on")
-            return job
-
-
 def requeue_job(
     job_id: Annotated[int, typer.Argument(help="The job's id.")],
     batch: Annotated[int | None, typer.Option("--batch", help="Only this batch number.")] = None,
@@ -197,7 +144,7 @@ def requeue_job(
     )] = False,
 ) -> None:
     """Send a job's failed batches (or one batch) to the workers again."""
-    with open_store() as store, _broker() as broker:
+    with open_store() as store, open_broker() as broker:
         from evstore.workers.engine import JobEngine
 
         numbers = JobEngine(store, broker).requeue(job_id, batch, include_cancelled=include_cancelled,
@@ -215,7 +162,7 @@ def cancel_job(job_id: Annotated[int, typer.Argument(help="The job's id.")]) -> 
         repo = JobRepository(store)
         numbers = repo.cancel(job_id)
         job = repo.get(job_id)
-    console.print(f"job {job_id}: cancelled {len(numbers)} batch(es); status {_styled(job.status)}"
+    console.print(f"job {job_id}: cancelled {len(numbers)} batch(es); status {styled_status(job.status)}"
                   + (f", {job.batches_running} still running" if job.batches_running else ""))
 
 
@@ -228,9 +175,70 @@ def job_metrics() -> None:
     typer.echo(text, nl=False)
 
 
-def register(app: typer.Typer) -> None:
-    from .replay_commands import replay, worker
+# -- evstore worker -------------------------------------------------------------
 
+Processes = Annotated[int, typer.Option("--processes", "-p", help="Worker processes.")]
+Threads = Annotated[int, typer.Option(
+    "--threads", "-t", help="Threads per process (batches run at once).")]
+WorkerModules = Annotated[list[str] | None, typer.Option(
+    "--handlers", help="A module that registers replay handlers (dotted path; repeat).")]
+ShutdownTimeout = Annotated[float, typer.Option(
+    help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")]
+PrintCommand = Annotated[bool, typer.Option(
+    "--print-command", help="Print the equivalent `dramatiq` command line and exit.")]
+
+
+def worker(
+    processes: Processes = 2,
+    threads: Threads = 4,
+    handlers: WorkerModules = None,
+    shutdown_timeout: ShutdownTimeout = 60.0,
+    print_command: PrintCommand = False,
+) -> None:
+    """Run Dramatiq workers for evstore's jobs (any number, on any machine)."""
+    from evstore.workers.pool import WorkerPool, dramatiq_command
+    from evstore.workers.settings import load_job_settings
+
+    modules = list(dict.fromkeys([*load_job_settings().modules, *(handlers or [])]))
+    if print_command:
+        env = f"EVSTORE_HANDLER_MODULES={','.join(modules)} " if modules else ""
+        console.print(env + " ".join(["dramatiq", *dramatiq_command(processes, threads)[3:]]),
+                      highlight=False, soft_wrap=True)
+        return
+    import_handler_modules(handlers)  # fail here, not in every worker, on a module that does not import
+    cfg = settings()
+    with database_url(cfg) as db_url:
+        _check_schema(db_url)
+        from evstore.workers.broker import redis_url
+
+        with redis_url(cfg, announce=lambda t: err_console.print(f"[dim]{t}[/]")) as r_url:
+            pool = WorkerPool(db_url, r_url, processes=processes, threads=threads,
+                              handler_modules=modules, inherit_output=True)
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            err_console.print(f"[dim]{processes} worker process(es) x {threads} threads; "
+                              f"handler modules: {', '.join(modules) or 'none'}; Ctrl-C to stop[/]")
+            pool.start()
+            while pool.alive() and not stop.wait(0.5):
+                pass
+            code = pool.stop(timeout=shutdown_timeout)
+    if code not in (0, None, -signal.SIGTERM) and not stop.is_set():
+        raise typer.Exit(code if code and code > 0 else EXIT_FAILED)
+
+
+def _check_schema(url: str) -> None:
+    from evstore.core.migrations import latest_version
+    from evstore.core.store.postgres import PostgreSQLEventStore
+
+    with PostgreSQLEventStore(url, settings=settings()) as store:
+        if store.schema_version() < latest_version():
+            raise SchemaNotInitializedError(
+                f"the schema {store.schema!r} is not at the latest migration: run 'evstore init'"
+            )
+
+
+def register(app: typer.Typer) -> None:
     jobs_app = typer.Typer(help="Background jobs: list, show (--follow), requeue, cancel.",
                            no_args_is_help=True)
     jobs_app.command("list")(handle_errors(list_jobs))
@@ -239,6 +247,4 @@ def register(app: typer.Typer) -> None:
     jobs_app.command("cancel")(handle_errors(cancel_job))
     jobs_app.command("metrics")(handle_errors(job_metrics))
     app.add_typer(jobs_app, name="jobs")
-    app.command("replay")(handle_errors(replay))
     app.command("worker")(handle_errors(worker))
-

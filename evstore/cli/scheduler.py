@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import console, err_console, handle_errors, open_store, print_json
+from .common import console, err_console, handle_errors, open_broker, open_store, print_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
@@ -29,9 +29,7 @@ def scheduler(
 
     configure_logging()
 
-    from .jobs import _broker
-
-    with open_store() as store, _broker() as broker:
+    with open_store() as store, open_broker() as broker:
         service = SchedulerService(store, engine_enqueue(JobEngine(store, broker)), replica=replica)
         for schedule in service.schedules.values():
             err_console.print(f"[dim]{schedule.name}: {schedule.trigger} ({schedule.describe()})[/]",

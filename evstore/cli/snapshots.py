@@ -13,7 +13,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import console, err_console, handle_errors, human_bytes, open_store, print_json, to_jsonable
+from .common import (
+    console,
+    err_console,
+    follow_job,
+    handle_errors,
+    human_bytes,
+    open_broker,
+    open_store,
+    print_json,
+    to_jsonable,
+)
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
@@ -104,9 +114,7 @@ def build(
         from evstore.workers.engine import JobEngine
         from evstore.workers.snapshot_jobs import start_snapshot_build
 
-        from .jobs import _broker, _follow
-
-        with _broker() as broker:
+        with open_broker() as broker:
             engine = JobEngine(store, broker)
             job_id = start_snapshot_build(engine, aggregate_class, config, batch_size=batch_size,
                                           aggregate_type=aggregate_type, created_by="evstore")
@@ -118,7 +126,7 @@ def build(
             err_console.print(f"job {job_id}: {job.items_total:,} aggregates due in "
                               f"{job.batches_total} batch(es)")
             if wait:
-                job = _follow(engine.repo, job_id)
+                job = follow_job(engine.repo, job_id)
                 if as_json:
                     print_json(job)
                 else:

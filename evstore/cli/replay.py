@@ -1,27 +1,33 @@
-"""``evstore replay`` (start a replay job) and ``evstore worker`` (run Dramatiq workers).
+"""``evstore replay``: start a replay job; with --wait, follow it and print the result.
 
-Registered by :func:`evstore.cli.jobs.register`.
+The workers (``evstore worker``, jobs.py) deliver the selected events to the
+handlers; Dramatiq is imported inside the command.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
-import signal
 import socket
-import sys
-import threading
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from evstore.core.errors import ConfigurationError, SchemaNotInitializedError
+from evstore.core.errors import ConfigurationError
 from evstore.core.jobs.repository import JobRepository
 
-from .common import EXIT_FAILED, console, database_url, err_console, open_store, print_json, settings
-from .jobs import _broker, _follow, _styled
+from .common import (
+    EXIT_FAILED,
+    console,
+    follow_job,
+    handle_errors,
+    import_handler_modules,
+    open_broker,
+    open_store,
+    print_json,
+    styled_status,
+)
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
@@ -34,17 +40,6 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
             f"{option}: {text!r} is not an ISO 8601 time such as 2024-05-01 or 2024-05-01T12:00:00Z"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def load_modules(modules: list[str] | None) -> list[str]:
-    """Import handler modules named on the command line and in EVSTORE_HANDLER_MODULES."""
-    from evstore.workers.handlers import load_handler_modules
-    from evstore.workers.settings import load_job_settings
-
-    wanted = [*load_job_settings().modules, *(modules or [])]
-    if os.getcwd() not in sys.path:  # as `dramatiq` does (--path .)
-        sys.path.insert(0, os.getcwd())
-    return load_handler_modules(dict.fromkeys(wanted))
 
 
 def _opt(*names: str, help: str) -> Any:
@@ -94,7 +89,7 @@ def replay(
     """Start a replay job: the workers deliver the selected events to the handlers."""
     from evstore.workers.replay import EventReplayService, ReplayConfig
 
-    load_modules(handlers)
+    import_handler_modules(handlers)
     config = ReplayConfig(
         from_timestamp=_parse_time(from_time, "--from-time"),
         to_timestamp=_parse_time(to_time, "--to-time"),
@@ -102,7 +97,7 @@ def replay(
         aggregate_types=aggregate_type, event_types=event_type, batch_size=batch_size,
         handler_names=handler, stop_on_error=stop_on_error,
     )
-    with open_store() as store, _broker() as broker:
+    with open_store() as store, open_broker() as broker:
         service = EventReplayService(store, broker)
         job_id = service.start(config, created_by=f"{getpass.getuser()}@{socket.gethostname()}")
         job = JobRepository(store).get(job_id)
@@ -116,7 +111,7 @@ def replay(
                               f"'evstore jobs show {job_id} --follow'")
             return
         if timeout is None and not as_json:
-            _follow(JobRepository(store), job_id)
+            follow_job(JobRepository(store), job_id)
         result = service.wait(job_id, timeout=timeout)
     if as_json:
         print_json(result)
@@ -129,7 +124,7 @@ def replay(
 def _print_result(result: Any) -> None:
     table = Table.grid(padding=(0, 2))
     table.add_row("replay job", str(result.job_id))
-    table.add_row("status", _styled(result.status))
+    table.add_row("status", styled_status(result.status))
     table.add_row("events", f"{result.successful_events:,} delivered, {result.failed_events:,} "
                   f"failed, of {result.total_events:,}")
     table.add_row("duration", f"{result.duration:.2f} s ({result.events_per_second:,.0f} events/s)")
@@ -143,61 +138,5 @@ def _print_result(result: Any) -> None:
         console.print(f"fix the cause, then: evstore jobs requeue {result.job_id}")
 
 
-Processes = Annotated[int, _opt("--processes", "-p", help="Worker processes.")]
-Threads = Annotated[int, _opt("--threads", "-t", help="Threads per process (batches run at once).")]
-WorkerModules = Annotated[list[str] | None, _opt(
-    "--handlers", help="A module that registers replay handlers (dotted path; repeat).")]
-ShutdownTimeout = Annotated[float, _opt(
-    help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")]
-PrintCommand = Annotated[bool, _opt(
-    "--print-command", help="Print the equivalent `dramatiq` command line and exit.")]
-
-
-def worker(
-    processes: Processes = 2,
-    threads: Threads = 4,
-    handlers: WorkerModules = None,
-    shutdown_timeout: ShutdownTimeout = 60.0,
-    print_command: PrintCommand = False,
-) -> None:
-    """Run Dramatiq workers for evstore's jobs (any number, on any machine)."""
-    from evstore.workers.pool import WorkerPool, dramatiq_command
-    from evstore.workers.settings import load_job_settings
-
-    modules = list(dict.fromkeys([*load_job_settings().modules, *(handlers or [])]))
-    if print_command:
-        env = f"EVSTORE_HANDLER_MODULES={','.join(modules)} " if modules else ""
-        console.print(env + " ".join(["dramatiq", *dramatiq_command(processes, threads)[3:]]),
-                      highlight=False, soft_wrap=True)
-        return
-    load_modules(handlers)  # fail here, not in every worker, on a module that does not import
-    cfg = settings()
-    with database_url(cfg) as db_url:
-        _check_schema(db_url)
-        from evstore.workers.broker import redis_url
-
-        with redis_url(cfg, announce=lambda t: err_console.print(f"[dim]{t}[/]")) as r_url:
-            pool = WorkerPool(db_url, r_url, processes=processes, threads=threads,
-                              handler_modules=modules, inherit_output=True)
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-            err_console.print(f"[dim]{processes} worker process(es) x {threads} threads; "
-                              f"handler modules: {', '.join(modules) or 'none'}; Ctrl-C to stop[/]")
-            pool.start()
-            while pool.alive() and not stop.wait(0.5):
-                pass
-            code = pool.stop(timeout=shutdown_timeout)
-    if code not in (0, None, -signal.SIGTERM) and not stop.is_set():
-        raise typer.Exit(code if code and code > 0 else EXIT_FAILED)
-
-
-def _check_schema(url: str) -> None:
-    from evstore.core.migrations import latest_version
-    from evstore.core.store.postgres import PostgreSQLEventStore
-
-    with PostgreSQLEventStore(url, settings=settings()) as store:
-        if store.schema_version() < latest_version():
-            raise SchemaNotInitializedError(
-                f"the schema {store.schema!r} is not at the latest migration: run 'evstore init'"
-            )
+def register(app: typer.Typer) -> None:
+    app.command("replay")(handle_errors(replay))
