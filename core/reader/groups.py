@@ -1,13 +1,13 @@
-"""Consumer-group membership: members, heartbeats and partition leases in PostgreSQL.
+"""Consumer-group membership: members, heartbeats and shard leases in PostgreSQL.
 
 Every member of a group has a row in ``consumer_members`` that it renews on
 each heartbeat; a row whose ``expires_at`` passed belongs to a dead member and
-is removed by whichever member notices, which frees its partitions. The live
-members, sorted by id, split the partitions deterministically (partition ``p``
+is removed by whichever member notices, which frees its shards. The live
+members, sorted by id, split the shards deterministically (shard ``p``
 goes to member ``p mod M``), so all members agree on the target without
-talking to each other. A member only claims a partition that is free (no
+talking to each other. A member only claims a shard that is free (no
 owner, or a lapsed lease), and only releases one after its events in flight
-were handled and its checkpoint saved: a partition never has two owners, so
+were handled and its checkpoint saved: a shard never has two owners, so
 the events of one stream are handled by one member at a time, in order.
 
 A member stops dispatching when its leases may have lapsed (``valid_until``,
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from ..sql import sql_from
+from psycopg.rows import dict_row
+
+from ..db import Database
 from ..store.persistence import Position
-from ..store.postgres import PostgreSQLEventStore
 
 _SAFETY = 0.8  # stop using a lease after this fraction of its time-to-live
 
@@ -72,29 +73,29 @@ class Tick:
 
 @dataclass
 class Membership:
-    store: PostgreSQLEventStore
+    db: Database
     name: str
     group: str
-    partitions: int
+    shards: int
     member_id: str
     ttl: float
     listening: bool
-    # partition -> position below which its events were handled (or were never wanted)
+    # shard -> position below which its events were handled (or were never wanted)
     owned: dict[int, Position] = field(default_factory=dict)
     valid_until: float = 0.0
     processed: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def _q(self, name: str) -> str:
-        return sql_from("consumers.sql", name, self.store.schema)
+    def _sql(self, name: str) -> str:
+        return self.db.sql("reader", name)
 
     @property
     def _args(self) -> dict[str, object]:
         return {"name": self.name, "group": self.group, "member": self.member_id, "ttl": self.ttl}
 
     def join(self) -> None:
-        with self.store.connection() as conn:
-            conn.execute(self._q("join_member"), {
+        with self.db.connection() as conn:
+            conn.execute(self._sql("join_member"), {
                 **self._args, "host": socket.gethostname(), "identity": local_identity(),
                 "pid": os.getpid(), "listening": self.listening,
             })
@@ -104,20 +105,21 @@ class Membership:
         with self._lock:
             started = time.monotonic()
             args = self._args
-            with self.store.connection() as conn:
-                alive = conn.execute(self._q("heartbeat"), {**args, "processed": self.processed})
+            with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                alive = cur.execute(self._sql("heartbeat"), {**args, "processed": self.processed})
                 if alive.fetchone() is None:  # we were taken for dead: come back
                     self.join()
-                rows = conn.execute(self._q("members"), args).fetchall()
-                dead = [r[0] for r in rows if r[0] != self.member_id
-                        and r[2] == local_identity() and process_gone(int(r[3]))]
-                reaped = [r[0] for r in conn.execute(
-                    self._q("reap_members"), {**args, "dead": dead}).fetchall()]
+                rows = cur.execute(self._sql("members"), args).fetchall()
+                dead = [r["member_id"] for r in rows if r["member_id"] != self.member_id
+                        and r["identity"] == local_identity() and process_gone(int(r["pid"]))]
+                reaped = [r["member_id"] for r in cur.execute(
+                    self._sql("reap_members"), {**args, "dead": dead}).fetchall()]
                 if reaped:
-                    conn.execute(self._q("free_leases_of"), {**args, "members": reaped})
-                held = {int(r[0]) for r in conn.execute(self._q("renew_leases"), args)}
-                members = [r[0] for r in conn.execute(self._q("members"), args) if r[9]]
-                parts = conn.execute(self._q("partition_rows"), args).fetchall()
+                    cur.execute(self._sql("free_leases_of"), {**args, "members": reaped})
+                held = {int(r["shard"]) for r in cur.execute(self._sql("renew_leases"), args)}
+                members = [r["member_id"] for r in cur.execute(self._sql("members"), args)
+                           if r["alive"]]
+                shard_rows = cur.execute(self._sql("shard_rows"), args).fetchall()
             lost = set(self.owned) - held
             for p in lost:
                 del self.owned[p]
@@ -126,17 +128,17 @@ class Membership:
                 members = sorted([*members, self.member_id])
             if self.group:
                 me = members.index(self.member_id)
-                target = {p for p in range(self.partitions) if p % len(members) == me}
+                target = {p for p in range(self.shards) if p % len(members) == me}
             else:  # a reader without a group keeps its lease until it stops
-                target = set(range(self.partitions))
-            free = {int(r[0]) for r in parts if r[4] is None or not r[6]}
+                target = set(range(self.shards))
+            free = {int(r["shard"]) for r in shard_rows if r["owner"] is None or not r["leased"]}
             wants = bool(set(self.owned) - target) or bool((target & free) - set(self.owned))
             return Tick(members, target, lost, free, wants)
 
     def rebalance(self, target: set[int], committed: Position | None) -> set[int]:
-        """Release what is not ours, claim what is free of the target; the new partitions.
+        """Release what is not ours, claim what is free of the target; the new shards.
 
-        Call it only with nothing in flight: every owned partition has been
+        Call it only with nothing in flight: every owned shard has been
         handled up to ``committed``.
         """
         with self._lock:
@@ -148,15 +150,15 @@ class Membership:
             claim = sorted(target - set(self.owned))
             args = self._args
             kept = set(self.owned) - set(release)
-            with self.store.connection() as conn:
+            with self.db.connection() as conn:
                 if release:
-                    conn.execute(self._q("release_partitions"), {**args, "partitions": release})
+                    conn.execute(self._sql("release_shards"), {**args, "shards": release})
                     for p in release:
                         del self.owned[p]
                 got: set[int] = set()
                 if claim:
                     rows = conn.execute(
-                        self._q("claim_partitions"), {**args, "partitions": claim}
+                        self._sql("claim_shards"), {**args, "shards": claim}
                     ).fetchall()
                     for p, tx, pos in rows:
                         self.owned[int(p)] = Position(int(tx), int(pos))
@@ -165,23 +167,23 @@ class Membership:
                         self.valid_until = started + self.ttl * _SAFETY
             return got
 
-    def drop_lost(self, partitions: set[int]) -> None:
+    def drop_lost(self, shards: set[int]) -> None:
         with self._lock:
-            for p in partitions:
+            for p in shards:
                 self.owned.pop(p, None)
 
     def expired(self) -> bool:
         return time.monotonic() > self.valid_until
 
     def leave(self) -> None:
-        """Release every partition and remove the member row."""
+        """Release every shard and remove the member row."""
         with self._lock:
             args = self._args
-            with self.store.connection() as conn:
+            with self.db.connection() as conn:
                 if self.owned:
-                    conn.execute(self._q("release_partitions"),
-                                 {**args, "partitions": sorted(self.owned)})
-                conn.execute(self._q("leave_member"), args)
+                    conn.execute(self._sql("release_shards"),
+                                 {**args, "shards": sorted(self.owned)})
+                conn.execute(self._sql("leave_member"), args)
             self.owned.clear()
 
     def snapshot(self) -> dict[int, Position]:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..store.postgres import PostgreSQLEventStore
+from ..db import Database
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ def channel_for(schema: str) -> str:
 class Listener:
     """A dedicated connection that LISTENs on the store's channel."""
 
-    def __init__(self, store: PostgreSQLEventStore) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._conn: psycopg.Connection[Any] | None = None
         self.notifications = 0
         self._retry_at = 0.0
@@ -40,13 +40,14 @@ class Listener:
         return self._conn is not None and not self._conn.closed
 
     def _connect(self) -> None:
-        pool: Any = self._store.pool
-        conninfo = self._store.url or pool.conninfo
+        pool = self._db.pool
+        conninfo = self._db.url or pool.conninfo
         kwargs = {k: v for k, v in (getattr(pool, "kwargs", None) or {}).items()
                   if k not in ("autocommit",)}
         try:
             conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=5, **kwargs)
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel_for(self._store.schema))))
+            channel = sql.Identifier(channel_for(self._db.schema)).as_string(None)
+            conn.execute(self._db.sql("reader", "listen", channel=channel))
         except psycopg.Error as exc:
             log.warning("LISTEN unavailable, polling instead: %s", exc)
             self._conn = None

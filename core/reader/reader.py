@@ -1,12 +1,12 @@
 """EventStreamReader: the global order, checkpointed, shared by a consumer group.
 
 One loop per member reads pages of ``read_all`` (the store's safe global
-order) from its position, keeps the events of the partitions it owns, and
+order) from its position, keeps the events of the shards it owns, and
 submits them to a :class:`~evstore.core.reader.dispatch.Dispatcher` (bounded, per-
 stream ordered handler threads). When a batch and every batch before it were
-handled, the page's checkpoint is saved for the owned partitions. A heartbeat
+handled, the page's checkpoint is saved for the owned shards. A heartbeat
 thread renews the member's leases; when the group's membership changes the
-loop drains what is in flight, saves, then releases and claims partitions.
+loop drains what is in flight, saves, then releases and claims shards.
 At the head, live modes wait for a notification (LISTEN/NOTIFY) or the poll
 interval. See ``docs/reader.md``.
 """
@@ -23,13 +23,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..errors import ConsumerBusyError, HandlerError, StoreUnavailableError
-from ..store.persistence import START, Position
-from ..store.postgres import PostgreSQLEventStore
+from ..store.persistence import START, EventStore, Position
 from .checkpoints import CheckpointStore
 from .dispatch import Dispatcher, Handler
 from .groups import Membership
 from .notify import Listener
-from .streams import ReaderMetrics, StreamConfig, StreamReadMode, partition_of
+from .streams import ReaderMetrics, StreamConfig, StreamReadMode, shard_of
 
 log = logging.getLogger(__name__)
 _SLICE = 0.1  # longest the loop sleeps without looking at its flags
@@ -54,7 +53,7 @@ class EventStreamReader:
     :class:`HandlerError` with the checkpoint left before the failed batch.
     """
 
-    def __init__(self, store: PostgreSQLEventStore, config: StreamConfig) -> None:
+    def __init__(self, store: EventStore, config: StreamConfig) -> None:
         self.store = store
         self.config = config
         self.checkpoints = CheckpointStore(store)
@@ -101,7 +100,7 @@ class EventStreamReader:
         return self._thread
 
     def stop(self) -> None:
-        """Ask the reader to finish what is in flight, save, release its partitions, return."""
+        """Ask the reader to finish what is in flight, save, release its shards, return."""
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
@@ -126,10 +125,16 @@ class EventStreamReader:
         return self._dispatcher is not None and self._dispatcher.blocked
 
     @property
-    def owned_partitions(self) -> tuple[int, ...]:
+    def owned_shards(self) -> tuple[int, ...]:
+        """The consumer-group shards this member owns now."""
         if self._membership is None:
             return (0,) if self.config.mode is StreamReadMode.REPLAY else ()
         return tuple(sorted(self._membership.snapshot()))
+
+    @property
+    def owned_partitions(self) -> tuple[int, ...]:
+        """The old name of ``owned_shards``."""
+        return self.owned_shards
 
     def metrics(self) -> ReaderMetrics:
         d = self._dispatcher
@@ -150,7 +155,7 @@ class EventStreamReader:
             events_read=d.submitted if d else 0,
             read_ahead=d.in_flight if d else 0, max_read_ahead=d.max_in_flight if d else 0,
             batches=self.batches, reads=self.reads, checkpoint=self.saved,
-            partitions=self.owned_partitions,
+            shards=self.owned_shards,
         )
 
     # -- the loop -----------------------------------------------------------------
@@ -159,7 +164,7 @@ class EventStreamReader:
         cfg = self.config
         dispatcher = self._dispatcher = Dispatcher(
             handler, cfg.concurrency, cfg.capacity, cfg.checkpoint_name)
-        listener = Listener(self.store) if cfg.mode.live else None
+        listener = Listener(self.store.db) if cfg.mode.live else None
         heartbeat: threading.Thread | None = None
         try:
             if cfg.mode is StreamReadMode.REPLAY:
@@ -194,10 +199,10 @@ class EventStreamReader:
 
     def _join(self) -> Membership:
         cfg = self.config
-        self.checkpoints.ensure(cfg.checkpoint_name, cfg.consumer_group, cfg.partition_count,
+        self.checkpoints.ensure(cfg.checkpoint_name, cfg.consumer_group, cfg.shard_count,
                                 cfg.event_types, cfg.aggregate_types)
         membership = self._membership = Membership(
-            self.store, cfg.checkpoint_name, cfg.consumer_group, cfg.partition_count,
+            self.store.db, cfg.checkpoint_name, cfg.consumer_group, cfg.shard_count,
             self.member_id, cfg.lease_ttl, cfg.mode.live)
         membership.join()
         deadline = time.monotonic() + cfg.lease_ttl + cfg.heartbeat_every
@@ -207,7 +212,7 @@ class EventStreamReader:
             if membership.owned or cfg.consumer_group or self._stop.is_set():
                 return membership
             if time.monotonic() > deadline:  # a reader without a group: one owner at a time
-                holders = [p.owner or "?" for p in self.checkpoints.partitions(
+                holders = [p.owner or "?" for p in self.checkpoints.shards(
                     cfg.checkpoint_name, cfg.consumer_group) if p.leased]
                 raise ConsumerBusyError(cfg.checkpoint_name, cfg.consumer_group, holders)
             self._stop.wait(min(cfg.heartbeat_every, 0.5))
@@ -222,7 +227,7 @@ class EventStreamReader:
                 log.warning("heartbeat of %s failed: %s", self.member_id, exc)
                 continue
             if tick.lost:
-                log.warning("member %s lost partitions %s", self.member_id, sorted(tick.lost))
+                log.warning("member %s lost shards %s", self.member_id, sorted(tick.lost))
             self._target = tick.target
             if tick.wants_change or tick.lost:
                 self._rebalance.set()
@@ -263,7 +268,7 @@ class EventStreamReader:
         if membership is not None and (self._rebalance.is_set() or membership.expired()):
             self._change_owners(dispatcher, membership)
             return True
-        if not self._floors:  # nothing to do until the group gives us partitions
+        if not self._floors:  # nothing to do until the group gives us shards
             if not cfg.mode.live:
                 return False
             self._rebalance.wait(_SLICE)
@@ -278,9 +283,9 @@ class EventStreamReader:
         self.reads += 1
         counts = dict.fromkeys(self._floors, 0)
         wanted = []
-        n = cfg.partition_count
+        n = cfg.shard_count
         for event in page.events:
-            p = partition_of(event.stream_id or "", n)
+            p = shard_of(event.stream_id or "", n)
             floor = self._floors.get(p)
             if floor is not None and event.position > floor and not (
                     self._skip and event.transaction_id in self._skip):
@@ -315,9 +320,9 @@ class EventStreamReader:
     def _owned_floors(
         self, membership: Membership | None, replay_from: Position | None
     ) -> dict[int, Position]:
-        """For each partition handled here: the position its events are handled up to."""
+        """For each shard handled here: the position its events are handled up to."""
         if membership is None:
-            return dict.fromkeys(range(self.config.partition_count), replay_from or START)
+            return dict.fromkeys(range(self.config.shard_count), replay_from or START)
         owned = membership.snapshot()
         if self._start_head is not None:
             owned = {p: max(pos, self._start_head) for p, pos in owned.items()}
@@ -341,7 +346,7 @@ class EventStreamReader:
                 self._stop.wait(min(left, _SLICE))
 
     def _change_owners(self, dispatcher: Dispatcher, membership: Membership) -> None:
-        """Drain, save, then release and claim partitions; read on from the lowest floor."""
+        """Drain, save, then release and claim shards; read on from the lowest floor."""
         self._rebalance.clear()
         dispatcher.wait_idle()
         self._commit(dispatcher, membership, force=True)
@@ -387,7 +392,7 @@ class EventStreamReader:
                                       checkpoint, counts)
         lost = set(counts) - saved
         if lost:
-            log.warning("member %s no longer owns partitions %s", self.member_id, sorted(lost))
+            log.warning("member %s no longer owns shards %s", self.member_id, sorted(lost))
             membership.drop_lost(lost)
             self._rebalance.set()
         self._to_save = None

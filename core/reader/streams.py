@@ -8,7 +8,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from dataclasses import dataclass
+import warnings
+from dataclasses import InitVar, dataclass
 
 from ..errors import ConfigurationError
 from ..store.persistence import Position
@@ -40,9 +41,10 @@ class StreamConfig:
 
     ``checkpoint_name`` and ``consumer_group`` key the saved checkpoint. Readers
     that share both form a consumer group: the streams are split into
-    ``partitions`` partitions and each partition is handled by one member at a
-    time. Without a group (``""``) there is one partition, so at most one
-    reader of that name runs at a time.
+    ``shards`` shards and each shard is handled by one member at a time.
+    Without a group (``""``) there is one shard, so at most one reader of that
+    name runs at a time. ("Partition" names only the monthly table partitions;
+    ``partitions=`` is still accepted for ``shards=``, with a DeprecationWarning.)
     """
 
     checkpoint_name: str
@@ -55,9 +57,9 @@ class StreamConfig:
     concurrency: int = 1
     # Most events read but not yet handled (the bounded queue); >= batch_size.
     queue_size: int | None = None
-    # Partitions of a consumer group (fixed for the group's life; 1 without a group).
-    partitions: int = 16
-    # Seconds a lease (member and partitions) lasts without a heartbeat.
+    # Shards of a consumer group (fixed for the group's life; 1 without a group).
+    shards: int = 16
+    # Seconds a lease (member and shards) lasts without a heartbeat.
     lease_ttl: float = 10.0
     heartbeat_interval: float | None = None
     # Longest wait between reads when no notification arrives (the polling fallback).
@@ -65,8 +67,19 @@ class StreamConfig:
     # Seconds between refreshes of the lag in metrics() (0: on every call).
     lag_interval: float = 5.0
     member_id: str | None = None
+    # Deprecated spelling of ``shards`` (init only).
+    partitions: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, partitions: int | None) -> None:
+        if partitions is not None:
+            warnings.warn("StreamConfig(partitions=...) is deprecated: use shards=...",
+                          DeprecationWarning, stacklevel=3)
+            if self.shards not in (16, partitions):
+                raise ConfigurationError(
+                    f"give shards ({self.shards}) or its old name partitions ({partitions}), "
+                    "not both"
+                )
+            object.__setattr__(self, "shards", partitions)
         if not _NAME.match(self.checkpoint_name):
             raise ConfigurationError(
                 f"checkpoint_name {self.checkpoint_name!r} must be 1-100 letters, digits or _.:-"
@@ -91,8 +104,8 @@ class StreamConfig:
             raise ConfigurationError(
                 f"queue_size ({self.queue_size}) must be at least batch_size ({self.batch_size})"
             )
-        if not 1 <= self.partitions <= 4096:
-            raise ConfigurationError(f"partitions must be 1..4096 (got {self.partitions})")
+        if not 1 <= self.shards <= 4096:
+            raise ConfigurationError(f"shards must be 1..4096 (got {self.shards})")
         if self.lease_ttl < 0.5:
             raise ConfigurationError(f"lease_ttl must be at least 0.5 s (got {self.lease_ttl})")
         if self.heartbeat_interval is not None and not (
@@ -103,8 +116,9 @@ class StreamConfig:
             raise ConfigurationError(f"poll_interval must be > 0 (got {self.poll_interval})")
 
     @property
-    def partition_count(self) -> int:
-        return self.partitions if self.consumer_group else 1
+    def shard_count(self) -> int:
+        """The shards this reader's checkpoint has: ``shards`` in a group, else 1."""
+        return self.shards if self.consumer_group else 1
 
     @property
     def capacity(self) -> int:
@@ -116,12 +130,12 @@ class StreamConfig:
         return self.heartbeat_interval or self.lease_ttl / 3
 
 
-def partition_of(stream_id: str, partitions: int) -> int:
-    """The consumer-group partition of a stream; the SQL twin is in sql/consumers.sql."""
-    if partitions == 1:
+def shard_of(stream_id: str, shards: int) -> int:
+    """The consumer-group shard of a stream; the SQL twin is in sql/reader.sql (``lag``)."""
+    if shards == 1:
         return 0
     digest = hashlib.md5(stream_id.encode(), usedforsecurity=False).hexdigest()
-    return int(digest[:8], 16) % partitions
+    return int(digest[:8], 16) % shards
 
 
 @dataclass(frozen=True)
@@ -138,4 +152,9 @@ class ReaderMetrics:
     batches: int
     reads: int
     checkpoint: Position | None
-    partitions: tuple[int, ...]
+    shards: tuple[int, ...]  # the shards this member owns
+
+    @property
+    def partitions(self) -> tuple[int, ...]:
+        """The old name of ``shards``."""
+        return self.shards

@@ -3,7 +3,7 @@
 Every event it handles becomes a row of ``delivered`` (who, stream, position,
 event id, in handling order). SIGTERM stops it cleanly; SIGKILL does not.
 
-    python consumer_proc.py URL NAME GROUP LABEL [--batch N] [--partitions N]
+    python consumer_proc.py URL NAME GROUP LABEL [--batch N] [--shards N]
                             [--ttl SECONDS] [--delay SECONDS]
 """
 
@@ -31,7 +31,7 @@ def main() -> None:
     for name in ("url", "name", "group", "label"):
         ap.add_argument(name)
     ap.add_argument("--batch", type=int, default=10)
-    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--ttl", type=float, default=2.0)
     ap.add_argument("--delay", type=float, default=0.0)
     args = ap.parse_args()
@@ -51,7 +51,7 @@ def main() -> None:
     with PostgreSQLEventStore(args.url) as store:
         cfg = StreamConfig(args.name, consumer_group="" if args.group == "-" else args.group,
                            mode=StreamReadMode.CATCH_UP, batch_size=args.batch,
-                           queue_size=args.batch, partitions=args.partitions,
+                           queue_size=args.batch, shards=args.shards,
                            lease_ttl=args.ttl, poll_interval=0.5, member_id=args.label)
         reader = EventStreamReader(store, cfg)
         signal.signal(signal.SIGTERM, lambda *_: reader.stop())

@@ -14,12 +14,12 @@ from .helpers import Collector, append_many, wait_for
 LIVE = StreamReadMode.CATCH_UP
 
 
-def cfg(member: str, partitions: int = 4) -> StreamConfig:
-    return StreamConfig("rm", consumer_group="g", mode=LIVE, partitions=partitions,
+def cfg(member: str, shards: int = 4) -> StreamConfig:
+    return StreamConfig("rm", consumer_group="g", mode=LIVE, shards=shards,
                         lease_ttl=1.5, poll_interval=0.2, member_id=member)
 
 
-def test_a_member_that_leaves_hands_its_partitions_over(pstore: Any) -> None:
+def test_a_member_that_leaves_hands_its_shards_over(pstore: Any) -> None:
     cps = CheckpointStore(pstore)
     a_got, b_got = Collector(), Collector()
     a = EventStreamReader(pstore, cfg("a"))
@@ -27,7 +27,7 @@ def test_a_member_that_leaves_hands_its_partitions_over(pstore: Any) -> None:
     a.start(a_got)
     b.start(b_got)
     try:
-        wait_for(lambda: len(a.owned_partitions) == 2 and len(b.owned_partitions) == 2,
+        wait_for(lambda: len(a.owned_shards) == 2 and len(b.owned_shards) == 2,
                  "an even split")
         streams = [f"User-{i}" for i in range(12)]
         append_many(pstore, streams, 3)
@@ -36,11 +36,11 @@ def test_a_member_that_leaves_hands_its_partitions_over(pstore: Any) -> None:
 
         a.stop()
         a.join(timeout=30)
-        # a released its partitions on the way out: b owns all four at once
-        wait_for(lambda: len(b.owned_partitions) == 4, "b to own every partition")
+        # a released its shards on the way out: b owns all four at once
+        wait_for(lambda: len(b.owned_shards) == 4, "b to own every shard")
         append_many(pstore, streams, 2)
         wait_for(lambda: len(b_got) == 36 - len(a_got) + 24, "b to handle the new events")
-        assert {p.owner for p in cps.partitions("rm", "g")} == {"b"}
+        assert {p.owner for p in cps.shards("rm", "g")} == {"b"}
         for positions in b_got.by_stream().values():
             assert positions == sorted(positions) and len(set(positions)) == len(positions)
     finally:
@@ -49,8 +49,8 @@ def test_a_member_that_leaves_hands_its_partitions_over(pstore: Any) -> None:
         b.join(timeout=30)
 
 
-def test_partitions_of_a_remote_member_that_died_are_taken_after_its_lease(pstore: Any) -> None:
-    # Given a member on another machine that held every partition, then went silent
+def test_shards_of_a_remote_member_that_died_are_taken_after_its_lease(pstore: Any) -> None:
+    # Given a member on another machine that held every shard, then went silent
     cps = CheckpointStore(pstore)
     cps.ensure("rm", "g", 4)
     with psycopg.connect(pstore.url, autocommit=True) as conn:
@@ -62,17 +62,17 @@ def test_partitions_of_a_remote_member_that_died_are_taken_after_its_lease(pstor
                      "lease_expires_at = now() + interval '1 s'")
     append_many(pstore, [f"User-{i}" for i in range(8)], 2)
 
-    # When a live member joins, it gets the partitions once the ghost's lease lapses
+    # When a live member joins, it gets the shards once the ghost's lease lapses
     got = Collector()
     with EventStreamReader(pstore, cfg("live")) as reader:
         reader.start(got)
         wait_for(lambda: len(got) == 16, "every event, after the lease lapsed")
-        assert reader.owned_partitions == (0, 1, 2, 3)
-    assert [p.owner for p in cps.partitions("rm", "g")] == [None] * 4  # released on stop
+        assert reader.owned_shards == (0, 1, 2, 3)
+    assert [p.owner for p in cps.shards("rm", "g")] == [None] * 4  # released on stop
 
 
-def test_group_lag_counts_each_partition_from_its_own_checkpoint(pstore: Any) -> None:
-    from evstore.core.reader.streams import partition_of
+def test_group_lag_counts_each_shard_from_its_own_checkpoint(pstore: Any) -> None:
+    from evstore.core.reader.streams import shard_of
 
     from .helpers import all_events, append
 
@@ -86,9 +86,9 @@ def test_group_lag_counts_each_partition_from_its_own_checkpoint(pstore: Any) ->
     with pstore.connection() as conn:
         head = events[-1].position
         conn.execute("UPDATE events.stream_checkpoints SET transaction_id = %s, "
-                     "global_position = %s WHERE partition = 0",
+                     "global_position = %s WHERE shard = 0",
                      [head.transaction_id, head.global_position])
-    behind = sum(2 for s in streams if partition_of(s, 4) != 0)
+    behind = sum(2 for s in streams if shard_of(s, 4) != 0)
     assert 0 < behind < 24
     lag_events, lag_seconds = cps.lag("lagged", "g")
     assert lag_events == behind and lag_seconds >= 0

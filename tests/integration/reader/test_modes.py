@@ -68,16 +68,16 @@ def test_streaming_only_delivers_events_appended_after_start(pstore: Any) -> Non
 def test_replay_reads_everything_and_leaves_the_checkpoint(pstore: Any) -> None:
     append(pstore, "User-r", 8)
     EventStreamReader(pstore, StreamConfig("rm", mode=BATCH)).run(Collector())
-    saved = CheckpointStore(pstore).partitions("rm")
+    saved = CheckpointStore(pstore).shards("rm")
     append(pstore, "User-s", 2)
 
     got = Collector()
     EventStreamReader(pstore, StreamConfig("rm", mode=StreamReadMode.REPLAY, batch_size=3)).run(got)
     assert len(got) == 10
-    assert CheckpointStore(pstore).partitions("rm") == saved
+    assert CheckpointStore(pstore).shards("rm") == saved
     # and a REPLAY under a new name leaves no checkpoint behind
     EventStreamReader(pstore, StreamConfig("rm2", mode=StreamReadMode.REPLAY)).run(Collector())
-    assert CheckpointStore(pstore).partitions("rm2") == []
+    assert CheckpointStore(pstore).shards("rm2") == []
 
 
 def test_filters_by_event_and_aggregate_type(pstore: Any) -> None:

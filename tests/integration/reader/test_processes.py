@@ -90,14 +90,14 @@ def test_group_members_in_two_processes_split_streams_and_hand_over(
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(TABLE)
     cps = CheckpointStore(pstore)
-    opts = ("--partitions", "8", "--ttl", "2")
+    opts = ("--shards", "8", "--ttl", "2")
     a = spawn(database_url, "users", "g", "a", *opts)
     b = spawn(database_url, "users", "g", "b", *opts)
     try:
         def split() -> bool:
-            owners = [p.owner for p in cps.partitions("users", "g") if p.leased]
+            owners = [p.owner for p in cps.shards("users", "g") if p.leased]
             return len(owners) == 8 and owners.count("a") == 4 and owners.count("b") == 4
-        wait_for(split, "the two members to split the 8 partitions")
+        wait_for(split, "the two members to split the 8 shards")
 
         streams = [f"User-{i}" for i in range(16)]
         append_many(pstore, streams, 10)
