@@ -1,0 +1,375 @@
+"""The house rules of the code, checked by reading the sources (ast, no imports).
+
+- No import cycle between evstore's modules, counting imports inside functions
+  and under ``TYPE_CHECKING`` (a cycle hidden in a function is still a cycle).
+- Imports point one way: cli -> schedules -> workers -> core. Inside core,
+  feature packages (reader, snapshots, archive, jobs, privacy) -> store -> base
+  modules (errors, config, codecs, serialization, sql, config_file, db,
+  migrations, embedded); feature code depends on the store's contract
+  (``store.persistence``), never on the concrete ``store.postgres``.
+- No Python file under core/ longer than 400 lines.
+- Every SQL statement lives in a .sql file: no string constant (f-string parts
+  included, docstrings excluded) in core/, workers/, schedules/ or evstore/ that
+  starts with an SQL keyword.
+
+See docs/architecture.md for the layout these rules keep.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Folder -> the package it is installed as (pyproject.toml package-dir).
+PACKAGES = {
+    "core": "evstore.core",
+    "workers": "evstore.workers",
+    "schedules": "evstore.schedules",
+    "evstore": "evstore",
+}
+
+BASE = ("errors", "config", "codecs", "serialization", "sql", "config_file", "db", "migrations", "embedded")
+FEATURES = ("reader", "snapshots", "archive", "jobs", "privacy")
+CONCRETE_STORE = "evstore.core.store.postgres"
+MAX_CORE_LINES = 400
+SQL_KEYWORDS = (
+    "SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|WITH|LOCK|BEGIN|COMMIT|SET|SHOW|TRUNCATE|NOTIFY|LISTEN"
+)
+# A keyword (case sensitive) at the start, then whitespace, a semicolon or the end.
+SQL_START = re.compile(rf"^\s*(?:{SQL_KEYWORDS})(?:\s|;|$)")
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: Path
+    is_package: bool
+
+    @property
+    def rel(self) -> str:
+        return str(self.path.relative_to(ROOT))
+
+
+@cache
+def modules() -> dict[str, Module]:
+    found: dict[str, Module] = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts.pop()
+            name = ".".join([package, *parts])
+            found[name] = Module(name, path, is_package)
+    return found
+
+
+@cache
+def tree(name: str) -> ast.Module:
+    module = modules()[name]
+    return ast.parse(module.path.read_text(), filename=str(module.path))
+
+
+def from_base(module: Module, item: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` statement reads from."""
+    if not item.level:
+        return item.module or ""
+    package = module.name if module.is_package else module.name.rpartition(".")[0]
+    for _ in range(item.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{item.module}" if item.module else package
+
+
+def imported_names(module: Module, node: ast.Module) -> Iterator[tuple[str, int]]:
+    """Every module name an import anywhere in ``node`` (functions, TYPE_CHECKING) asks for.
+
+    ``from pkg import name`` asks for ``pkg.name`` when that is a module, else for ``pkg``.
+    """
+    known = modules()
+    for item in ast.walk(node):
+        if isinstance(item, ast.Import):
+            for alias in item.names:
+                yield alias.name, item.lineno
+        elif isinstance(item, ast.ImportFrom):
+            base = from_base(module, item)
+            for alias in item.names:
+                full = f"{base}.{alias.name}"
+                yield (full if full in known else base), item.lineno
+
+
+def resolve(name: str, known: dict[str, Module]) -> str | None:
+    """The evstore module ``name`` refers to: itself, or the closest enclosing module we know."""
+    while name:
+        if name in known:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+@cache
+def graph() -> dict[str, dict[str, int]]:
+    """module -> {evstore module it imports: first line}."""
+    known = modules()
+    edges: dict[str, dict[str, int]] = {}
+    for name, module in known.items():
+        out: dict[str, int] = {}
+        for target, line in imported_names(module, tree(name)):
+            resolved = resolve(target, known) if target.startswith("evstore") else None
+            if resolved is not None and resolved != name:
+                out.setdefault(resolved, line)
+        edges[name] = out
+    return edges
+
+
+def cycles(edges: dict[str, Iterable[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+
+    def visit(node: str) -> None:
+        nonlocal counter
+        index[node] = low[node] = counter
+        counter += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def one_cycle(component: list[str], edges: dict[str, dict[str, int]]) -> str:
+    """The shortest path a -> b -> ... -> a inside one component (breadth first), with lines."""
+    inside = set(component)
+    start = component[0]
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier and start not in came_from:
+        following = []
+        for node in frontier:
+            for nxt in sorted(edges[node]):
+                if nxt in inside and nxt not in came_from:
+                    came_from[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    path = [start]
+    node = came_from[start]
+    while node != start:
+        path.append(node)
+        node = came_from[node]
+    path.append(start)
+    path.reverse()
+    steps = [f"{a} (line {edges[a][b]})" for a, b in itertools.pairwise(path)]
+    return " -> ".join([*steps, path[-1]])
+
+
+def layer(name: str) -> str:
+    for prefix, label in (
+        ("evstore.core", "core"),
+        ("evstore.workers", "workers"),
+        ("evstore.schedules", "schedules"),
+        ("evstore.cli", "cli"),
+    ):
+        if name == prefix or name.startswith(prefix + "."):
+            return label
+    return "app"  # evstore/__init__.py, evstore/workload.py
+
+
+def core_part(name: str) -> str:
+    """'base', 'store', a feature package's name, or 'facade' (evstore.core itself)."""
+    if name == "evstore.core":
+        return "facade"
+    first = name.split(".")[2]
+    if first in FEATURES:
+        return first
+    if first == "store":
+        return "store"
+    assert first in BASE, f"{name}: a core module that is neither base, store nor feature (update BASE)"
+    return "base"
+
+
+def violations(rule: str) -> list[str]:
+    found = []
+    for source, targets in graph().items():
+        for target, line in targets.items():
+            where = f"{modules()[source].rel}:{line}: {source} imports {target}"
+            if rule == "layers" and _crosses_layers(source, target):
+                found.append(where)
+            elif rule == "core" and _crosses_core(source, target):
+                found.append(where)
+    return sorted(found)
+
+
+def _crosses_layers(source: str, target: str) -> bool:
+    forbidden = {
+        "core": {"workers", "schedules", "cli", "app"},
+        "workers": {"schedules", "cli", "app"},
+        "schedules": {"cli", "app"},
+    }
+    return layer(target) in forbidden.get(layer(source), set())
+
+
+def _crosses_core(source: str, target: str) -> bool:
+    if layer(source) != "core" or layer(target) != "core":
+        return False
+    src, dst = core_part(source), core_part(target)
+    if src == "base":
+        return dst in (*FEATURES, "store", "facade")
+    if src == "store":
+        return dst in (*FEATURES, "facade")
+    if src in FEATURES:
+        return target == CONCRETE_STORE or dst == "facade"
+    return False
+
+
+LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
+
+
+def prose_nodes(node: ast.Module) -> set[int]:
+    """Docstrings, and the messages given to a logger (``log.warning("LISTEN unavailable ...")``)."""
+    ids = set()
+    for item in ast.walk(node):
+        if isinstance(item, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = item.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+        elif (
+            isinstance(item, ast.Call)
+            and isinstance(item.func, ast.Attribute)
+            and item.func.attr in LOG_METHODS
+            and item.args
+        ):
+            message = item.args[1] if item.func.attr == "log" and len(item.args) > 1 else item.args[0]
+            for part in ast.walk(message):
+                ids.add(id(part))
+    return ids
+
+
+def sql_literals(node: ast.Module) -> list[tuple[int, str]]:
+    skip = prose_nodes(node)
+    found = []
+    for item in ast.walk(node):
+        if isinstance(item, ast.Constant) and isinstance(item.value, str) and id(item) not in skip:
+            if SQL_START.match(item.value):
+                found.append((item.lineno, item.value.strip().splitlines()[0][:70]))
+    return sorted(found)
+
+
+# -- the checks themselves ---------------------------------------------------
+
+
+def test_the_scan_sees_the_whole_code_base() -> None:
+    names = modules()
+    assert len(names) > 50
+    for package in PACKAGES.values():
+        assert sum(n == package or n.startswith(package + ".") for n in names) >= 3, package
+    for name in ("evstore.core.store.postgres", "evstore.core.db", "evstore.cli.app", "evstore.workers"):
+        assert name in names
+    assert sum(len(t) for t in graph().values()) > 100  # imports were found
+
+
+def test_no_import_cycles() -> None:
+    edges = graph()
+    found = cycles(edges)
+    assert not found, "import cycles:\n" + "\n".join(one_cycle(c, edges) for c in found)
+
+
+def test_imports_point_from_cli_to_schedules_to_workers_to_core() -> None:
+    found = violations("layers")
+    assert not found, "imports against cli -> schedules -> workers -> core:\n" + "\n".join(found)
+
+
+def test_inside_core_features_to_store_to_base() -> None:
+    found = violations("core")
+    assert not found, (
+        "inside core: base modules import no feature package nor store/; store/ no feature package;\n"
+        f"feature packages use the contract store.persistence, not {CONCRETE_STORE}:\n" + "\n".join(found)
+    )
+
+
+def test_no_long_files_in_core() -> None:
+    long = []
+    for module in modules().values():
+        if module.name.startswith("evstore.core"):
+            lines = len(module.path.read_text().splitlines())
+            if lines > MAX_CORE_LINES:
+                long.append(f"{module.rel}: {lines} lines")
+    assert not long, f"files under core/ longer than {MAX_CORE_LINES} lines:\n" + "\n".join(long)
+
+
+def test_no_sql_statements_in_python() -> None:
+    found = []
+    for name, module in modules().items():
+        for line, text in sql_literals(tree(name)):
+            found.append(f"{module.rel}:{line}: {text}")
+    assert not found, "SQL in Python (move it to a core/sql/*.sql block, load with db.sql):\n" + "\n".join(
+        found
+    )
+
+
+# -- the checkers catch what they should (so a green run means something) ------
+
+
+def test_sql_detector_finds_literals_and_f_string_parts_not_docstrings_or_log_messages() -> None:
+    source = '''
+"""SELECT in a module docstring is prose."""
+def f(table):
+    """UPDATE in a function docstring too."""
+    a = "SELECT 1"
+    b = f"INSERT INTO {table} VALUES (1)"
+    c = "\\n    WITH x AS (SELECT 1) SELECT * FROM x"
+    d = "COMMIT"
+    e = "select 1"
+    g = "SETTINGS are not SQL"
+    h = "Selection"
+    log.warning("LISTEN unavailable, polling instead: %s", e)
+    cur.execute(f"DELETE FROM {table}")
+'''
+    lines = [line for line, _ in sql_literals(ast.parse(source))]
+    assert lines == [5, 6, 7, 8, 13]
+
+
+def test_cycle_finder_sees_function_level_and_type_checking_cycles() -> None:
+    assert cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c"]]
+    assert cycles({"a": ["b"], "b": []}) == []
+    module = Module("evstore.core.x", ROOT / "core" / "x.py", False)
+    source = """
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    from .store.postgres import PostgreSQLEventStore
+def f():
+    from . import db
+    import evstore.workers.engine
+"""
+    names = {name for name, _ in imported_names(module, ast.parse(source))}
+    assert {"evstore.core.store.postgres", "evstore.core.db", "evstore.workers.engine"} <= names
+    edges = {"a": {"b": 3, "x": 1}, "b": {"a": 7}, "x": {"b": 2}}
+    assert one_cycle(cycles(edges)[0], edges) == "a (line 3) -> b (line 7) -> a"
