@@ -1,0 +1,361 @@
+-- The whole evstore schema as the migrations leave it (0001 .. 0005), in one
+-- readable file. {schema} stands for the quoted schema name (EVENT_STORE_SCHEMA).
+--
+-- This file is a reference: the code never applies it. `evstore init`
+-- (core/migrations.py) applies core/sql/migrations/NNNN_*.sql in order and
+-- records each one in schema_migrations. tests/integration/core/
+-- test_schema_matches_migrations.py builds one schema from the migrations and one
+-- from this file and compares their catalogs, so a new migration must be
+-- mirrored here (and the other way round).
+--
+-- Not here, on purpose: the month partitions of events (events_YYYY_MM), which
+-- the store creates at run time (create_partitions_ahead in
+-- core/store/partitions.py), and the rows of schema_migrations.
+--
+-- Column order is the order the migrations produce (columns added by a later
+-- ALTER TABLE come last), so `SELECT *` reads the same from both.
+--
+-- Words: a *partition* is a month partition of events; a *shard* is one of the
+-- shard_count hash slices (md5(stream_id)) a consumer group splits streams into.
+
+
+-- ---------------------------------------------------------------------------
+-- Migrations bookkeeping (core/migrations.py creates it before migration 1).
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE {schema}.schema_migrations (
+    version     integer     PRIMARY KEY,
+    name        text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+
+-- ---------------------------------------------------------------------------
+-- The store (core/store/, core/sql/store.sql): streams, events, event types.
+-- ---------------------------------------------------------------------------
+
+-- One row per stream; `version` is the stream's last aggregate version. An
+-- append locks this row and checks the expected version (optimistic
+-- concurrency) before inserting events.
+CREATE TABLE {schema}.streams (
+    stream_id       text        PRIMARY KEY,
+    aggregate_id    text        NOT NULL,
+    aggregate_type  text        NOT NULL,
+    version         bigint      NOT NULL CHECK (version >= 0),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX streams_aggregate_idx ON {schema}.streams (aggregate_type, aggregate_id);
+
+-- Not owned by a column: events' default draws from it.
+CREATE SEQUENCE {schema}.events_global_position_seq AS bigint;
+
+-- One partition a month on created_at (the event's own time). The global read
+-- order is (transaction_id, global_position): see docs/global-order.md.
+-- Exactly one of event_data (plain JSON) and payload (compressed and/or
+-- encrypted bytes) is set.
+CREATE TABLE {schema}.events (
+    event_id           uuid        NOT NULL,
+    aggregate_id       text        NOT NULL,
+    aggregate_type     text        NOT NULL,
+    event_type         text        NOT NULL,
+    event_version      integer     NOT NULL DEFAULT 1,
+    aggregate_version  bigint      NOT NULL,
+    stream_id          text        NOT NULL,
+    stream_position    bigint      NOT NULL,
+    global_position    bigint      NOT NULL DEFAULT nextval('{schema}.events_global_position_seq'),
+    transaction_id     xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    event_data         jsonb,
+    payload            bytea,
+    metadata           jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at         timestamptz NOT NULL,
+    stored_at          timestamptz NOT NULL DEFAULT now(),
+    status             text        NOT NULL DEFAULT 'active',
+    compression        text        NOT NULL DEFAULT 'none',
+    encryption         text        NOT NULL DEFAULT 'none',
+    checksum           text        NOT NULL,
+    original_size      integer     NOT NULL,
+    stored_size        integer     NOT NULL,
+    PRIMARY KEY (event_id, created_at),
+    CONSTRAINT events_one_payload CHECK ((event_data IS NULL) <> (payload IS NULL))
+) PARTITION BY RANGE (created_at);
+
+CREATE INDEX events_stream_idx ON {schema}.events (stream_id, stream_position);
+CREATE INDEX events_order_idx ON {schema}.events (transaction_id, global_position);
+CREATE INDEX events_global_idx ON {schema}.events (global_position);
+
+-- Every event type ever appended: lets a filter with a typo fail loudly.
+CREATE TABLE {schema}.event_types (
+    event_type  text        PRIMARY KEY,
+    first_seen  timestamptz NOT NULL DEFAULT now()
+);
+
+
+-- ---------------------------------------------------------------------------
+-- Snapshots (core/snapshots/, core/sql/snapshots.sql).
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE {schema}.event_snapshots (
+    snapshot_id        uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    aggregate_id       text        NOT NULL,
+    aggregate_type     text        NOT NULL,
+    aggregate_version  bigint      NOT NULL,
+    state_schema       integer     NOT NULL DEFAULT 1,
+    state              bytea       NOT NULL,
+    compression        text        NOT NULL DEFAULT 'zstd',
+    checksum           text        NOT NULL,
+    original_size      integer     NOT NULL,
+    stored_size        integer     NOT NULL,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);
+
+-- Measured aggregate load costs per aggregate type (the ADAPTIVE strategy).
+CREATE TABLE {schema}.snapshot_load_stats (
+    aggregate_type  text             PRIMARY KEY,
+    loads           bigint           NOT NULL DEFAULT 0,
+    events_applied  bigint           NOT NULL DEFAULT 0,
+    ms_per_event    double precision NOT NULL,
+    base_ms         double precision NOT NULL,
+    updated_at      timestamptz      NOT NULL DEFAULT now()
+);
+
+
+-- ---------------------------------------------------------------------------
+-- Readers and consumer groups (core/reader/, core/sql/reader.sql).
+-- ---------------------------------------------------------------------------
+
+-- A checkpoint is one row per (name, group, shard). A reader without a group
+-- has one shard (0). A consumer group splits streams into shard_count shards
+-- by md5(stream_id); each shard row is also that shard's lease: only its
+-- owner, while the lease lasts (lease_expires_at), moves its checkpoint.
+-- The checkpoint itself is the last (transaction_id, global_position) read.
+CREATE TABLE {schema}.stream_checkpoints (
+    checkpoint_name   text        NOT NULL,
+    consumer_group    text        NOT NULL DEFAULT '',
+    transaction_id    bigint      NOT NULL DEFAULT 0,
+    global_position   bigint      NOT NULL DEFAULT 0,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    shard             integer     NOT NULL DEFAULT 0,
+    shard_count       integer     NOT NULL DEFAULT 1,
+    owner             text,
+    lease_expires_at  timestamptz,
+    events_processed  bigint      NOT NULL DEFAULT 0,
+    event_types       text[],
+    aggregate_types   text[],
+    PRIMARY KEY (checkpoint_name, consumer_group, shard),
+    CONSTRAINT stream_checkpoints_shard_range CHECK (shard >= 0 AND shard < shard_count)
+);
+
+-- The live members of each group, renewed by heartbeats. A member whose
+-- expires_at has passed is dead: anyone removes it and frees its shards.
+CREATE TABLE {schema}.consumer_members (
+    checkpoint_name  text        NOT NULL,
+    consumer_group   text        NOT NULL,
+    member_id        text        NOT NULL,
+    host             text        NOT NULL,
+    identity         text        NOT NULL,
+    pid              integer     NOT NULL,
+    listening        boolean     NOT NULL DEFAULT false,
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at       timestamptz NOT NULL,
+    events_processed bigint      NOT NULL DEFAULT 0,
+    PRIMARY KEY (checkpoint_name, consumer_group, member_id)
+);
+
+-- Live readers LISTEN on 'evstore_events_<schema>'. An insert statement
+-- notifies only while some live reader listens: NOTIFY takes a database-wide
+-- lock at commit, so writers pay for it only when someone is waiting.
+CREATE FUNCTION {schema}.evstore_notify_events() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM {schema}.consumer_members
+                WHERE listening AND expires_at > now()) THEN
+        PERFORM pg_notify('evstore_events_' || TG_TABLE_SCHEMA, '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_notify AFTER INSERT ON {schema}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.evstore_notify_events();
+
+
+-- ---------------------------------------------------------------------------
+-- Privacy (core/privacy/): what was done with a data subject's events.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE {schema}.event_access_log (
+    id           bigserial   PRIMARY KEY,
+    subject_id   text,
+    accessor     text        NOT NULL,
+    action       text        NOT NULL,
+    purpose      text,
+    details      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    occurred_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX event_access_log_subject_idx ON {schema}.event_access_log (subject_id, occurred_at);
+
+
+-- ---------------------------------------------------------------------------
+-- The job engine (core/jobs/, core/sql/jobs.sql). See docs/jobs.md for the
+-- life of a job and why a batch runs at most once.
+-- ---------------------------------------------------------------------------
+
+-- One background job (a replay, a snapshot build, an archive run, ...). Its
+-- status and counts are derived from its batches and refreshed, under this
+-- row's lock, in the same transaction as every batch outcome.
+CREATE TABLE {schema}.jobs (
+    job_id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind                 text        NOT NULL,
+    params               jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    status               text        NOT NULL DEFAULT 'starting'
+        CHECK (status IN ('starting', 'queued', 'running', 'cancelling',
+                          'succeeded', 'failed', 'cancelled')),
+    created_by           text,
+    items_total          bigint      NOT NULL DEFAULT 0,
+    items_done           bigint      NOT NULL DEFAULT 0,
+    items_failed         bigint      NOT NULL DEFAULT 0,
+    batches_total        integer     NOT NULL DEFAULT 0,
+    batches_succeeded    integer     NOT NULL DEFAULT 0,
+    batches_failed       integer     NOT NULL DEFAULT 0,
+    batches_running      integer     NOT NULL DEFAULT 0,
+    batches_cancelled    integer     NOT NULL DEFAULT 0,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    started_at           timestamptz,
+    finished_at          timestamptz,
+    cancel_requested_at  timestamptz,
+    updated_at           timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX jobs_status_idx ON {schema}.jobs (status, job_id);
+CREATE INDEX jobs_kind_idx ON {schema}.jobs (kind, job_id);
+
+-- One batch: one Dramatiq message. `params` says what it covers (kind-specific,
+-- e.g. the streams of a replay batch); `attempts` counts the runs that started.
+-- A batch's effects in PostgreSQL commit in the transaction that sets it
+-- 'succeeded', and a run only commits if the batch is still 'running' at the
+-- attempt it started: a redelivered message never applies them twice.
+CREATE TABLE {schema}.job_batches (
+    job_id           bigint      NOT NULL REFERENCES {schema}.jobs ON DELETE CASCADE,
+    number           integer     NOT NULL CHECK (number >= 1),
+    params           jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    label            text        NOT NULL DEFAULT '',
+    items_total      bigint      NOT NULL DEFAULT 0,
+    items_done       bigint      NOT NULL DEFAULT 0,
+    status           text        NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'queued', 'running', 'retrying',
+                          'succeeded', 'failed', 'cancelled')),
+    attempts         integer     NOT NULL DEFAULT 0,
+    worker           text,
+    details          jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    last_error       text,
+    error_item       text,
+    error_traceback  text,
+    queued_at        timestamptz,
+    started_at       timestamptz,
+    finished_at      timestamptz,
+    PRIMARY KEY (job_id, number)
+);
+CREATE INDEX job_batches_active_idx ON {schema}.job_batches (status)
+    WHERE status IN ('queued', 'running', 'retrying');
+
+-- Every failed attempt, kept for on-call engineers (the batch row holds the last one).
+CREATE TABLE {schema}.job_errors (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id       bigint      NOT NULL,
+    number       integer     NOT NULL,
+    attempt      integer     NOT NULL,
+    final        boolean     NOT NULL DEFAULT false,
+    worker       text,
+    error        text        NOT NULL,
+    item         text,
+    traceback    text,
+    occurred_at  timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (job_id, number) REFERENCES {schema}.job_batches ON DELETE CASCADE
+);
+CREATE INDEX job_errors_batch_idx ON {schema}.job_errors (job_id, number, id);
+
+
+-- ---------------------------------------------------------------------------
+-- Archives (core/archive/, core/sql/archive.sql). See docs/archive.md.
+-- ---------------------------------------------------------------------------
+
+-- One run of an archival policy. The policy as it was when planned is kept in
+-- `policy_spec`, so workers and re-runs never depend on a registry.
+CREATE TABLE {schema}.archive_runs (
+    run_id          uuid        PRIMARY KEY,
+    policy          text        NOT NULL,
+    strategy        text        NOT NULL,
+    target_url      text        NOT NULL,
+    policy_spec     jsonb       NOT NULL,
+    -- pg_snapshot_xmin when planned (for the record: the selection is the
+    -- committed rows the planning snapshot saw, fixed in archive_items).
+    horizon         xid8        NOT NULL,
+    cutoff          timestamptz,
+    -- month partitions of events the run covers
+    partitions      text[]      NOT NULL DEFAULT '{}',
+    event_count     bigint      NOT NULL DEFAULT 0,
+    segment_count   integer     NOT NULL DEFAULT 0,
+    -- planned -> exported (every segment verified) -> completed; or failed.
+    status          text        NOT NULL DEFAULT 'planned',
+    deleted_events  bigint      NOT NULL DEFAULT 0,
+    dropped_partitions text[]   NOT NULL DEFAULT '{}',
+    manifest_url    text,
+    job_id          text,
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz
+);
+CREATE INDEX archive_runs_policy_idx ON {schema}.archive_runs (policy, created_at);
+
+-- A run's batches: each one file of zstd JSON lines plus its manifest.
+CREATE TABLE {schema}.archive_segments (
+    run_id          uuid        NOT NULL REFERENCES {schema}.archive_runs ON DELETE CASCADE,
+    segment_no      integer     NOT NULL,
+    event_count     integer     NOT NULL,
+    -- pending -> verified (uploaded, read back, checked) -> deleted
+    status          text        NOT NULL DEFAULT 'pending',
+    data_path       text,
+    manifest_path   text,
+    sha256          text,
+    raw_bytes       bigint,
+    stored_bytes    bigint,
+    first_position  text,
+    last_position   text,
+    min_created_at  timestamptz,
+    max_created_at  timestamptz,
+    attempts        integer     NOT NULL DEFAULT 0,
+    last_error      text,
+    verified_at     timestamptz,
+    PRIMARY KEY (run_id, segment_no)
+);
+
+-- The exact events of each segment, fixed when the run is planned; removed
+-- when the run completes.
+CREATE TABLE {schema}.archive_items (
+    run_id          uuid        NOT NULL,
+    segment_no      integer     NOT NULL,
+    event_id        uuid        NOT NULL,
+    created_at      timestamptz NOT NULL,
+    FOREIGN KEY (run_id, segment_no) REFERENCES {schema}.archive_segments ON DELETE CASCADE
+);
+CREATE INDEX archive_items_segment_idx ON {schema}.archive_items (run_id, segment_no);
+
+
+-- ---------------------------------------------------------------------------
+-- Schedules (schedules/, core/jobs/firings.py). See docs/schedules.md.
+-- ---------------------------------------------------------------------------
+
+-- One row per (policy, scheduled time): the scheduler replica whose INSERT
+-- wins is the one that enqueues the job, so each period fires once.
+CREATE TABLE {schema}.schedule_firings (
+    policy          text        NOT NULL,
+    scheduled_for   timestamptz NOT NULL,
+    fired_at        timestamptz NOT NULL DEFAULT now(),
+    replica         text        NOT NULL,
+    job_kind        text,
+    job_id          text,
+    status          text        NOT NULL DEFAULT 'claimed',
+    detail          text,
+    PRIMARY KEY (policy, scheduled_for)
+);
