@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 from evstore.workers.pool import wait_for
 
 from tests.integration.workers.conftest import (  # noqa: F401  (fixtures)
-    ROOT,
     broker,
     effects,
     job_env,
@@ -22,12 +20,7 @@ from tests.integration.workers.conftest import (  # noqa: F401  (fixtures)
     start_workers,
 )
 
-EVSTORE = [sys.executable, "-m", "evstore.cli"]
-
-
-def evstore(args: list[str], env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EVSTORE, *args], env={**env, "COLUMNS": "200"}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+from .helpers import evstore, start_evstore
 
 
 def _json(out: subprocess.CompletedProcess[str]) -> Any:
@@ -142,10 +135,9 @@ def test_worker_command_runs_jobs_and_stops_on_sigterm(job_env, jobs_store, serv
     seed(jobs_store, 20, 3)
     command = evstore(["worker", "--processes", "1", "--threads", "2", "--print-command"], job_env)
     assert "dramatiq evstore.workers.actors:broker --processes 1 --threads 2" in command.stdout
-    proc = subprocess.Popen([*EVSTORE, "worker", "--processes", "1", "--threads", "2",
-                             "--handlers", "tests.integration.workers.handlers"],
-                            env=job_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start_evstore(["worker", "--processes", "1", "--threads", "2",
+                          "--handlers", "tests.integration.workers.handlers"],
+                         job_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         from evstore.workers.replay import ReplayConfig
 

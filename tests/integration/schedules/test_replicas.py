@@ -1,48 +1,26 @@
-"""Scheduler replicas: each period fires once, whatever the number of replicas.
+"""Scheduler replicas: missed periods coalesce into one firing.
 
-Two real `evstore scheduler` processes with interval triggers of 1 and 2 s,
-a real worker pool running the jobs they enqueue, real Redis and PostgreSQL.
+(Two real `evstore scheduler` processes firing each period once:
+tests/acceptance/test_scheduler_cli.py.)
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from evstore.core.jobs.firings import list_firings
-from evstore.core.store.partitions import add_months, month_of, partition_name
 from evstore.schedules import Schedule, SchedulerService, Trigger, engine_enqueue
 from evstore.workers.broker import make_broker
 from evstore.workers.engine import JobEngine
-from evstore.workers.pool import WorkerPool, wait_for
 from evstore.workers.settings import load_job_settings
-from psycopg import sql
 
 from evstore import PostgreSQLEventStore
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-CONFIG = """
-[schedules.partitions]
-task = "partitions"
-schedule = "interval: 1s"
-months_ahead = 5
-
-[schedules.partitions-slow]
-task = "partitions"
-schedule = "interval: 2s"
-months_ahead = 5
-"""
-PERIODS = {"partitions": 1, "partitions-slow": 2}
 
 
 @pytest.fixture
@@ -55,97 +33,6 @@ def namespace() -> Iterator[str]:
     keys = list(client.scan_iter(f"{ns}*"))
     if keys:
         client.delete(*keys)
-
-
-def outcomes(log: Path) -> list[dict[str, str]]:
-    found = []
-    for line in log.read_text().splitlines():
-        if line.startswith("{") and '"firing.' in line:
-            found.append(json.loads(line))
-    return found
-
-
-def drop_months_ahead(store: PostgreSQLEventStore) -> list[str]:
-    now = month_of(datetime.now(UTC))
-    names = [partition_name(add_months(now, i)) for i in range(1, 6)]
-    with store.connection() as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(store.schema, name)))
-    return names
-
-
-@pytest.mark.slow
-def test_two_replicas_fire_each_period_once(
-    database_url: str, namespace: str, tmp_path: Path
-) -> None:
-    config = tmp_path / "evstore.toml"
-    config.write_text(CONFIG)
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
-           "EVSTORE_CONFIG": str(config), "EVSTORE_DRAMATIQ_NAMESPACE": namespace}
-    with PostgreSQLEventStore(database_url) as store:
-        # Given no partitions ahead of this month
-        ahead = drop_months_ahead(store)
-        assert not set(ahead) & {p.name for p in store.list_partitions()}
-
-        # When two scheduler replicas and a worker pool run for several periods
-        logs = {r: tmp_path / f"scheduler-{r}.log" for r in ("a", "b")}
-        procs = {}
-        for replica, log in logs.items():
-            with open(log, "wb") as out:
-                procs[replica] = subprocess.Popen(
-                    [sys.executable, "-m", "evstore.cli", "scheduler", "--replica", replica],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        workers = WorkerPool(database_url, REDIS_URL, processes=1, threads=2,
-                             env={"EVSTORE_DRAMATIQ_NAMESPACE": namespace},
-                             log_path=tmp_path / "workers.log").start()
-        try:
-            def both_fired_enough() -> bool:
-                seen = [{(o["schedule"], o["scheduled_for"]) for o in outcomes(log)}
-                        for log in logs.values()]
-                common = seen[0] & seen[1]
-                return sum(1 for s, _ in common if s == "partitions-slow") >= 3
-            wait_for(both_fired_enough, 60, what="both replicas to fire 3 slow periods")
-        finally:
-            for proc in procs.values():
-                os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs.values():
-                proc.wait(30)
-
-        # Then every period both replicas fired was claimed by exactly one of them
-        per_slot: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for replica, log in logs.items():
-            for o in outcomes(log):
-                per_slot[(o["schedule"], o["scheduled_for"])].append(
-                    f"{replica}:{o['event']}")
-        shared = {k: v for k, v in per_slot.items() if len(v) == 2}
-        assert len(shared) >= 6
-        for slot, seen in shared.items():
-            assert sorted(e.split(":")[1] for e in seen) == ["firing.enqueued", "firing.taken"], slot
-        for slot, seen in per_slot.items():
-            assert len(seen) <= 2, slot  # nobody fired a period twice
-
-        # and the firings are one per period, with no gap, each with its own job
-        firings = list_firings(store, limit=1000)
-        for name, period in PERIODS.items():
-            times = sorted(f.scheduled_for for f in firings if f.policy == name)
-            assert len(times) >= 3
-            assert all(b - a == timedelta(seconds=period) for a, b in pairwise(times))
-        assert all(f.status == "enqueued" and f.job_id for f in firings)
-        assert len({f.job_id for f in firings}) == len(firings)
-        engine = JobEngine(store, None, load_job_settings(namespace=namespace))
-        jobs = engine.list_jobs(kind="partitions", limit=1000)
-        assert sorted(str(j.job_id) for j in jobs) == sorted(f.job_id for f in firings)
-
-        # and the workers ran partition upkeep: five months ahead exist again
-        try:
-            wait_for(lambda: all(j.finished for j in engine.list_jobs(kind="partitions",
-                                                                        limit=1000)),
-                     60, what="the partition jobs to finish")
-        finally:
-            workers.stop()
-            print([(j.job_id, j.status, j.batches_total) for j in engine.list_jobs(limit=1000)])
-        assert all(j.status == "succeeded" for j in engine.list_jobs(kind="partitions", limit=1000))
-        assert set(ahead) <= {p.name for p in store.list_partitions()}
 
 
 def test_missed_periods_coalesce_into_one_firing(database_url: str, namespace: str) -> None:

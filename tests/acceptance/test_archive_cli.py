@@ -5,18 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from evstore import PostgreSQLEventStore
+from tests.integration.archive.helpers import month_start, populate, raw_rows
 
-from .helpers import month_start, populate, raw_rows
-
-
-def evstore(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evstore.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+from .helpers import evstore
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
@@ -41,29 +36,29 @@ schedule = "cron: 0 3 * * *"
         original = raw_rows(store)
         assert all(r[13] < month_start(0) for r in original)
 
-        listed = as_json(evstore(env, "archive", "policies", "--json"))
+        listed = as_json(evstore(["archive", "policies", "--json"], env))
         assert [p["name"] for p in listed] == ["old-months"]
 
-        preview = as_json(evstore(env, "archive", "preview", "old-months", "--json"))
+        preview = as_json(evstore(["archive", "preview", "old-months", "--json"], env))
         assert (preview["events"], preview["segments"], len(preview["partitions"])) == (20, 3, 2)
         assert raw_rows(store) == original
 
-        ran = as_json(evstore(env, "archive", "run", "old-months", "--here", "--json"))
+        ran = as_json(evstore(["archive", "run", "old-months", "--here", "--json"], env))
         assert ran["run"]["status"] == "completed" and ran["events"] == 20
         assert raw_rows(store) == []
         manifest = ran["run"]["manifest_url"]
 
-        runs = as_json(evstore(env, "archive", "runs", "--json"))
+        runs = as_json(evstore(["archive", "runs", "--json"], env))
         assert [r["run_id"] for r in runs] == [ran["run"]["run_id"]]
 
-        verified = as_json(evstore(env, "archive", "verify", manifest, "--json"))
+        verified = as_json(evstore(["archive", "verify", manifest, "--json"], env))
         assert verified["ok"] and verified["events"] == 20
 
-        restored = as_json(evstore(env, "archive", "restore", manifest, "--json"))
+        restored = as_json(evstore(["archive", "restore", manifest, "--json"], env))
         assert restored["events_restored"] == 20
         assert raw_rows(store) == original
 
-        schedules = as_json(evstore(env, "schedules", "--json"))
+        schedules = as_json(evstore(["schedules", "--json"], env))
         assert {s["name"] for s in schedules} == {"archive:old-months", "partitions"}
 
         # A flipped byte: verify exits 5 and names the file
@@ -71,9 +66,9 @@ schedule = "cron: 0 3 * * *"
         data = bytearray(segment.read_bytes())
         data[10] ^= 0xFF
         segment.write_bytes(bytes(data))
-        bad = evstore(env, "archive", "verify", manifest)
+        bad = evstore(["archive", "verify", manifest], env)
         assert bad.returncode == 5 and "segment-00002.jsonl.zst" in bad.stderr
 
         # Bad input: exit 2 with one line naming the problem
-        unknown = evstore(env, "archive", "preview", "nope")
+        unknown = evstore(["archive", "preview", "nope"], env)
         assert unknown.returncode == 2 and "unknown archival policy 'nope'" in unknown.stderr
