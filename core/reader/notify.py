@@ -40,7 +40,7 @@ class Listener:
         return self._conn is not None and not self._conn.closed
 
     def _connect(self) -> None:
-        pool = self._db.pool
+        pool: Any = self._db.pool
         conninfo = self._db.url or pool.conninfo
         kwargs = {k: v for k, v in (getattr(pool, "kwargs", None) or {}).items()
                   if k not in ("autocommit",)}

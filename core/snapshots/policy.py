@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row, dict_row
 
 from ..errors import ConfigurationError, SnapshotBuildError
-from ..sql import sql_from
-from ..store.postgres import PostgreSQLEventStore
+from ..store.persistence import EventStore
 from .aggregate import type_of
-from .store import SnapshotStore
+from .store import SnapshotStore, using
 
 
 class SnapshotStrategy(enum.Enum):
@@ -98,13 +98,13 @@ class Threshold:
     older_than: datetime | None  # latest snapshot created before this (or none)
 
 
-def load_cost(store: PostgreSQLEventStore, aggregate_type: str, config: SnapshotConfig) -> LoadCost:
-    with store.connection() as conn:
-        row = conn.execute(sql_from("snapshots.sql", "load_stats", store.schema),
-                           {"aggregate_type": aggregate_type}).fetchone()
+def load_cost(store: EventStore, aggregate_type: str, config: SnapshotConfig) -> LoadCost:
+    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(store.db.sql("snapshots", "load_stats"),
+                          {"aggregate_type": aggregate_type}).fetchone()
     if row is None:
         return LoadCost(config.default_ms_per_event, 0.0, False)
-    return LoadCost(float(row[3]), float(row[4]), True)
+    return LoadCost(float(row["ms_per_event"]), float(row["base_ms"]), True)
 
 
 def threshold(config: SnapshotConfig, cost: LoadCost | None = None,
@@ -140,7 +140,7 @@ class DueAggregate:
 
 
 def due_aggregates(
-    store: PostgreSQLEventStore, cls: type[Any], config: SnapshotConfig,
+    store: EventStore, cls: type[Any], config: SnapshotConfig,
     aggregate_type: str | None = None, first: str | None = None, last: str | None = None,
     page: int = 1000, conn: psycopg.Connection[Any] | None = None,
     now: datetime | None = None,
@@ -148,23 +148,19 @@ def due_aggregates(
     """The aggregates past the threshold, in id order, within [first, last] if given."""
     atype = type_of(cls, aggregate_type)
     t = threshold(config, load_cost(store, atype, config), now)
-    query = sql_from("snapshots.sql", "due_aggregates", store.schema)
+    query = store.db.sql("snapshots", "due_aggregates")
     args: dict[str, Any] = {
         "aggregate_type": atype, "state_schema": int(getattr(cls, "state_schema", 1)),
         "first": first or "", "after": None, "upto": last, "min_events": t.min_events,
         "min_new": t.min_new, "older_than": t.older_than, "limit": page,
     }
     while True:
-        if conn is not None:
-            rows = conn.execute(query, args).fetchall()
-        else:
-            with store.connection() as c:
-                rows = c.execute(query, args).fetchall()
-        for r in rows:
-            yield DueAggregate(r[0], int(r[1]), int(r[2]), r[3])
+        with using(store.db, conn) as c, c.cursor(row_factory=class_row(DueAggregate)) as cur:
+            rows = cur.execute(query, args).fetchall()
+        yield from rows
         if len(rows) < page:
             return
-        args["after"] = rows[-1][0]
+        args["after"] = rows[-1].aggregate_id
 
 
 @dataclass(frozen=True)
@@ -176,7 +172,7 @@ class SnapshotBatch:
     count: int
 
 
-def plan_batches(store: PostgreSQLEventStore, cls: type[Any], config: SnapshotConfig,
+def plan_batches(store: EventStore, cls: type[Any], config: SnapshotConfig,
                  batch_size: int = 100, aggregate_type: str | None = None) -> list[SnapshotBatch]:
     if batch_size < 1:
         raise ConfigurationError(f"batch_size must be >= 1 (got {batch_size})")
@@ -209,7 +205,7 @@ class BuildReport:
 
 
 def build_batch(
-    store: PostgreSQLEventStore, cls: type[Any], config: SnapshotConfig, batch: SnapshotBatch,
+    store: EventStore, cls: type[Any], config: SnapshotConfig, batch: SnapshotBatch,
     aggregate_type: str | None = None, conn: psycopg.Connection[Any] | None = None,
 ) -> BuildReport:
     """Snapshot every aggregate of the range that is still due."""
@@ -234,7 +230,7 @@ def build_batch(
     return report
 
 
-def run_sweep(store: PostgreSQLEventStore, cls: type[Any], config: SnapshotConfig,
+def run_sweep(store: EventStore, cls: type[Any], config: SnapshotConfig,
               batch_size: int = 100, aggregate_type: str | None = None) -> BuildReport:
     """Plan and build every batch in this process (no job engine needed)."""
     report = BuildReport()

@@ -12,8 +12,9 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..sql import sql_from
-from ..store.postgres import PostgreSQLEventStore
+from psycopg.rows import dict_row
+
+from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -39,24 +40,29 @@ class SnapshotTypeStats:
         return self.original_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
-def snapshot_stats(store: PostgreSQLEventStore) -> list[SnapshotTypeStats]:
-    def q(name: str) -> str:
-        return sql_from("snapshots.sql", name, store.schema)
-
-    with store.connection() as conn:
-        snaps = {r[0]: r for r in conn.execute(q("snapshot_stats"))}
-        counts = {r[0]: r for r in conn.execute(q("aggregates_per_type"))}
-        loads = {r[0]: r for r in conn.execute(q("load_stats"), {"aggregate_type": None})}
+def snapshot_stats(store: EventStore) -> list[SnapshotTypeStats]:
+    db = store.db
+    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        snaps = {r["aggregate_type"]: r for r in cur.execute(db.sql("snapshots", "snapshot_stats"))}
+        counts = {r["aggregate_type"]: r
+                  for r in cur.execute(db.sql("snapshots", "aggregates_per_type"))}
+        loads = {r["aggregate_type"]: r for r in cur.execute(
+            db.sql("snapshots", "load_stats"), {"aggregate_type": None})}
     out = []
     for atype in sorted(set(snaps) | set(counts)):
         s, c, ld = snaps.get(atype), counts.get(atype), loads.get(atype)
         out.append(SnapshotTypeStats(
-            aggregate_type=atype, aggregates=int(c[1]) if c else 0, events=int(c[2]) if c else 0,
-            snapshots=int(s[1]) if s else 0, snapshotted_aggregates=int(s[2]) if s else 0,
-            original_bytes=int(s[3]) if s else 0, stored_bytes=int(s[4]) if s else 0,
-            latest=s[5] if s else None, codecs=sorted(s[6]) if s else [],
-            state_schemas=sorted(s[7]) if s else [], loads_measured=int(ld[1]) if ld else 0,
-            ms_per_event=float(ld[3]) if ld else None, base_ms=float(ld[4]) if ld else None,
+            aggregate_type=atype, aggregates=int(c["aggregates"]) if c else 0,
+            events=int(c["events"]) if c else 0,
+            snapshots=int(s["snapshots"]) if s else 0,
+            snapshotted_aggregates=int(s["aggregates"]) if s else 0,
+            original_bytes=int(s["original_bytes"]) if s else 0,
+            stored_bytes=int(s["stored_bytes"]) if s else 0,
+            latest=s["latest"] if s else None, codecs=sorted(s["codecs"]) if s else [],
+            state_schemas=sorted(s["state_schemas"]) if s else [],
+            loads_measured=int(ld["loads"]) if ld else 0,
+            ms_per_event=float(ld["ms_per_event"]) if ld else None,
+            base_ms=float(ld["base_ms"]) if ld else None,
         ))
     return out
 

@@ -11,11 +11,13 @@ its events instead. See ``docs/snapshots.md``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,11 +25,11 @@ from typing import Any
 import psycopg
 
 from .. import codecs
+from ..db import Database
 from ..errors import AggregateNotFoundError, EventStoreError
 from ..serialization import dumps
-from ..sql import sql_from
-from ..store.persistence import EventRecord
-from ..store.postgres import COLUMNS, PostgreSQLEventStore
+from ..store.persistence import EventRecord, EventStore
+from ..store.postgres import COLUMNS
 from .aggregate import A, type_of
 from .stats import LoadTimings
 
@@ -68,14 +70,15 @@ def decode_state(data: bytes, codec: str, checksum: str) -> dict[str, Any] | Non
 class SnapshotStore:
     """Snapshots of one event store. Thread-safe; cheap to create."""
 
-    def __init__(self, store: PostgreSQLEventStore, codec: str = DEFAULT_CODEC) -> None:
+    def __init__(self, store: EventStore, codec: str = DEFAULT_CODEC) -> None:
         codecs.get_codec(codec)  # an unknown codec fails here, not at the first save
         self.store = store
+        self.db: Database = store.db
         self.codec = codec
         self.timings = LoadTimings()
 
-    def _q(self, name: str) -> str:
-        return sql_from("snapshots.sql", name, self.store.schema)
+    def _sql(self, name: str, **fragments: str) -> str:
+        return self.db.sql("snapshots", name, **fragments)
 
     # -- reading ----------------------------------------------------------------
 
@@ -87,8 +90,8 @@ class SnapshotStore:
         atype = type_of(cls, aggregate_type)
         args = {"aggregate_type": atype, "aggregate_id": aggregate_id,
                 "state_schema": int(getattr(cls, "state_schema", 1))}
-        with _conn(self.store, conn) as c:
-            row = c.execute(self._q("latest_snapshot"), args).fetchone()
+        with using(self.db, conn) as c:
+            row = c.execute(self._sql("latest_snapshot"), args).fetchone()
         if row is None:
             return None
         sid, version, schema, data, codec, digest, original, stored, created = row
@@ -110,7 +113,7 @@ class SnapshotStore:
         """
         started = time.perf_counter()
         atype = type_of(cls, aggregate_type)
-        with _conn(self.store, conn) as c:
+        with using(self.db, conn) as c:
             stream_id = self._stream_of(c, atype, aggregate_id)
             snapshot = self.latest(cls, aggregate_id, atype, conn=c) if use_snapshot else None
             aggregate = cls(aggregate_id)
@@ -126,22 +129,23 @@ class SnapshotStore:
         return aggregate, aggregate.version
 
     def _stream_of(self, conn: psycopg.Connection[Any], atype: str, aggregate_id: str) -> str:
-        rows = conn.execute(self._q("aggregate_streams"),
+        rows = conn.execute(self._sql("aggregate_streams"),
                             {"aggregate_type": atype, "aggregate_id": aggregate_id}).fetchall()
-        if not rows:
+        streams = [stream_id for stream_id, _version in rows]
+        if not streams:
             raise AggregateNotFoundError(atype, aggregate_id)
-        if len(rows) > 1:
+        if len(streams) > 1:
             raise EventStoreError(
-                f"aggregate {atype}/{aggregate_id} has {len(rows)} streams "
-                f"({', '.join(r[0] for r in rows)}): snapshots need one stream per aggregate"
+                f"aggregate {atype}/{aggregate_id} has {len(streams)} streams "
+                f"({', '.join(streams)}): snapshots need one stream per aggregate"
             )
-        return str(rows[0][0])
+        return str(streams[0])
 
     def _apply_events(
         self, conn: psycopg.Connection[Any], aggregate: Any, stream_id: str, after: int
     ) -> int:
         """Apply the stream's events after position ``after``, read in one statement."""
-        sql_text = self._q("stream_events_after").replace("{columns}", COLUMNS)
+        sql_text = self._sql("stream_events_after", columns=COLUMNS)
         expected = after + 1
         for row in conn.execute(sql_text, {"stream_id": stream_id, "after": after}):
             event: EventRecord = self.store.decode_row(row)
@@ -167,7 +171,7 @@ class SnapshotStore:
         """
         atype = type_of(cls, aggregate_type)
         codec = codec or self.codec
-        with _conn(self.store, conn) as c, _transaction(c, own=conn is None):
+        with using(self.db, conn) as c, _transaction(c, own=conn is None):
             previous = self.latest(cls, aggregate_id, atype, conn=c)
             aggregate, version = self.load_aggregate_with_events(cls, aggregate_id, atype, conn=c)
             if previous is not None and previous.aggregate_version >= version:
@@ -175,52 +179,40 @@ class SnapshotStore:
             state = aggregate.save()
             data, digest, original = encode_state(state, codec)
             schema = int(getattr(cls, "state_schema", 1))
-            row = c.execute(self._q("insert_snapshot"), {
+            row = c.execute(self._sql("insert_snapshot"), {
                 "aggregate_id": aggregate_id, "aggregate_type": atype,
                 "aggregate_version": version, "state_schema": schema, "state": data,
                 "compression": codec, "checksum": digest, "original_size": original,
                 "stored_size": len(data),
             }).fetchone()
             if keep > 0:
-                c.execute(self._q("prune_snapshots"), {
+                c.execute(self._sql("prune_snapshots"), {
                     "aggregate_type": atype, "aggregate_id": aggregate_id,
                     "state_schema": schema, "keep": keep})
         if row is None:  # the same version was written meanwhile (a concurrent build)
             return None
-        return EventSnapshot(row[0], aggregate_id, atype, version, schema, state, codec, digest,
-                             original, len(data), row[1])
+        snapshot_id, created_at = row
+        return EventSnapshot(snapshot_id, aggregate_id, atype, version, schema, state, codec,
+                             digest, original, len(data), created_at)
 
     def flush_load_stats(self) -> int:
         """Store the measured load times (for the ADAPTIVE strategy); the types written."""
         fitted = self.timings.take()
         if not fitted:
             return 0
-        with self.store.connection() as conn:
+        with self.db.connection() as conn:
             for atype, (loads, events, per_event, base) in fitted.items():
-                conn.execute(self._q("record_load_stats"), {
+                conn.execute(self._sql("record_load_stats"), {
                     "aggregate_type": atype, "loads": loads, "events": events,
                     "ms_per_event": per_event, "base_ms": base})
         return len(fitted)
 
 
-class _conn:
-    """The given connection, or a pooled one for the duration."""
-
-    def __init__(self, store: PostgreSQLEventStore, conn: psycopg.Connection[Any] | None) -> None:
-        self._store = store
-        self._given = conn
-        self._cm: Any = None
-
-    def __enter__(self) -> psycopg.Connection[Any]:
-        if self._given is not None:
-            return self._given
-        self._cm = self._store.connection()
-        conn: psycopg.Connection[Any] = self._cm.__enter__()
-        return conn
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(*exc)
+def using(
+    db: Database, conn: psycopg.Connection[Any] | None
+) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+    """The given connection (left open), or a pooled one for the duration."""
+    return nullcontext(conn) if conn is not None else db.connection()
 
 
 class _transaction:

@@ -1,4 +1,4 @@
--- Named queries of aggregate snapshots (evstore.core.snapshots, evstore.core.snapshot_policy).
+-- Named queries of aggregate snapshots (evstore.core.snapshots: store, policy, stats).
 -- {schema} is the quoted schema.
 
 -- name: aggregate_streams
@@ -53,7 +53,8 @@ SELECT {columns} FROM {schema}.events
 -- Aggregates of one type past a threshold: at least %(min_new)s events since
 -- their latest usable snapshot, at least %(min_events)s events in all, and
 -- (when %(older_than)s is set) a latest snapshot older than that, or none.
-SELECT s.aggregate_id, s.version, coalesce(snap.aggregate_version, 0), snap.created_at
+SELECT s.aggregate_id, s.version, coalesce(snap.aggregate_version, 0) AS snapshot_version,
+       snap.created_at AS snapshot_at
   FROM {schema}.streams AS s
   LEFT JOIN LATERAL (
         SELECT aggregate_version, created_at FROM {schema}.event_snapshots AS e
@@ -93,13 +94,15 @@ ON CONFLICT (aggregate_type) DO UPDATE
        updated_at = now();
 
 -- name: snapshot_stats
-SELECT aggregate_type, count(*), count(DISTINCT aggregate_id),
-       coalesce(sum(original_size), 0), coalesce(sum(stored_size), 0),
-       max(created_at), array_agg(DISTINCT compression), array_agg(DISTINCT state_schema)
+SELECT aggregate_type, count(*) AS snapshots, count(DISTINCT aggregate_id) AS aggregates,
+       coalesce(sum(original_size), 0) AS original_bytes,
+       coalesce(sum(stored_size), 0) AS stored_bytes, max(created_at) AS latest,
+       array_agg(DISTINCT compression) AS codecs, array_agg(DISTINCT state_schema) AS state_schemas
   FROM {schema}.event_snapshots
  GROUP BY aggregate_type
  ORDER BY aggregate_type;
 
 -- name: aggregates_per_type
-SELECT aggregate_type, count(*), coalesce(sum(version), 0) FROM {schema}.streams
+SELECT aggregate_type, count(*) AS aggregates, coalesce(sum(version), 0) AS events
+  FROM {schema}.streams
  GROUP BY aggregate_type;
