@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import re
 import threading
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -130,9 +130,6 @@ class ArchivalPolicy:
             if not data.get(required):
                 raise ConfigurationError(f"{where}: '{required}' is required")
         return cls(**data)
-
-    def with_target(self, url: str) -> ArchivalPolicy:
-        return replace(self, target_url=url)
 
 
 _registry: dict[str, ArchivalPolicy] = {}
