@@ -28,7 +28,7 @@ from .selection import ArchivePreview, preview
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+    from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ArchiveResult:
 
 
 def run_policy(
-    store: PostgreSQLEventStore,
+    store: EventStore,
     policy: ArchivalPolicy,
     *,
     workers: int = 2,
@@ -104,7 +104,7 @@ def run_policy(
 class EventArchiver:
     """Archive, restore and verify events of one store by policy (the spec's EventArchiver)."""
 
-    def __init__(self, store: PostgreSQLEventStore, workers: int = 2) -> None:
+    def __init__(self, store: EventStore, workers: int = 2) -> None:
         self.store = store
         self.workers = workers
 

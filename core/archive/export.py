@@ -9,18 +9,19 @@ files were read back and matched their SHA-256.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from psycopg.rows import dict_row
 
 from ..errors import ArchiveError, ArchiveIntegrityError
 from ..privacy.gdpr import anonymize_line, get_anonymizer
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
-from .segments import EXPORT_COLUMNS, build_segment, line_checksum, row_to_line
+from .segments import bad_checksum, build_segment, row_to_line, sha256
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+    from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class SegmentResult:
     data_url: str
 
 
-def _segment(store: PostgreSQLEventStore, run: ArchiveRun, number: int) -> ArchiveSegment:
+def _segment(store: EventStore, run: ArchiveRun, number: int) -> ArchiveSegment:
     for seg in list_segments(store, run.run_id):
         if seg.number == number:
             return seg
@@ -50,13 +51,14 @@ def still_published(target: ArchiveTarget, run: ArchiveRun, seg: ArchiveSegment)
     if seg.sha256 is None:
         return False
     try:
-        return hashlib.sha256(target.read(data)).hexdigest() == seg.sha256
+        return sha256(target.read(data)) == seg.sha256
     except FileNotFoundError:
         return False
 
 
-def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:
-    with store.connection() as conn:
+def reset_segment(store: EventStore, run_id: str, number: int, why: str) -> None:
+    """A verified segment back to pending: its files are uploaded and checked again."""
+    with store.db.connection() as conn:
         conn.execute(
             store.db.sql("archive", "segment_reset"),
             {"run_id": run_id, "segment_no": number, "error": why},
@@ -64,7 +66,7 @@ def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> N
 
 
 def export_segment(
-    store: PostgreSQLEventStore,
+    store: EventStore,
     run_id: str,
     number: int,
     target: ArchiveTarget | None = None,
@@ -81,11 +83,11 @@ def export_segment(
     if seg.status == "verified":
         if still_published(target, run, seg):
             return done
-        _reset(store, run_id, number, "published files missing or changed on re-check")
+        reset_segment(store, run_id, number, "published files missing or changed on re-check")
     try:
         return _export(store, run, seg, target, data_url)
     except Exception as exc:
-        with store.connection() as conn:
+        with store.db.connection() as conn:
             conn.execute(
                 store.db.sql("archive", "segment_failed"),
                 {"run_id": run_id, "segment_no": number, "error": f"{type(exc).__name__}: {exc}"},
@@ -94,13 +96,15 @@ def export_segment(
 
 
 def _export(
-    store: PostgreSQLEventStore, run: ArchiveRun, seg: ArchiveSegment, target: ArchiveTarget,
+    store: EventStore, run: ArchiveRun, seg: ArchiveSegment, target: ArchiveTarget,
     data_url: str,
 ) -> SegmentResult:
     policy = run.archival_policy
-    sql_text = store.db.sql("archive", "segment_rows", columns=EXPORT_COLUMNS)
-    with store.connection() as conn:
-        rows = conn.execute(sql_text, {"run_id": run.run_id, "segment_no": seg.number}).fetchall()
+    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            store.db.sql("archive", "segment_rows"),
+            {"run_id": run.run_id, "segment_no": seg.number},
+        ).fetchall()
     if len(rows) != seg.event_count:
         raise ArchiveError(
             f"archive run {run.run_id} segment {seg.number}: {len(rows)} of its "
@@ -108,13 +112,13 @@ def _export(
             "since planning); nothing was uploaded"
         )
     lines = [row_to_line(r) for r in rows]
-    for line in lines:
-        computed = line_checksum(line)
-        if computed != line["checksum"]:
-            raise ArchiveIntegrityError(
-                f"event {line['event_id']} (global position {line['global_position']}) fails "
-                f"its checksum in PostgreSQL; it is not archived (run 'evstore verify')"
-            )
+    bad = bad_checksum(lines)
+    if bad is not None:
+        line, _computed = bad
+        raise ArchiveIntegrityError(
+            f"event {line['event_id']} (global position {line['global_position']}) fails "
+            f"its checksum in PostgreSQL; it is not archived (run 'evstore verify')"
+        )
     if policy.anonymize_before_archive:
         anonymizer = get_anonymizer(policy.anonymizer)
         lines = [anonymize_line(line, anonymizer) for line in lines]
@@ -123,7 +127,7 @@ def _export(
     )
     target.write_verified(run.data_path(seg.number), data)
     target.write_verified(run.manifest_path(seg.number), manifest.to_bytes())
-    with store.connection() as conn:
+    with store.db.connection() as conn:
         conn.execute(store.db.sql("archive", "segment_verified"), {
             "run_id": run.run_id, "segment_no": seg.number,
             "data_path": run.data_path(seg.number), "manifest_path": run.manifest_path(seg.number),

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from psycopg import sql
-
 from ..errors import ArchiveError
 from ..serialization import iso
-from .export import still_published
+from .export import reset_segment, still_published
 from .runs import ArchiveRun, get_run, list_segments
 from .segments import MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, segment_name, sha256
 from .targets import ArchiveTarget
@@ -24,15 +22,7 @@ from .targets import ArchiveTarget
 if TYPE_CHECKING:
     import psycopg
 
-    from ..store.postgres import PostgreSQLEventStore
-
-
-def _reset(store: PostgreSQLEventStore, run_id: str, number: int, why: str) -> None:
-    with store.connection() as conn:
-        conn.execute(
-            store.db.sql("archive", "segment_reset"),
-            {"run_id": run_id, "segment_no": number, "error": why},
-        )
+    from ..store.persistence import EventStore
 
 
 def _publish_manifest(target: ArchiveTarget, run: ArchiveRun) -> str:
@@ -64,41 +54,43 @@ def _remove_leftovers(target: ArchiveTarget, run: ArchiveRun) -> None:
         pass
 
 
-def _drop_partition(conn: psycopg.Connection, store: PostgreSQLEventStore, run: ArchiveRun,
+def _drop_partition(conn: psycopg.Connection, store: EventStore, run: ArchiveRun,
                     name: str) -> str | None:
     """Detach and drop one partition if every row in it was archived.
 
     Returns None when dropped (or already gone), else why it was kept.
     """
-    partition = sql.Identifier(store.schema, name).as_string(conn)
+    db = store.db
+    partition = db.table(name)
     with conn.transaction():
         exists = conn.execute(
-            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s", [store.schema, name]
+            db.sql("archive", "partition_exists"), {"schema": db.schema, "name": name}
         ).fetchone()
         if not exists:
             return None  # dropped by an earlier attempt of this run
-        conn.execute("SET LOCAL lock_timeout = '30s'")
-        conn.execute(f"LOCK TABLE {store.table('events')}, {partition} IN ACCESS EXCLUSIVE MODE")
+        conn.execute(db.sql("archive", "drop_lock_timeout"))
+        conn.execute(db.sql("archive", "lock_partition", partition=partition))
         params = {"run_id": run.run_id}
-        uncovered = conn.execute(
-            store.db.sql("archive", "uncovered_rows", partition=partition), params
-        ).fetchone()
-        if uncovered and uncovered[0]:
+        (uncovered,) = conn.execute(
+            db.sql("archive", "uncovered_rows", partition=partition), params
+        ).fetchone() or (0,)
+        if uncovered:
             return (
-                f"partition {name} kept: {uncovered[0]} of its events arrived after the run was "
+                f"partition {name} kept: {uncovered} of its events arrived after the run was "
                 "planned; the next run of the policy archives it again"
             )
-        total = conn.execute(store.db.sql("archive", "partition_rows", partition=partition)).fetchone()
-        conn.execute(f"ALTER TABLE {store.table('events')} DETACH PARTITION {partition}")
-        conn.execute(f"DROP TABLE {partition}")
-        conn.execute(store.db.sql("archive", "run_add_deleted"),
-                     {"run_id": run.run_id, "deleted": int(total[0]) if total else 0})
+        (total,) = conn.execute(
+            db.sql("archive", "partition_rows", partition=partition)
+        ).fetchone() or (0,)
+        conn.execute(db.sql("archive", "detach_partition", partition=partition))
+        conn.execute(db.sql("archive", "drop_partition", partition=partition))
+        conn.execute(db.sql("archive", "run_add_deleted"),
+                     {"run_id": run.run_id, "deleted": int(total)})
     return None
 
 
 def finalize_run(
-    store: PostgreSQLEventStore, run_id: str, target: ArchiveTarget | None = None
+    store: EventStore, run_id: str, target: ArchiveTarget | None = None
 ) -> ArchiveRun:
     """Complete a run whose segments are all verified; raise ArchiveError otherwise."""
     run = get_run(store, run_id)
@@ -116,13 +108,13 @@ def finalize_run(
     missing = [s.number for s in segments
                if s.status == "verified" and not still_published(target, run, s)]
     for number in missing:
-        _reset(store, run_id, number, "published files missing or changed before deletion")
+        reset_segment(store, run_id, number, "published files missing or changed before deletion")
     if missing:
         raise ArchiveError(
             f"archive run {run_id}: segment(s) {', '.join(map(str, missing))} are no longer on "
             f"{run.target_url}; nothing was deleted: run them again"
         )
-    with store.connection() as conn:
+    with store.db.connection() as conn:
         conn.execute(store.db.sql("archive", "run_status"),
                      {"run_id": run_id, "status": "exported", "error": None})
     manifest_url = _publish_manifest(target, run)
@@ -131,7 +123,7 @@ def finalize_run(
     dropped: list[str] = []
     kept: list[str] = []
     if policy.delete_after_archive:
-        with store.connection() as conn:
+        with store.db.connection() as conn:
             if policy.drops_partitions:
                 for name in run.partitions:
                     why = _drop_partition(conn, store, run, name)
@@ -147,14 +139,15 @@ def finalize_run(
                     if seg.status != "verified":
                         continue
                     with conn.transaction():
-                        row = conn.execute(store.db.sql("archive", "delete_segment_events"),
-                                           {"run_id": run_id, "segment_no": seg.number}).fetchone()
-                        n = int(row[0]) if row else 0
+                        (n,) = conn.execute(
+                            store.db.sql("archive", "delete_segment_events"),
+                            {"run_id": run_id, "segment_no": seg.number},
+                        ).fetchone() or (0,)
                         conn.execute(store.db.sql("archive", "segment_deleted"),
                                      {"run_id": run_id, "segment_no": seg.number})
                         conn.execute(store.db.sql("archive", "run_add_deleted"),
-                                     {"run_id": run_id, "deleted": n})
-    with store.connection() as conn, conn.transaction():
+                                     {"run_id": run_id, "deleted": int(n)})
+    with store.db.connection() as conn, conn.transaction():
         conn.execute(store.db.sql("archive", "run_completed"), {
             "run_id": run_id, "dropped": dropped, "manifest_url": manifest_url,
             "error": "; ".join(kept) or None,

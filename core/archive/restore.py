@@ -11,17 +11,18 @@ created when missing, and the streams and event types they name are recorded.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
-from ..store.partitions import create_partition, month_of
+from ..store.partitions import create_month_partition, month_of
 from .locate import Located, locate
 from .segments import FIELDS, SegmentManifest, read_segment
 
 if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+    from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _load(located: Located, manifest_path: str) -> tuple[SegmentManifest, list[d
     target = located.target
     where = target.url_of(manifest_path)
     manifest = SegmentManifest.from_bytes(target.read(manifest_path), where)
-    folder = manifest_path.rpartition("/")[0]
+    folder, _, _name = manifest_path.rpartition("/")
     data_path = f"{folder}/{manifest.data_file}" if folder else manifest.data_file
     data = target.read(data_path)
     return manifest, list(read_segment(data, manifest, target.url_of(data_path)))
@@ -79,54 +80,31 @@ def verify_archive(url: str) -> ArchiveVerifyReport:
     return report
 
 
-_TEMP = (
-    "CREATE TEMP TABLE restore_rows (event_id uuid, aggregate_id text, aggregate_type text, "
-    "event_type text, event_version integer, aggregate_version bigint, stream_id text, "
-    "stream_position bigint, global_position bigint, transaction_id xid8, event_data jsonb, "
-    "payload bytea, metadata jsonb, created_at timestamptz, stored_at timestamptz, status text, "
-    "compression text, encryption text, checksum text, original_size integer, "
-    "stored_size integer) ON COMMIT DROP"
-)
-_COLUMNS = ", ".join(FIELDS)
-
-
-def _restore_lines(store: PostgreSQLEventStore, lines: list[dict[str, Any]]) -> int:
-    import base64
-
+def _restore_lines(store: EventStore, lines: list[dict[str, Any]]) -> int:
     months = {month_of(datetime.fromisoformat(line["created_at"])) for line in lines}
-    events = store.table("events")
-    with store.connection() as conn:
+    columns = ", ".join(FIELDS)
+    with store.db.connection() as conn:
         for month in sorted(months):
-            create_partition(conn, store.schema, month)
+            create_month_partition(store.db, conn, month)
         with conn.transaction():
-            conn.execute(_TEMP)
-            with conn.cursor().copy(f"COPY restore_rows ({_COLUMNS}) FROM STDIN") as copy:
+            conn.execute(store.db.sql("archive", "restore_table"))
+            copy_sql = store.db.sql("archive", "restore_copy", columns=columns)
+            with conn.cursor().copy(copy_sql) as copy:
                 for line in lines:
-                    row = [line[name] for name in FIELDS]
                     payload = line["payload"]
-                    row[FIELDS.index("payload")] = (
-                        None if payload is None else base64.b64decode(payload)
-                    )
-                    copy.write_row(row)
-            inserted = conn.execute(
-                f"WITH new AS (INSERT INTO {events} ({_COLUMNS}) SELECT {_COLUMNS} "
-                "FROM restore_rows ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM new"
-            ).fetchone()
-            conn.execute(
-                f"INSERT INTO {store.table('event_types')} (event_type) "
-                "SELECT DISTINCT event_type FROM restore_rows ON CONFLICT DO NOTHING"
-            )
-            conn.execute(
-                f"INSERT INTO {store.table('streams')} AS s (stream_id, aggregate_id, "
-                "aggregate_type, version) SELECT stream_id, min(aggregate_id), "
-                "min(aggregate_type), max(stream_position) FROM restore_rows GROUP BY stream_id "
-                "ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(s.version, "
-                "EXCLUDED.version)"
-            )
-    return int(inserted[0]) if inserted else 0
+                    copy.write_row([
+                        (None if payload is None else base64.b64decode(payload))
+                        if name == "payload" else line[name]
+                        for name in FIELDS
+                    ])
+            cur = conn.execute(store.db.sql("archive", "restore_events", columns=columns))
+            (inserted,) = cur.fetchone() or (0,)
+            conn.execute(store.db.sql("archive", "restore_event_types"))
+            conn.execute(store.db.sql("archive", "restore_streams"))
+    return int(inserted)
 
 
-def restore_archive(store: PostgreSQLEventStore, url: str) -> RestoreResult:
+def restore_archive(store: EventStore, url: str) -> RestoreResult:
     """Bring the segments an URL names back into the store (see module doc)."""
     located = locate(url)
     if located.problems:

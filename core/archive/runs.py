@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from psycopg.rows import class_row, dict_row
+
 from ..errors import ArchiveError
 from .policies import ArchivalPolicy
 from .segments import DATA_SUFFIX, MANIFEST_SUFFIX, segment_name
 from .selection import select
 
 if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+    from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -80,65 +82,65 @@ class ArchiveSegment:
     verified_at: datetime | None
 
 
-def _run(row: tuple[Any, ...]) -> ArchiveRun:
-    values = list(row)
-    values[0] = str(values[0])
-    values[5] = int(values[5])
-    values[7] = list(values[7] or [])
-    values[12] = list(values[12] or [])
-    return ArchiveRun(*values)
+def _run(row: dict[str, Any]) -> ArchiveRun:
+    """An ArchiveRun from a ``run``/``runs`` row (a dict_row)."""
+    return ArchiveRun(**{
+        **row,
+        "horizon": int(row["horizon"]),
+        "partitions": list(row["partitions"] or []),
+        "dropped_partitions": list(row["dropped_partitions"] or []),
+    })
 
 
-def get_run(store: PostgreSQLEventStore, run_id: str) -> ArchiveRun:
+def get_run(store: EventStore, run_id: str) -> ArchiveRun:
     try:
         uuid.UUID(str(run_id))
     except ValueError:
         raise ValueError(f"invalid archive run id {run_id!r}: expected a UUID") from None
-    with store.connection() as conn:
-        row = conn.execute(store.db.sql("archive", "run"), {"run_id": str(run_id)}).fetchone()
+    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(store.db.sql("archive", "run"), {"run_id": str(run_id)}).fetchone()
     if row is None:
         raise ArchiveError(f"no archive run {run_id}")
     return _run(row)
 
 
 def list_runs(
-    store: PostgreSQLEventStore, policy: str | None = None, limit: int = 50
+    store: EventStore, policy: str | None = None, limit: int = 50
 ) -> list[ArchiveRun]:
-    with store.connection() as conn:
-        rows = conn.execute(
+    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
             store.db.sql("archive", "runs"), {"policy": policy, "limit": limit}
         ).fetchall()
     return [_run(r) for r in rows]
 
 
-def list_segments(store: PostgreSQLEventStore, run_id: str) -> list[ArchiveSegment]:
-    with store.connection() as conn:
-        rows = conn.execute(store.db.sql("archive", "segments"), {"run_id": run_id}).fetchall()
-    return [ArchiveSegment(*r) for r in rows]
+def list_segments(store: EventStore, run_id: str) -> list[ArchiveSegment]:
+    with store.db.connection() as conn, conn.cursor(row_factory=class_row(ArchiveSegment)) as cur:
+        return cur.execute(store.db.sql("archive", "segments"), {"run_id": run_id}).fetchall()
 
 
 def plan_run(
-    store: PostgreSQLEventStore,
+    store: EventStore,
     policy: ArchivalPolicy,
     now: datetime | None = None,
     job_id: str | None = None,
 ) -> tuple[ArchiveRun, bool]:
     """Plan a run of ``policy`` (or find its unfinished one); (run, resumed)."""
     schema = store.db.schema
-    with store.connection() as conn, conn.transaction():
+    with store.db.connection() as conn, conn.transaction():
         conn.execute(
             store.db.sql("archive", "lock_policy"), {"lock_key": f"evstore-archive:{schema}:{policy.name}"}
         )
         found = conn.execute(store.db.sql("archive", "unfinished_run"), {"policy": policy.name}).fetchone()
         if found is not None:
-            run_id = str(found[0])
+            (run_id,) = found
             resumed = True
         else:
             resumed = False
             run_id = str(uuid.uuid4())
             horizon_row = conn.execute(store.db.sql("archive", "horizon")).fetchone()
             assert horizon_row is not None
-            horizon = horizon_row[0]
+            (horizon,) = horizon_row
             sel = select(policy, store, now)
             conn.execute(store.db.sql("archive", "insert_run"), {
                 "run_id": run_id, "policy": policy.name, "strategy": policy.strategy.value,
@@ -157,16 +159,16 @@ def plan_run(
     return get_run(store, run_id), resumed
 
 
-def set_run_error(store: PostgreSQLEventStore, run_id: str, error: str | None) -> None:
+def set_run_error(store: EventStore, run_id: str, error: str | None) -> None:
     run = get_run(store, run_id)
-    with store.connection() as conn:
+    with store.db.connection() as conn:
         conn.execute(
             store.db.sql("archive", "run_status"),
             {"run_id": run_id, "status": run.status, "error": error},
         )
 
 
-def attach_job(store: PostgreSQLEventStore, run_id: str, job_id: str) -> None:
+def attach_job(store: EventStore, run_id: str, job_id: str) -> None:
     """Record the job that runs (or resumes) this run."""
-    with store.connection() as conn:
+    with store.db.connection() as conn:
         conn.execute(store.db.sql("archive", "run_job"), {"run_id": run_id, "job_id": job_id})

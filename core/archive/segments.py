@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -32,13 +32,8 @@ DATA_SUFFIX = ".jsonl.zst"
 MANIFEST_SUFFIX = ".manifest.json"
 RUN_MANIFEST = "run.json"
 
-# Columns selected for export, in the order of ArchivedEvent's fields.
-EXPORT_COLUMNS = (
-    "e.event_id, e.aggregate_id, e.aggregate_type, e.event_type, e.event_version, "
-    "e.aggregate_version, e.stream_id, e.stream_position, e.global_position, e.transaction_id, "
-    "e.event_data::text, e.payload, e.metadata::text, e.created_at, e.stored_at, e.status, "
-    "e.compression, e.encryption, e.checksum, e.original_size, e.stored_size"
-)
+# The columns of an archived line, in file order (the ``segment_rows`` query of
+# sql/archive.sql selects them by these names; restore copies them back in this order).
 FIELDS = (
     "event_id", "aggregate_id", "aggregate_type", "event_type", "event_version",
     "aggregate_version", "stream_id", "stream_position", "global_position", "transaction_id",
@@ -55,9 +50,9 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def row_to_line(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A JSON-ready dict from a row selected with EXPORT_COLUMNS."""
-    out = dict(zip(FIELDS, row, strict=True))
+def row_to_line(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-ready dict from a ``segment_rows`` row (a dict_row), keys in FIELDS order."""
+    out = {name: row[name] for name in FIELDS}
     out["event_id"] = str(out["event_id"])
     out["created_at"] = iso(out["created_at"])
     out["stored_at"] = iso(out["stored_at"])
@@ -74,6 +69,15 @@ def line_checksum(line: dict[str, Any]) -> str:
     else:
         data = json.loads(line["event_data"])
     return checksum_of(line, dumps(data), dumps(json.loads(line["metadata"])))
+
+
+def bad_checksum(lines: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """The first line whose recomputed checksum differs from its own, with the computed one."""
+    for line in lines:
+        computed = line_checksum(line)
+        if computed != line["checksum"]:
+            return line, computed
+    return None
 
 
 M = TypeVar("M", bound="_ManifestFile")
@@ -142,14 +146,15 @@ def build_segment(
         raise ValueError(f"segment {number} of run {run_id} has no events")
     raw = b"\n".join(body) + b"\n"
     data = codecs.compress(CODEC, raw)
-    first, last = min(positions), max(positions)
+    (first_tx, first_pos), (last_tx, last_pos) = min(positions), max(positions)
+    global_positions = [pos for _tx, pos in positions]
     manifest = SegmentManifest(
         run_id=run_id, policy=policy, number=number, event_count=len(body),
         data_file=segment_name(number) + DATA_SUFFIX, sha256=sha256(data),
         stored_bytes=len(data), raw_bytes=len(raw),
-        first_position=f"{first[0]}:{first[1]}", last_position=f"{last[0]}:{last[1]}",
-        min_global_position=min(p[1] for p in positions),
-        max_global_position=max(p[1] for p in positions),
+        first_position=f"{first_tx}:{first_pos}", last_position=f"{last_tx}:{last_pos}",
+        min_global_position=min(global_positions),
+        max_global_position=max(global_positions),
         min_created_at=min(times), max_created_at=max(times), streams=len(streams),
         anonymized=anonymized,
     )
@@ -169,13 +174,13 @@ def read_segment(data: bytes, manifest: SegmentManifest, where: str) -> Iterator
         raise ArchiveIntegrityError(
             f"{where}: holds {len(lines)} events, the manifest says {manifest.event_count}"
         )
-    for line in lines:
-        computed = line_checksum(line)
-        if computed != line["checksum"]:
-            raise ArchiveIntegrityError(
-                f"{where}: event {line['event_id']} fails its checksum "
-                f"(stored {line['checksum'][:16]}…, computed {computed[:16]}…)"
-            )
+    bad = bad_checksum(lines)
+    if bad is not None:
+        line, computed = bad
+        raise ArchiveIntegrityError(
+            f"{where}: event {line['event_id']} fails its checksum "
+            f"(stored {line['checksum'][:16]}…, computed {computed[:16]}…)"
+        )
     return iter(lines)
 
 

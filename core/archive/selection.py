@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..store.partitions import month_of
+from psycopg.rows import dict_row
+
+from ..store.partitions import list_month_partitions, month_of
 from ..store.persistence import PartitionInfo
 from .policies import ArchivalPolicy, ArchivalStrategy
 
 if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+    from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -49,78 +51,86 @@ class ArchivePreview:
     drops_partitions: bool
 
 
-def _closed_partitions(store: PostgreSQLEventStore, now: datetime) -> list[PartitionInfo]:
+def _partitions(store: EventStore) -> list[PartitionInfo]:
+    """The events table's month partitions, oldest first (estimated row counts)."""
+    with store.db.connection() as conn:
+        return list_month_partitions(store.db, conn)
+
+
+def _closed_partitions(every: list[PartitionInfo], now: datetime) -> list[PartitionInfo]:
     """Partitions whose whole month is before the current one, oldest first."""
     current = month_of(now)
     start = datetime(current.year, current.month, 1, tzinfo=UTC)
-    return [p for p in store.list_partitions() if p.range_end <= start]
+    return [p for p in every if p.range_end <= start]
 
 
-def select(policy: ArchivalPolicy, store: PostgreSQLEventStore, now: datetime | None = None) -> Selection:
+def select(policy: ArchivalPolicy, store: EventStore, now: datetime | None = None) -> Selection:
     now = (now or datetime.now(UTC)).astimezone(UTC)
     params: dict[str, Any] = {}
     join = ""
     partitions: list[PartitionInfo] = []
     cutoff: datetime | None = None
     s = policy.strategy
+    predicate = "before_cutoff"
     if s is ArchivalStrategy.TIME_BASED:
         assert policy.retention_days is not None
         limit = now - timedelta(days=policy.retention_days)
-        partitions = [p for p in store.list_partitions() if p.range_end <= limit]
+        partitions = [p for p in _partitions(store) if p.range_end <= limit]
         month = month_of(limit)
         cutoff = datetime(month.year, month.month, 1, tzinfo=UTC)
-        predicate = "e.created_at < %(cutoff)s"
     elif s is ArchivalStrategy.SIZE_BASED:
         assert policy.max_bytes is not None
-        every = store.list_partitions()
+        every = _partitions(store)
         total = sum(p.total_bytes for p in every)
-        for p in _closed_partitions(store, now):
+        for p in _closed_partitions(every, now):
             if total <= policy.max_bytes:
                 break
             partitions.append(p)
             total -= p.total_bytes
         cutoff = partitions[-1].range_end if partitions else datetime(1970, 1, 1, tzinfo=UTC)
-        predicate = "e.created_at < %(cutoff)s"
     elif s is ArchivalStrategy.GDPR_BASED:
         assert policy.retention_days is not None
         cutoff = now - timedelta(days=policy.retention_days)
-        predicate = "e.created_at < %(cutoff)s"
     else:
-        join = f"JOIN {store.table('streams')} s ON s.stream_id = e.stream_id"
-        predicate = "e.stream_position <= s.version - %(keep)s"
+        join = store.db.sql("archive", "join_streams")
+        predicate = "older_than_kept"
         params["keep"] = policy.keep_events
     params["cutoff"] = cutoff
+    names = [predicate]
     if policy.event_types:
-        predicate += " AND e.event_type = ANY(%(event_types)s)"
+        names.append("of_event_types")
         params["event_types"] = list(policy.event_types)
     if policy.aggregate_types:
-        predicate += " AND e.aggregate_type = ANY(%(aggregate_types)s)"
+        names.append("of_aggregate_types")
         params["aggregate_types"] = list(policy.aggregate_types)
     if not policy.drops_partitions:
         partitions = []
-    return Selection(predicate, join, params, cutoff, partitions)
+    where = " AND ".join(store.db.sql("archive", name) for name in names)
+    return Selection(where, join, params, cutoff, partitions)
 
 
 def preview(
-    policy: ArchivalPolicy, store: PostgreSQLEventStore, now: datetime | None = None
+    policy: ArchivalPolicy, store: EventStore, now: datetime | None = None
 ) -> ArchivePreview:
     """The dry run: counts what the policy selects, in a read-only transaction."""
     sel = select(policy, store, now)
     sql_text = store.db.sql("archive", "preview", predicate=sel.predicate, join=sel.join)
-    with store.connection() as conn:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    with store.db.connection() as conn:
+        conn.execute(store.db.sql("archive", "begin_read_only_snapshot"))
         try:
-            row = conn.execute(sql_text, sel.params).fetchone()
+            row = conn.cursor(row_factory=dict_row).execute(sql_text, sel.params).fetchone()
         finally:
-            conn.execute("COMMIT")
+            conn.execute(store.db.sql("archive", "commit"))
     assert row is not None
-    events = int(row[0])
+    events = int(row["events"])
     return ArchivePreview(
         policy=policy.name, strategy=policy.strategy.value, target_url=policy.target_url,
-        events=events, streams=int(row[1]), bytes=int(row[2]), payload_bytes=int(row[5]),
+        events=events, streams=int(row["streams"]), bytes=int(row["bytes"]),
+        payload_bytes=int(row["payload_bytes"]),
         partitions=[p.name for p in sel.partitions],
         partition_bytes=sum(p.total_bytes for p in sel.partitions),
-        first_created_at=row[3], last_created_at=row[4], cutoff=sel.cutoff,
+        first_created_at=row["first_created_at"], last_created_at=row["last_created_at"],
+        cutoff=sel.cutoff,
         segments=-(-events // policy.segment_size),
         delete_after_archive=policy.delete_after_archive,
         drops_partitions=policy.drops_partitions and policy.delete_after_archive,

@@ -17,18 +17,21 @@ shipped are not rewritten here (see docs/archive.md).
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from psycopg.rows import dict_row
+
 from .. import codecs
 from ..errors import ConfigurationError
 from ..serialization import checksum_of, dumps
 
 if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+    from ..store.persistence import EventStore
 
 Anonymizer = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
 REDACTED = "[redacted]"
@@ -81,8 +84,6 @@ def event_body(event_data: str | None, payload: bytes | None, compression: str) 
 
 def anonymize_line(line: dict[str, Any], anonymizer: Anonymizer) -> dict[str, Any]:
     """An archive line (see segments.row_to_line) with anonymized data and a new checksum."""
-    import base64
-
     payload = base64.b64decode(line["payload"]) if line["payload"] is not None else None
     data = event_body(line["event_data"], payload, line["compression"])
     data, meta = anonymizer(data, json.loads(line["metadata"]))
@@ -109,7 +110,7 @@ class GdprCleanupResult:
 
 
 def cleanup_gdpr_data(
-    store: PostgreSQLEventStore, user_id: str, anonymize: bool = True,
+    store: EventStore, user_id: str, anonymize: bool = True,
     anonymizer: str = "redact", accessor: str = "evstore",
 ) -> GdprCleanupResult:
     """Forget a data subject: the events whose metadata user_id or aggregate id is theirs.
@@ -121,46 +122,34 @@ def cleanup_gdpr_data(
     if not user_id:
         raise ValueError("user_id must not be empty")
     fn = get_anonymizer(anonymizer)
-    events, snapshots = store.table("events"), store.table("event_snapshots")
-    where = "(metadata->>'user_id' = %(user)s OR aggregate_id = %(user)s)"
+    db = store.db
+    subject = {"user": user_id}
     anonymized = deleted = 0
-    with store.connection() as conn, conn.transaction():
+    with db.connection() as conn, conn.transaction():
         if anonymize:
-            rows = conn.execute(
-                "SELECT event_id, created_at, stream_id, stream_position, aggregate_id, "
-                "aggregate_type, event_type, event_version, event_data::text, payload, "
-                f"metadata::text, compression FROM {events} WHERE {where} FOR UPDATE",
-                {"user": user_id},
+            rows = conn.cursor(row_factory=dict_row).execute(
+                db.sql("privacy", "subject_events_for_update"), subject
             ).fetchall()
-            for (event_id, created_at, stream_id, position, agg_id, agg_type, event_type,
-                 event_version, data_text, payload, meta_text, compression) in rows:
-                data, meta = fn(event_body(data_text, payload, compression), json.loads(meta_text))
+            for row in rows:
+                data, meta = fn(
+                    event_body(row["event_data"], row["payload"], row["compression"]),
+                    json.loads(row["metadata"]),
+                )
                 data_json, meta_json = dumps(data), dumps(meta)
-                digest = checksum_of(
-                    {"event_id": event_id, "stream_id": stream_id, "stream_position": position,
-                     "aggregate_id": agg_id, "aggregate_type": agg_type, "event_type": event_type,
-                     "event_version": event_version, "created_at": created_at},
-                    data_json, meta_json,
-                )
                 size = len(data_json.encode())
-                conn.execute(
-                    f"UPDATE {events} SET event_data = %s::jsonb, payload = NULL, "
-                    "metadata = %s::jsonb, compression = 'none', checksum = %s, "
-                    "original_size = %s, stored_size = %s, status = 'anonymized' "
-                    "WHERE event_id = %s AND created_at = %s",
-                    [data_json, meta_json, digest, size, size, event_id, created_at],
-                )
+                conn.execute(db.sql("privacy", "anonymize_event"), {
+                    "data": data_json, "metadata": meta_json,
+                    "checksum": checksum_of(row, data_json, meta_json), "size": size,
+                    "event_id": row["event_id"], "created_at": row["created_at"],
+                })
             anonymized = len(rows)
         else:
-            deleted = conn.execute(f"DELETE FROM {events} WHERE {where}", {"user": user_id}).rowcount
-        snaps = conn.execute(
-            f"DELETE FROM {snapshots} WHERE aggregate_id = %s", [user_id]
-        ).rowcount
+            deleted = conn.execute(db.sql("privacy", "delete_subject_events"), subject).rowcount
+        snaps = conn.execute(db.sql("privacy", "delete_subject_snapshots"), subject).rowcount
         result = GdprCleanupResult(user_id, anonymized, deleted, snaps, 0)
-        conn.execute(
-            f"INSERT INTO {store.table('event_access_log')} (subject_id, accessor, action, "
-            "purpose, details) VALUES (%s, %s, %s, %s, %s::jsonb)",
-            [user_id, accessor, "gdpr_anonymize" if anonymize else "gdpr_delete",
-             "right to be forgotten", json.dumps(result.as_dict())],
-        )
+        conn.execute(db.sql("privacy", "log_access"), {
+            "subject": user_id, "accessor": accessor,
+            "action": "gdpr_anonymize" if anonymize else "gdpr_delete",
+            "purpose": "right to be forgotten", "details": json.dumps(result.as_dict()),
+        })
     return result

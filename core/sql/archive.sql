@@ -1,25 +1,51 @@
 -- Named queries of evstore.core.archive, loaded by Database.sql("archive", name).
--- {schema} is the quoted schema; {predicate} a fixed fragment chosen by the
--- strategy (never user text); %(name)s are psycopg parameters.
+-- {schema} is the quoted schema; {predicate} and {join} are fixed fragments of
+-- this file chosen by the strategy (never user text); {partition} is a quoted
+-- partition name; %(name)s are psycopg parameters.
+
+-- Selection fragments (selection.py), over events e: each strategy picks one
+-- predicate, the filters are added with AND.
+
+-- name: before_cutoff
+e.created_at < %(cutoff)s
+
+-- name: older_than_kept
+e.stream_position <= s.version - %(keep)s
+
+-- name: join_streams
+JOIN {schema}.streams s ON s.stream_id = e.stream_id
+
+-- name: of_event_types
+e.event_type = ANY(%(event_types)s)
+
+-- name: of_aggregate_types
+e.aggregate_type = ANY(%(aggregate_types)s)
+
+-- name: begin_read_only_snapshot
+-- The preview counts in one snapshot and changes nothing.
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+
+-- name: commit
+COMMIT;
 
 -- name: lock_policy
 SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0));
 
 -- name: unfinished_run
-SELECT run_id FROM {schema}.archive_runs
+SELECT run_id::text AS run_id FROM {schema}.archive_runs
  WHERE policy = %(policy)s AND status IN ('planned', 'exported')
  ORDER BY created_at LIMIT 1;
 
 -- name: horizon
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
 
 -- name: preview
-SELECT count(*),
-       count(DISTINCT e.stream_id),
-       coalesce(sum(pg_column_size(e.*)), 0),
-       min(e.created_at),
-       max(e.created_at),
-       coalesce(sum(e.original_size), 0)
+SELECT count(*) AS events,
+       count(DISTINCT e.stream_id) AS streams,
+       coalesce(sum(pg_column_size(e.*)), 0) AS bytes,
+       min(e.created_at) AS first_created_at,
+       max(e.created_at) AS last_created_at,
+       coalesce(sum(e.original_size), 0) AS payload_bytes
   FROM {schema}.events e {join}
  WHERE {predicate};
 
@@ -63,13 +89,15 @@ UPDATE {schema}.archive_runs r
 RETURNING event_count, segment_count;
 
 -- name: run
-SELECT run_id, policy, strategy, target_url, policy_spec, horizon::text, cutoff, partitions,
+SELECT run_id::text AS run_id, policy, strategy, target_url, policy_spec,
+       horizon::text AS horizon, cutoff, partitions,
        event_count, segment_count, status, deleted_events, dropped_partitions, manifest_url,
        job_id, last_error, created_at, finished_at
   FROM {schema}.archive_runs WHERE run_id = %(run_id)s;
 
 -- name: runs
-SELECT run_id, policy, strategy, target_url, policy_spec, horizon::text, cutoff, partitions,
+SELECT run_id::text AS run_id, policy, strategy, target_url, policy_spec,
+       horizon::text AS horizon, cutoff, partitions,
        event_count, segment_count, status, deleted_events, dropped_partitions, manifest_url,
        job_id, last_error, created_at, finished_at
   FROM {schema}.archive_runs
@@ -77,13 +105,19 @@ SELECT run_id, policy, strategy, target_url, policy_spec, horizon::text, cutoff,
  ORDER BY created_at DESC LIMIT %(limit)s;
 
 -- name: segments
-SELECT segment_no, event_count, status, data_path, manifest_path, sha256, raw_bytes,
+SELECT segment_no AS number, event_count, status, data_path, manifest_path, sha256, raw_bytes,
        stored_bytes, first_position, last_position, min_created_at, max_created_at,
        attempts, last_error, verified_at
   FROM {schema}.archive_segments WHERE run_id = %(run_id)s ORDER BY segment_no;
 
 -- name: segment_rows
-SELECT {columns}
+-- Every column of events, named as segments.FIELDS (event_data and metadata as
+-- the exact JSON text PostgreSQL holds).
+SELECT e.event_id, e.aggregate_id, e.aggregate_type, e.event_type, e.event_version,
+       e.aggregate_version, e.stream_id, e.stream_position, e.global_position,
+       e.transaction_id, e.event_data::text AS event_data, e.payload,
+       e.metadata::text AS metadata, e.created_at, e.stored_at, e.status, e.compression,
+       e.encryption, e.checksum, e.original_size, e.stored_size
   FROM {schema}.archive_items i
   JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
  WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
@@ -115,7 +149,7 @@ WITH gone AS (
        AND e.event_id = i.event_id AND e.created_at = i.created_at
     RETURNING 1
 )
-SELECT count(*) FROM gone;
+SELECT count(*) AS deleted FROM gone;
 
 -- name: segment_deleted
 UPDATE {schema}.archive_segments SET status = 'deleted'
@@ -141,13 +175,65 @@ DELETE FROM {schema}.archive_items WHERE run_id = %(run_id)s;
 
 -- name: uncovered_rows
 -- Rows of a partition that the run did not archive (late arrivals, restores).
-SELECT count(*) FROM {partition} p
+SELECT count(*) AS uncovered FROM {partition} p
  WHERE NOT EXISTS (SELECT 1 FROM {schema}.archive_items i
                     WHERE i.run_id = %(run_id)s
                       AND i.event_id = p.event_id AND i.created_at = p.created_at);
 
 -- name: partition_rows
-SELECT count(*) FROM {partition};
+SELECT count(*) AS total FROM {partition};
+
+-- name: partition_exists
+SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(name)s;
+
+-- name: drop_lock_timeout
+SET LOCAL lock_timeout = '30s';
+
+-- name: lock_partition
+LOCK TABLE {schema}.events, {partition} IN ACCESS EXCLUSIVE MODE;
+
+-- name: detach_partition
+ALTER TABLE {schema}.events DETACH PARTITION {partition};
+
+-- name: drop_partition
+DROP TABLE {partition};
 
 -- name: run_job
 UPDATE {schema}.archive_runs SET job_id = %(job_id)s WHERE run_id = %(run_id)s;
+
+-- Restore (restore.py): rows go through a temporary table; {columns} is the
+-- column list of segments.FIELDS, in that order.
+
+-- name: restore_table
+CREATE TEMP TABLE restore_rows (
+    event_id uuid, aggregate_id text, aggregate_type text, event_type text,
+    event_version integer, aggregate_version bigint, stream_id text, stream_position bigint,
+    global_position bigint, transaction_id xid8, event_data jsonb, payload bytea,
+    metadata jsonb, created_at timestamptz, stored_at timestamptz, status text,
+    compression text, encryption text, checksum text, original_size integer,
+    stored_size integer
+) ON COMMIT DROP;
+
+-- name: restore_copy
+COPY restore_rows ({columns}) FROM STDIN;
+
+-- name: restore_events
+WITH new AS (
+    INSERT INTO {schema}.events ({columns})
+    SELECT {columns} FROM restore_rows
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) AS restored FROM new;
+
+-- name: restore_event_types
+INSERT INTO {schema}.event_types (event_type)
+SELECT DISTINCT event_type FROM restore_rows
+ON CONFLICT DO NOTHING;
+
+-- name: restore_streams
+INSERT INTO {schema}.streams AS s (stream_id, aggregate_id, aggregate_type, version)
+SELECT stream_id, min(aggregate_id), min(aggregate_type), max(stream_position)
+  FROM restore_rows GROUP BY stream_id
+ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(s.version, EXCLUDED.version);
