@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evstore.core.store.partitions import add_months, month_of
+from psycopg.rows import namedtuple_row
 
 from evstore import EventMetadata, EventRecord
 
@@ -48,14 +49,16 @@ def populate(store: Any, months_ago: list[int], streams: int = 3, per_stream: in
     return total
 
 
-def raw_rows(store: Any) -> list[tuple[Any, ...]]:
-    with store.connection() as conn:
-        return [tuple(r) for r in conn.execute(RAW.format(table=store.table("events")))]
+def raw_rows(store: Any) -> list[Any]:
+    """Every event row (named tuples: ``row.stream_position``), in the global order."""
+    with store.connection() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
+        return list(cur.execute(RAW.format(table=store.table("events"))))
 
 
 def count(store: Any, table: str = "events") -> int:
     with store.connection() as conn:
-        return int(conn.execute(f"SELECT count(*) FROM {store.table(table)}").fetchone()[0])
+        (n,) = conn.execute(f"SELECT count(*) FROM {store.table(table)}").fetchone()
+        return int(n)
 
 
 def partition_names(store: Any) -> list[str]:

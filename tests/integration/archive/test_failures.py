@@ -1,4 +1,8 @@
-"""Failures mid-run lose no event, and running the policy again completes the run."""
+"""Failures mid-run lose no event, and running the policy again completes the run.
+
+finalize_run re-checks every verified segment before deleting events: a data
+file replaced on the target by other bytes of the same size is caught by its
+SHA-256, and nothing is deleted."""
 
 from __future__ import annotations
 
@@ -10,12 +14,17 @@ from evstore.core.archive import (
     ArchivalPolicy,
     ArchiveTarget,
     EventArchiver,
+    export_segment,
+    finalize_run,
     get_run,
+    list_runs,
     list_segments,
+    plan_run,
     restore_archive,
     run_policy,
 )
 from evstore.core.errors import ArchiveError
+from evstore.core.store.partitions import month_of, partition_name
 from fsspec.implementations.local import LocalFileSystem
 
 from evstore import PostgreSQLEventStore
@@ -76,8 +85,6 @@ def test_checksum_mismatch_on_read_back_publishes_nothing_and_deletes_nothing(
 
 
 def store_runs(store: PostgreSQLEventStore) -> list[str]:
-    from evstore.core.archive import list_runs
-
     return [r.run_id for r in list_runs(store)]
 
 
@@ -91,7 +98,7 @@ def test_target_stopped_mid_run_loses_nothing(database_url: str, emulators: Emul
         policy = ArchivalPolicy(name="s", strategy="count_based", keep_events=2,
                                 target_url=url, segment_size=8)
         archiver = EventArchiver(store, workers=1)
-        kept = [r for r in original if r[7] > 8]  # stream_position > 10 - 2
+        kept = [r for r in original if r.stream_position > 8]  # stream_position > 10 - 2
 
         # When the S3 endpoint stops after the first segment is uploaded
         def stop_target(result: Any) -> None:
@@ -121,9 +128,6 @@ def test_target_stopped_mid_run_loses_nothing(database_url: str, emulators: Emul
 def test_events_arriving_in_a_month_being_archived_keep_its_partition(
     database_url: str, tmp_path: Path
 ) -> None:
-    from evstore.core.archive import export_segment, finalize_run, plan_run
-    from evstore.core.store.partitions import month_of, partition_name
-
     url = f"file://{tmp_path}/archive"
     with PostgreSQLEventStore(database_url) as store:
         populate(store, [2], streams=2, per_stream=5)
@@ -146,3 +150,26 @@ def test_events_arriving_in_a_month_being_archived_keep_its_partition(
         again = run_policy(store, policy, now=NOW)
         assert again.events == 11 and again.run.dropped_partitions == [month]
         assert raw_rows(store) == []
+
+
+def test_finalize_deletes_nothing_after_a_segment_was_changed(
+    database_url: str, tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/archive"
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [2], streams=2, per_stream=5)
+        original = raw_rows(store)
+        policy = ArchivalPolicy(name="swap", strategy="time_based", retention_days=30,
+                                target_url=url)
+        run, _ = plan_run(store, policy, now=NOW)
+        for number in range(1, run.segment_count + 1):
+            export_segment(store, run.run_id, number)
+        # The published data file is replaced by other bytes of the same size
+        target = ArchiveTarget(url)
+        path = target.path(run.data_path(1))
+        size = len(target.fs.cat_file(path))
+        target.fs.pipe_file(path, b"\0" * size)
+
+        with pytest.raises(ArchiveError):
+            finalize_run(store, run.run_id)
+        assert raw_rows(store) == original

@@ -71,14 +71,14 @@ def test_each_strategy_selects_what_it_should(database_url: str, tmp_path: Path)
         # COUNT_BASED keeps the newest 4 events of every stream
         archiver.archive(count_p, now=NOW)
         rows = raw_rows(store)
-        assert {r[7] for r in rows} == {3, 4, 5, 6}
+        assert {r.stream_position for r in rows} == {3, 4, 5, 6}
         assert len(rows) == 32
 
         # TIME_BASED takes whole months older than 45 days: 3 and 2 months ago
         result = archiver.archive(time_p, now=NOW)
         assert sorted(result.run.dropped_partitions) == sorted(
             partition_name(month_of(month_start(a))) for a in (3, 2))
-        assert all(r[13] >= month_start(1) for r in raw_rows(store))
+        assert all(r.created_at >= month_start(1) for r in raw_rows(store))
 
         # SIZE_BASED drops the oldest closed months until the rest fits
         sizes = {p.name: p.total_bytes for p in store.list_partitions()}
@@ -94,14 +94,14 @@ def test_each_strategy_selects_what_it_should(database_url: str, tmp_path: Path)
         populate(store, [1], streams=1, per_stream=3, prefix="late")
         result = archiver.archive(gdpr_p, now=NOW)
         assert result.events == 8 + 3
-        assert all(r[13] >= month_start(0) for r in raw_rows(store))
+        assert all(r.created_at >= month_start(0) for r in raw_rows(store))
         report = verify_archive(result.run.manifest_url)
         assert report.ok, report.problems
         restore_archive(store, result.run.manifest_url)
-        back = [r for r in raw_rows(store) if r[13] < month_start(0)]
+        back = [r for r in raw_rows(store) if r.created_at < month_start(0)]
         assert len(back) == 11
         for r in back:
-            data, meta = json.loads(r[10]), json.loads(r[12])
+            data, meta = json.loads(r.event_data), json.loads(r.metadata)
             assert data["email"] == "[redacted]" and data["nested"]["name"] == "[redacted]"
             assert meta["user_id"] == "[redacted]" and meta["source"] == "test"
         assert store.verify().ok
@@ -142,7 +142,7 @@ def test_cleanup_gdpr_data_anonymizes_one_subject(database_url: str) -> None:
                                     "archives_rewritten": 0}
         after = raw_rows(store)
         changed = [a for a, b in zip(after, before, strict=True) if a != b]
-        assert len(changed) == 4 and all(r[1] == "user-0-1" for r in changed)
-        assert all("u1@example.com" not in r[10] and "user-0-1" not in r[12] for r in changed)
+        assert len(changed) == 4 and all(r.aggregate_id == "user-0-1" for r in changed)
+        assert all("u1@example.com" not in r.event_data and "user-0-1" not in r.metadata for r in changed)
         assert store.verify().ok
         assert count(store, "event_access_log") == 1

@@ -27,7 +27,7 @@ def test_archive_verify_restore_round_trip(database_url: str, target_url: str) -
         store.settings = store.settings.model_copy(update={"compression": "zstd"})
         populate(store, [3, 2, 1, 0], streams=2, per_stream=12, big=True)
         original = raw_rows(store)
-        assert any(r[11] is not None for r in original)  # a compressed payload is among them
+        assert any(r.payload is not None for r in original)  # a compressed payload is among them
         old_months = [partition_name(month_of(month_start(a))) for a in (3, 2)]
         policy = ArchivalPolicy(name="old", strategy="time_based", retention_days=45,
                                 target_url=target_url, segment_size=10)
@@ -38,8 +38,8 @@ def test_archive_verify_restore_round_trip(database_url: str, target_url: str) -
         result = archiver.archive(policy, now=now)
 
         # Then whole months 3 and 2 ago went, as partitions detached and dropped
-        archived = [r for r in original if r[13] < month_start(1)]
-        kept = [r for r in original if r[13] >= month_start(1)]
+        archived = [r for r in original if r.created_at < month_start(1)]
+        kept = [r for r in original if r.created_at >= month_start(1)]
         assert result.run.status == "completed"
         assert result.events == len(archived) == 48
         assert result.run.segment_count == 5
