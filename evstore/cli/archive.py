@@ -19,6 +19,7 @@ from evstore.core.errors import ArchiveIntegrityError, ArchiveTargetError
 from .common import (
     EXIT_INTEGRITY,
     EXIT_UNAVAILABLE,
+    add_group,
     console,
     err_console,
     fail,
@@ -241,14 +242,8 @@ def forget(
 
 
 def register(app: typer.Typer) -> None:
-    archive_app = typer.Typer(
-        help="Archive events to files, S3, GCS or Azure by policy; restore and verify archives.",
-        no_args_is_help=True)
-    archive_app.command("policies")(archive_errors(policies))
-    archive_app.command("preview")(archive_errors(preview))
-    archive_app.command("run")(archive_errors(run))
-    archive_app.command("runs")(archive_errors(runs))
-    archive_app.command("restore")(archive_errors(restore))
-    archive_app.command("verify")(archive_errors(verify))
-    archive_app.command("forget")(archive_errors(forget))
-    app.add_typer(archive_app, name="archive")
+    add_group(app, "archive",
+              "Archive events to files, S3, GCS or Azure by policy; restore and verify archives.",
+              {"policies": policies, "preview": preview, "run": run, "runs": runs,
+               "restore": restore, "verify": verify, "forget": forget},
+              wrap=archive_errors)

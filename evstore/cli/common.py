@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from functools import wraps
 from pathlib import Path
@@ -85,6 +85,23 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def add_group(
+    app: typer.Typer,
+    name: str,
+    help: str,
+    commands: Mapping[str, Callable[..., Any]],
+    wrap: Callable[[Any], Any] = handle_errors,
+    **options: Any,
+) -> typer.Typer:
+    """A sub-command group ``evstore NAME``: each command wrapped in ``wrap``
+    (error handling); without a sub-command it shows its help unless ``options`` say otherwise."""
+    group = typer.Typer(help=help, **{"no_args_is_help": True, **options})
+    for command, func in commands.items():
+        group.command(command)(wrap(func))
+    app.add_typer(group, name=name)
+    return group
 
 
 def settings() -> Settings:

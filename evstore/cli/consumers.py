@@ -14,7 +14,7 @@ from rich.table import Table
 
 from evstore.core.store.persistence import START, Position
 
-from .common import console, handle_errors, open_store, print_json, to_jsonable
+from .common import add_group, console, handle_errors, open_store, print_json, to_jsonable
 
 Group = Annotated[str, typer.Option("--group", "-g", help="The consumer group ('' for none).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -68,20 +68,27 @@ def list_consumers(
     console.print(table)
 
 
+def _existing_partitions(cps: Any, name: str, group: str) -> list[Any]:
+    """The checkpoint's partitions; ConsumerNotFoundError when it has none."""
+    from evstore.core.errors import ConsumerNotFoundError
+
+    parts: list[Any] = cps.partitions(name, group)
+    if not parts:
+        raise ConsumerNotFoundError(name, group)
+    return parts
+
+
 def show_consumer(
     name: Annotated[str, typer.Argument(help="The checkpoint name.")],
     group: Group = "",
     as_json: Json = False,
 ) -> None:
     """One consumer's partitions (checkpoint, owner, lease) and lag."""
-    from evstore.core.errors import ConsumerNotFoundError
     from evstore.core.reader.checkpoints import CheckpointStore
 
     with open_store() as store:
         cps = CheckpointStore(store)
-        parts = cps.partitions(name, group)
-        if not parts:
-            raise ConsumerNotFoundError(name, group)
+        parts = _existing_partitions(cps, name, group)
         lag_events, lag_seconds = cps.lag(name, group)
     if as_json:
         print_json({"name": name, "group": group, "lag_events": lag_events,
@@ -152,14 +159,12 @@ def delete_consumer(
     force: Annotated[bool, typer.Option("--force", help="Even while members run.")] = False,
 ) -> None:
     """Forget a consumer's checkpoint (its next run starts over)."""
-    from evstore.core.errors import ConsumerBusyError, ConsumerNotFoundError
+    from evstore.core.errors import ConsumerBusyError
     from evstore.core.reader.checkpoints import CheckpointStore
 
     with open_store() as store:
         cps = CheckpointStore(store)
-        parts = cps.partitions(name, group)
-        if not parts:
-            raise ConsumerNotFoundError(name, group)
+        parts = _existing_partitions(cps, name, group)
         busy = sorted({p.owner for p in parts if p.leased and p.owner})
         if busy and not force:
             raise ConsumerBusyError(name, group, busy)
@@ -168,10 +173,12 @@ def delete_consumer(
 
 
 def register(app: typer.Typer) -> None:
-    consumers = typer.Typer(
-        help="Stream readers and consumer groups: checkpoints, members, lag; reset a checkpoint.",
-        invoke_without_command=True,
-    )
+    consumers = add_group(
+        app, "consumers",
+        "Stream readers and consumer groups: checkpoints, members, lag; reset a checkpoint.",
+        {"list": list_consumers, "show": show_consumer, "reset": reset_consumer,
+         "delete": delete_consumer},
+        no_args_is_help=False, invoke_without_command=True)
 
     @consumers.callback()
     def _default(
@@ -181,9 +188,3 @@ def register(app: typer.Typer) -> None:
     ) -> Any:
         if ctx.invoked_subcommand is None:
             handle_errors(list_consumers)(lag=lag, as_json=as_json)
-
-    consumers.command("list")(handle_errors(list_consumers))
-    consumers.command("show")(handle_errors(show_consumer))
-    consumers.command("reset")(handle_errors(reset_consumer))
-    consumers.command("delete")(handle_errors(delete_consumer))
-    app.add_typer(consumers, name="consumers")

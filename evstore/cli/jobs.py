@@ -19,6 +19,7 @@ from evstore.core.jobs.repository import Job, JobDetail, JobRepository
 
 from .common import (
     EXIT_FAILED,
+    add_group,
     clock,
     console,
     database_url,
@@ -239,12 +240,7 @@ def _check_schema(url: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    jobs_app = typer.Typer(help="Background jobs: list, show (--follow), requeue, cancel.",
-                           no_args_is_help=True)
-    jobs_app.command("list")(handle_errors(list_jobs))
-    jobs_app.command("show")(handle_errors(show_job))
-    jobs_app.command("requeue")(handle_errors(requeue_job))
-    jobs_app.command("cancel")(handle_errors(cancel_job))
-    jobs_app.command("metrics")(handle_errors(job_metrics))
-    app.add_typer(jobs_app, name="jobs")
+    add_group(app, "jobs", "Background jobs: list, show (--follow), requeue, cancel.",
+              {"list": list_jobs, "show": show_job, "requeue": requeue_job, "cancel": cancel_job,
+               "metrics": job_metrics})
     app.command("worker")(handle_errors(worker))

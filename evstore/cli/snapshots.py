@@ -14,10 +14,10 @@ import typer
 from rich.table import Table
 
 from .common import (
+    add_group,
     console,
     err_console,
     follow_job,
-    handle_errors,
     human_bytes,
     open_broker,
     open_store,
@@ -137,8 +137,5 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    snapshots = typer.Typer(help="Aggregate snapshots: build them (a sweep), show statistics.",
-                            no_args_is_help=True)
-    snapshots.command("build")(handle_errors(build))
-    snapshots.command("stats")(handle_errors(stats))
-    app.add_typer(snapshots, name="snapshots")
+    add_group(app, "snapshots", "Aggregate snapshots: build them (a sweep), show statistics.",
+              {"build": build, "stats": stats})

@@ -21,6 +21,7 @@ from evstore.core.store.persistence import ANY, NO_STREAM, EventMetadata, EventR
 from .common import (
     EXIT_FAILED,
     EXIT_INTEGRITY,
+    add_group,
     console,
     err_console,
     fail,
@@ -244,11 +245,6 @@ def tail(
                 time.sleep(interval)
 
 
-partitions_app = typer.Typer(help="Monthly partitions of the events table.", no_args_is_help=True)
-
-
-@partitions_app.command("list")
-@handle_errors
 def partitions_list(
     exact: Annotated[bool, typer.Option(help="Count rows exactly (slower) instead of estimates.")] = False,
     as_json: JsonOpt = False,
@@ -267,8 +263,6 @@ def partitions_list(
     console.print(table)
 
 
-@partitions_app.command("ensure")
-@handle_errors
 def partitions_ensure(
     months_ahead: Annotated[int, typer.Option(help="Months after the current one.")] = 3,
 ) -> None:
@@ -372,4 +366,5 @@ def _progress(disable: bool = False) -> Progress:
 def register(app: typer.Typer) -> None:
     for func in (init, append, read, read_all, tail, verify, health, stats, metrics):
         app.command(func.__name__.replace("_", "-"))(handle_errors(func))
-    app.add_typer(partitions_app, name="partitions")
+    add_group(app, "partitions", "Monthly partitions of the events table.",
+              {"list": partitions_list, "ensure": partitions_ensure})
