@@ -1,8 +1,10 @@
-"""SQL lives in ``sql/``: named blocks of ``queries.sql`` and ordered migrations.
+"""SQL lives in ``sql/``: named blocks of ``<file>.sql`` and ordered migrations.
 
-Names that vary (the schema) are quoted with :class:`psycopg.sql.Identifier`
-and substituted for the ``{schema}`` placeholder; values always travel as
-parameters.
+Every statement of the core is a block ``-- name: <name>`` of one of these
+files; code asks for it with ``Database.sql(file, name)`` (or ``load`` before a
+Database exists: migrations, connection set-up). Names that vary (the schema)
+are quoted with :class:`psycopg.sql.Identifier` and substituted for the
+``{schema}`` placeholder; values always travel as parameters.
 """
 
 from __future__ import annotations
@@ -33,13 +35,18 @@ def quote_schema(schema: str) -> str:
     return sql.Identifier(schema).as_string(None)
 
 
-def load(file: str, name: str, schema: str, **fragments: str) -> str:
-    """The block ``name`` of ``sql/<file>.sql`` with ``{schema}`` (and trusted fragments) filled in."""
+def load(file: str, name: str, schema: str | None = None, **fragments: str) -> str:
+    """The block ``name`` of ``sql/<file>.sql`` with ``{schema}`` (and trusted fragments) filled in.
+
+    ``schema`` may be left out for a statement that names no table of ours
+    (``SET TIME ZONE``, ``SELECT 1``).
+    """
     try:
         text = blocks(f"{file}.sql")[name]
     except KeyError:
         raise KeyError(f"no query named {name!r} in sql/{file}.sql") from None
-    text = text.replace("{schema}", quote_schema(schema))
+    if schema is not None:
+        text = text.replace("{schema}", quote_schema(schema))
     for key, value in fragments.items():
         text = text.replace("{" + key + "}", value)
     return text

@@ -1,5 +1,7 @@
--- Named queries of the storage core, loaded by evstore.core.queries.
--- {schema} is the quoted schema; %(name)s / %s are psycopg parameters.
+-- Named statements of the event store (core/store, core/db.py, core/migrations.py),
+-- loaded with Database.sql("store", name) (or evstore.core.sql.load before a
+-- Database exists). {schema} is the quoted schema; other {fragments} are trusted
+-- text filled in by the caller; %(name)s / %s are psycopg parameters.
 
 -- name: lock_stream
 -- Serialises writers of one stream *before* any of them takes a transaction id,
@@ -47,7 +49,7 @@ SELECT {columns} FROM {schema}.events
  ORDER BY transaction_id, global_position
  LIMIT %(limit)s;
 
--- name: partitions
+-- name: month_partitions
 SELECT c.relname,
        pg_get_expr(c.relpartbound, c.oid),
        coalesce(s.n_live_tup, 0)::bigint,
@@ -95,3 +97,122 @@ RETURNING version
     SELECT x FROM s, unnest(%(new_types)s::text[]) AS x
     ON CONFLICT DO NOTHING
 )
+
+-- name: insert_events_values
+-- The insert of an append inside its transaction (lock and version check done).
+INSERT INTO {schema}.events ({columns}) VALUES {rows}
+RETURNING global_position, transaction_id;
+
+-- name: copy_events
+-- The insert of a large append: COPY with positions allocated beforehand.
+COPY {schema}.events ({columns}, global_position) FROM STDIN;
+
+-- name: current_transaction_id
+SELECT pg_current_xact_id();
+
+-- name: any_stored_event_id
+-- Which of these event ids is stored already (in any stream).
+SELECT event_id FROM {schema}.events WHERE event_id = ANY(%s) LIMIT 1;
+
+-- name: read_stream_forwards
+SELECT {columns} FROM {schema}.events
+ WHERE stream_id = %s AND stream_position >= %s
+ ORDER BY stream_position ASC {limit};
+
+-- name: read_stream_backwards
+SELECT {columns} FROM {schema}.events
+ WHERE stream_id = %s AND stream_position <= %s
+ ORDER BY stream_position DESC {limit};
+
+-- name: limit_rows
+ LIMIT %s
+
+-- name: aggregate_streams
+SELECT stream_id FROM {schema}.streams WHERE aggregate_id = %s ORDER BY stream_id;
+
+-- name: aggregate_streams_of_type
+SELECT stream_id FROM {schema}.streams
+ WHERE aggregate_id = %s AND aggregate_type = %s
+ ORDER BY stream_id;
+
+-- name: filter_event_types
+AND event_type = ANY(%(event_types)s)
+
+-- name: filter_aggregate_types
+AND aggregate_type = ANY(%(aggregate_types)s)
+
+-- name: begin_read_snapshot
+-- read_all's two statements share one snapshot: the horizon it reports is the
+-- one its rows were read under.
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+
+-- name: read_horizon
+SELECT pg_snapshot_xmin(pg_current_snapshot());
+
+-- name: commit
+COMMIT;
+
+-- name: verify_chunk
+SELECT {columns} FROM {schema}.events
+ WHERE global_position > %s AND global_position <= %s
+ ORDER BY global_position
+ LIMIT %s;
+
+-- name: server_version
+SHOW server_version;
+
+-- name: metrics_totals
+SELECT count(*) AS events,
+       coalesce(sum(original_size), 0) AS original_bytes,
+       coalesce(sum(stored_size), 0) AS stored_bytes,
+       count(*) FILTER (WHERE compression <> 'none') AS compressed
+  FROM {schema}.events;
+
+-- name: metrics_events_by_type
+SELECT event_type, count(*) FROM {schema}.events GROUP BY 1 ORDER BY 2 DESC;
+
+-- name: metrics_streams
+SELECT count(*) FROM {schema}.streams;
+
+-- name: lock_month_partitions
+-- Concurrent writers that need the same new month do not race each other's CREATE.
+SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
+
+-- name: month_partition_exists
+SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %s AND c.relname = %s;
+
+-- name: create_month_partition
+-- {partition} is the quoted table name, {range_start} and {range_end} literals.
+CREATE TABLE {schema}.{partition} PARTITION OF {schema}.events
+   FOR VALUES FROM ({range_start}) TO ({range_end});
+
+-- name: month_partition_count
+SELECT count(*) FROM {schema}.{partition};
+
+-- name: migrations_table_exists
+SELECT to_regclass(%s);
+
+-- name: migrated_version
+SELECT coalesce(max(version), 0) FROM {schema}.schema_migrations;
+
+-- name: lock_migrations
+SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    version integer PRIMARY KEY, name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: record_migration
+INSERT INTO {schema}.schema_migrations (version, name) VALUES (%s, %s);
+
+-- name: set_utc
+SET TIME ZONE 'UTC';
+
+-- name: ping
+SELECT 1;

@@ -1,4 +1,12 @@
-"""Monthly partitions of the events table: names, bounds, creation on demand."""
+"""Month partitions of the events table: names, bounds, creation on demand.
+
+The events table is partitioned by month of ``created_at`` (the event's own
+time). An append makes sure the month partitions of its events exist first;
+the months known to exist are cached, so the catalogue is asked once a month,
+not on every append. Archival may drop a month partition behind the cache's
+back: the append then sees "no partition for row", forgets the month and
+creates it again.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ from datetime import UTC, date, datetime
 import psycopg
 from psycopg import sql
 
-from ..sql import query
+from ..db import Database
 from .persistence import PartitionInfo
 
 _BOUND = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
@@ -27,6 +35,7 @@ def add_months(month: date, n: int) -> date:
 
 
 def partition_name(month: date) -> str:
+    """The table name of a month partition: ``events_yYYYYmMM``."""
     return f"events_y{month.year:04d}m{month.month:02d}"
 
 
@@ -36,8 +45,8 @@ def _bounds(month: date) -> tuple[datetime, datetime]:
     return start, datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
 
 
-def create_partition(conn: psycopg.Connection, schema: str, month: date) -> bool:
-    """Create the month's partition if it is missing; True when created.
+def create_month_partition(db: Database, conn: psycopg.Connection, month: date) -> bool:
+    """Create the month partition if it is missing; True when created.
 
     Runs in its own transaction under an advisory lock, so concurrent writers
     that need the same new month do not race each other's CREATE.
@@ -45,54 +54,22 @@ def create_partition(conn: psycopg.Connection, schema: str, month: date) -> bool
     start, end = _bounds(month)
     name = partition_name(month)
     with conn.transaction():
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"evstore-partitions:{schema}"]
-        )
-        exists = conn.execute(
-            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s",
-            [schema, name],
-        ).fetchone()
+        conn.execute(db.sql("store", "lock_month_partitions"), [f"evstore-partitions:{db.schema}"])
+        exists = conn.execute(db.sql("store", "month_partition_exists"), [db.schema, name]).fetchone()
         if exists:
             return False
-        conn.execute(
-            sql.SQL("CREATE TABLE {}.{} PARTITION OF {}.events FOR VALUES FROM ({}) TO ({})").format(
-                sql.Identifier(schema),
-                sql.Identifier(name),
-                sql.Identifier(schema),
-                sql.Literal(start),
-                sql.Literal(end),
-            )
-        )
+        conn.execute(db.sql(
+            "store", "create_month_partition",
+            partition=sql.Identifier(name).as_string(None),
+            range_start=sql.Literal(start).as_string(None),
+            range_end=sql.Literal(end).as_string(None),
+        ))
     return True
 
 
-class PartitionCache:
-    """Months known to have a partition, so appends check the catalogue once a month."""
-
-    def __init__(self) -> None:
-        self._known: set[date] = set()
-        self._lock = threading.Lock()
-
-    def missing(self, months: Iterable[date]) -> set[date]:
-        with self._lock:
-            return set(months) - self._known
-
-    def add(self, months: Iterable[date]) -> None:
-        with self._lock:
-            self._known.update(months)
-
-    def forget(self, months: Iterable[date]) -> None:
-        with self._lock:
-            self._known.difference_update(months)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._known.clear()
-
-
-def list_partitions(conn: psycopg.Connection, schema: str, exact: bool = False) -> list[PartitionInfo]:
-    rows = conn.execute(query("partitions", schema), [schema]).fetchall()
+def list_month_partitions(db: Database, conn: psycopg.Connection, exact: bool = False) -> list[PartitionInfo]:
+    """The month partitions of the events table, oldest first (row counts estimated unless exact)."""
+    rows = conn.execute(db.sql("store", "month_partitions"), [db.schema]).fetchall()
     out = []
     for name, bound, estimate, size in rows:
         m = _BOUND.search(bound or "")
@@ -102,9 +79,11 @@ def list_partitions(conn: psycopg.Connection, schema: str, exact: bool = False) 
         end = datetime.fromisoformat(m.group(2)).astimezone(UTC)
         count = estimate
         if exact:
-            count = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name))
-            ).fetchone()[0]  # type: ignore[index]
+            counted = conn.execute(db.sql(
+                "store", "month_partition_count", partition=sql.Identifier(name).as_string(None)
+            )).fetchone()
+            assert counted is not None
+            (count,) = counted
         out.append(
             PartitionInfo(
                 name=name,
@@ -116,3 +95,41 @@ def list_partitions(conn: psycopg.Connection, schema: str, exact: bool = False) 
             )
         )
     return sorted(out, key=lambda p: p.range_start)
+
+
+class MonthPartitions:
+    """The month partitions of one store, with the months known to exist cached."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._known: set[date] = set()
+        self._lock = threading.Lock()
+
+    def ensure(self, months: Iterable[date]) -> list[date]:
+        """Create the month partitions of these months where missing; the ones created."""
+        with self._lock:
+            missing = set(months) - self._known
+        created = []
+        if missing:
+            with self.db.connection() as conn:
+                for month in sorted(missing):
+                    if create_month_partition(self.db, conn, month):
+                        created.append(month)
+            with self._lock:
+                self._known.update(missing)
+        return created
+
+    def create_ahead(self, months_ahead: int = 3, now: datetime | None = None) -> list[date]:
+        """The current month's partition and ``months_ahead`` after it (checked in the catalogue)."""
+        first = month_of(now or datetime.now().astimezone())
+        months = {add_months(first, i) for i in range(months_ahead + 1)}
+        self.forget(months)
+        return self.ensure(months)
+
+    def forget(self, months: Iterable[date]) -> None:
+        with self._lock:
+            self._known.difference_update(months)
+
+    def list_all(self, exact: bool = False) -> list[PartitionInfo]:
+        with self.db.connection() as conn:
+            return list_month_partitions(self.db, conn, exact=exact)

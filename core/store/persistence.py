@@ -12,7 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -293,6 +293,22 @@ class EventStore(ABC):
         self, from_position: int | None = None, to_position: int | None = None
     ) -> VerifyReport:
         """Recompute the checksums of a range of events."""
+
+    @abstractmethod
+    def decode_row(self, row: tuple[Any, ...], verify: bool | None = None) -> EventRecord:
+        """An EventRecord from a row of the events table (the store's column order)."""
+
+    @abstractmethod
+    def check_event_types(self, types: Sequence[str]) -> None:
+        """Raise UnknownEventTypeError when a name was never appended."""
+
+    @abstractmethod
+    def list_partitions(self, exact: bool = False) -> list[PartitionInfo]:
+        """The month partitions of the events table, oldest first."""
+
+    @abstractmethod
+    def create_partitions_ahead(self, months_ahead: int = 3, now: datetime | None = None) -> list[date]:
+        """The current month's partition and ``months_ahead`` after it."""
 
     @abstractmethod
     def close(self) -> None:

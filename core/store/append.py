@@ -1,0 +1,377 @@
+"""Append with optimistic concurrency: Message DB's ``write_message``, in three shapes.
+
+Whatever its shape, an append is the same three steps, in this order, in one
+transaction (read them in :meth:`Appender._write`):
+
+1. **The lock.** ``pg_advisory_xact_lock`` on ``schema:stream`` serialises the
+   writers of one stream *before* any of them takes a transaction id, so the
+   transaction ids of one stream's appends follow its positions (the global
+   order relies on it: ``docs/global-order.md``). Writers of different
+   streams run in parallel.
+2. **The version check.** The stream's row is created (expected version 0) or
+   advanced only where it is at the expected version and of the same
+   aggregate. No row back: another writer won.
+3. **The insert** of the events at positions ``expected+1 .. expected+n``.
+
+The shapes differ only in round trips, never in these steps:
+
+- an exact expected version and at most ``COPY_THRESHOLD`` events: the three
+  steps are one statement (``append_exact``: the lock inside the stream's
+  write, the insert only if the row moved), one round trip, autocommit;
+- an exact expected version and more events: lock; check; COPY;
+- ``ANY``: lock; read the stream's head (the version to expect) and accept a
+  retry of events stored already; check; insert (VALUES or COPY).
+
+A lost check (or a duplicate event id) is resolved after the transaction by
+:meth:`Appender._resolve_conflict`: the same events stored before are a retry
+and accepted (``deduplicated``), an event id used elsewhere is
+DuplicateEventError, anything else is ConcurrencyError.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.rows import class_row
+
+from ..errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    EventValidationError,
+    StoreUnavailableError,
+)
+from ..serialization import validate_batch
+from .partitions import MonthPartitions, month_of
+from .persistence import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    EventRecord,
+    EventStore,
+    ExpectedVersion,
+    StreamState,
+)
+from .prepare import INSERT_COLUMNS, ROW_TYPES, Prepared, insert_row, prepare, row_checksum
+
+# The placeholders of one row of INSERT_COLUMNS in a multi-row VALUES.
+_VALUES_ROW = "(%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s)"
+# Appends up to this many events use one multi-row INSERT; larger ones use COPY.
+COPY_THRESHOLD = 64
+# Expected versions (and aggregate versions) are below this bound.
+VERSION_LIMIT = 2**62
+
+
+class StreamHead(NamedTuple):
+    """A row of ``stream_head``."""
+
+    version: int
+    aggregate_id: str
+    aggregate_type: str
+
+
+class StoredEvent(NamedTuple):
+    """A row of ``stream_event_ids``: one of the batch's events stored already."""
+
+    stream_position: int
+    event_id: uuid.UUID
+    checksum: str
+    global_position: int
+    transaction_id: int
+
+
+class Conflict(Exception):
+    """The version check found the stream elsewhere than expected."""
+
+
+class MissingMonthPartition(Exception):
+    """The month partition of an event was dropped since it was cached (archival)."""
+
+
+# -- before the database: the expected version --------------------------------
+
+
+def expected_version(batch: Sequence[EventRecord], expected: ExpectedVersion | None) -> int | StreamState:
+    """The version the stream must be at: an int, or ANY; refuses what disagrees.
+
+    ``None`` follows the events: their first ``aggregate_version`` minus one
+    when set, else ANY. ``NO_STREAM`` is 0. A set ``aggregate_version`` asks
+    for an exact version, so it may not come with ANY, and must be the
+    expected version plus one.
+    """
+    first = batch[0].aggregate_version
+    if expected is None:
+        return first - 1 if first else ANY
+    if expected is ANY and first:
+        raise EventValidationError(
+            f"expected_version ANY with aggregate_version {first} set on the events: "
+            "a set aggregate_version asks for an exact expected version; leave it 0 with ANY"
+        )
+    if isinstance(expected, StreamState):
+        if expected is NO_STREAM and first not in (0, 1):
+            raise EventValidationError(
+                f"expected no stream, but the first event has aggregate_version {first}"
+            )
+        return 0 if expected is NO_STREAM else ANY
+    if isinstance(expected, bool) or not isinstance(expected, int) or not 0 <= expected < VERSION_LIMIT:
+        raise EventValidationError(
+            f"expected_version must be an integer from 0 to 2**62-1, ANY or NO_STREAM "
+            f"(got {expected!r})"
+        )
+    if first and first != expected + 1:
+        raise EventValidationError(
+            f"expected_version {expected} disagrees with the first event's "
+            f"aggregate_version {first} (should be {expected + 1})"
+        )
+    return expected
+
+
+def deduplicated(
+    stream_id: str, batch: list[Prepared], stored: list[StoredEvent], expected: int | None = None
+) -> AppendResult:
+    """The same events are stored already: a retry. Accept it if they match exactly."""
+    by_id = {s.event_id: s for s in stored}
+    first = stored[0]
+    start = int(first.stream_position)
+    for i, p in enumerate(batch):
+        found = by_id.get(p.event.event_id)
+        position = start + i
+        if found is None or int(found.stream_position) != position:
+            raise DuplicateEventError(stream_id, first.event_id, int(first.stream_position))
+        if expected is not None and position != expected + i + 1:
+            raise DuplicateEventError(stream_id, found.event_id, int(found.stream_position))
+        if found.checksum != row_checksum(stream_id, position, p):
+            raise DuplicateEventError(stream_id, found.event_id, int(found.stream_position))
+    return AppendResult(
+        stream_id, start + len(batch) - 1, [int(s.global_position) for s in stored],
+        int(stored[-1].transaction_id), deduplicated=True,
+    )
+
+
+def _foreign_aggregate(stream_id: str, head: StreamHead, batch: list[Prepared]) -> EventValidationError:
+    e = batch[0].event
+    return EventValidationError(
+        f"stream {stream_id!r} belongs to aggregate {head.aggregate_type}/{head.aggregate_id}, "
+        f"not {e.aggregate_type}/{e.aggregate_id}"
+    )
+
+
+# -- the append ---------------------------------------------------------------
+
+
+class Appender:
+    """The append of one store: validation, month partitions, then lock, check, insert."""
+
+    def __init__(self, store: EventStore, month_partitions: MonthPartitions, known_types: set[str]) -> None:
+        self.store = store  # its settings are read on every append (they may be replaced)
+        self.month_partitions = month_partitions
+        self.known_types = known_types  # shared with the reads: types stored already
+        db = store.db
+        self.db = db
+        self._lock_stream = db.sql("store", "lock_stream")
+        self._stream_head = db.sql("store", "stream_head")
+        self._stream_event_ids = db.sql("store", "stream_event_ids")
+        # The version check: create the stream (expected 0) or advance it.
+        self._check = {True: db.sql("store", "create_stream"), False: db.sql("store", "advance_stream")}
+        # The same, with the lock inside, for the one-statement append.
+        self._locked_check = {True: db.sql("store", "append_stream_create"),
+                              False: db.sql("store", "append_stream_advance")}
+        self._types_cte = db.sql("store", "append_types_cte")
+        self._remember_type = db.sql("store", "remember_event_type")
+        self._allocate_positions = db.sql("store", "allocate_positions")
+        self._copy_events = db.sql("store", "copy_events", columns=INSERT_COLUMNS)
+        self._current_tx = db.sql("store", "current_transaction_id")
+        self._any_stored_id = db.sql("store", "any_stored_event_id")
+
+    def append_events(
+        self, stream_id: str, events: Sequence[EventRecord], wanted: ExpectedVersion | None
+    ) -> AppendResult:
+        """Validate and prepare the batch, make sure its month partitions exist, append."""
+        batch = list(events)
+        validate_batch(stream_id, batch)
+        expected = expected_version(batch, wanted)
+        settings = self.store.settings
+        prepared = [prepare(i, e, settings) for i, e in enumerate(batch)]
+        months = {month_of(e.created_at) for e in batch}
+        for _attempt in range(3):
+            self.month_partitions.ensure(months)
+            try:
+                with self.db.connection() as conn:
+                    return self.append(conn, stream_id, prepared, expected)
+            except MissingMonthPartition:
+                # Dropped since we cached it (archival): create it again.
+                self.month_partitions.forget(months)
+        raise StoreUnavailableError(f"could not create partitions for {sorted(months)}")
+
+    def append(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | StreamState
+    ) -> AppendResult:
+        """Lock, check, insert; a lost check or a duplicate id resolved after."""
+        first = batch[0].event
+        new_types = {p.event.event_type for p in batch} - self.known_types
+        params = {
+            "lock_key": f"{self.store.db.schema}:{stream_id}",
+            "stream_id": stream_id,
+            "aggregate_id": first.aggregate_id,
+            "aggregate_type": first.aggregate_type,
+        }
+        try:
+            if expected is ANY:
+                try:
+                    result = self._write(conn, stream_id, batch, None, params, new_types)
+                except pgerrors.UniqueViolation:
+                    # Not a retry (that is seen under the lock): an id used in another stream.
+                    raise self._reused_id(conn, stream_id, batch) from None
+            else:
+                assert isinstance(expected, int)
+                try:
+                    if len(batch) <= COPY_THRESHOLD:
+                        result = self._write_one_statement(conn, stream_id, batch, expected, params,
+                                                           new_types)
+                    else:
+                        result = self._write(conn, stream_id, batch, expected, params, new_types)
+                except (Conflict, pgerrors.UniqueViolation):
+                    # A lost race on the stream's version, or (primary key) the
+                    # same event stored before: a retry, or a reused event id.
+                    return self._resolve_conflict(conn, stream_id, batch, expected)
+        except pgerrors.CheckViolation as exc:
+            if exc.diag.constraint_name is None:  # "no partition of relation … found for row"
+                raise MissingMonthPartition() from exc
+            raise
+        self.known_types.update(new_types)
+        return result
+
+    def _write(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | None,
+        params: dict[str, Any], new_types: set[str],
+    ) -> AppendResult:
+        """The lock, the version check and the insert in one transaction (``expected`` None: ANY)."""
+        n = len(batch)
+        with conn.transaction():
+            # 1. The lock.
+            conn.execute(self._lock_stream, params)
+            if expected is None:
+                # ANY: expect the stream's version, unless these events are stored already.
+                head = self._head(conn, stream_id)
+                version = 0 if head is None else head.version
+                if head is not None:
+                    if (head.aggregate_id, head.aggregate_type) != (params["aggregate_id"],
+                                                                    params["aggregate_type"]):
+                        raise _foreign_aggregate(stream_id, head, batch)
+                    stored = self._stored(conn, stream_id, batch)
+                    if stored:
+                        return deduplicated(stream_id, batch, stored)
+            else:
+                version = expected
+            # 2. The version check.
+            params = {**params, "expected": version, "new_version": version + n}
+            if conn.execute(self._check[version == 0], params).fetchone() is None:
+                if expected is None:  # impossible under the lock
+                    raise StoreUnavailableError(f"stream {stream_id!r} changed under its lock")
+                raise Conflict()
+            # 3. The insert.
+            if n > COPY_THRESHOLD:
+                positions, tx = self._insert_copy(conn, stream_id, batch, version, new_types)
+            else:
+                positions, tx = self._insert_values(conn, stream_id, batch, version, new_types)
+        return AppendResult(stream_id, version + n, positions, tx)
+
+    def _write_one_statement(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int,
+        params: dict[str, Any], new_types: set[str],
+    ) -> AppendResult:
+        """The lock, the version check and the insert as one statement: one round trip."""
+        args = {**params, "expected": expected, "new_version": expected + len(batch)}
+        placeholders = []
+        for i, p in enumerate(batch):
+            values = insert_row(stream_id, expected + i + 1, p)
+            names = []
+            for j, (value, cast) in enumerate(zip(values, ROW_TYPES, strict=True)):
+                key = f"r{i}_{j}"
+                args[key] = value
+                names.append(f"%({key})s::{cast}")
+            placeholders.append("(" + ",".join(names) + ")")
+        types_cte = ""
+        if new_types:
+            types_cte = self._types_cte
+            args["new_types"] = sorted(new_types)
+        statement = self.db.sql("store", "append_exact", stream_write=self._locked_check[expected == 0],
+                                types_cte=types_cte, columns=INSERT_COLUMNS,
+                                rows=",".join(placeholders))
+        rows = sorted(conn.execute(statement, args).fetchall())
+        if not rows:
+            raise Conflict()
+        (_, _, tx) = rows[0]
+        return AppendResult(stream_id, expected + len(batch), [g for _, g, _ in rows], tx)
+
+    def _insert_values(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], base: int,
+        new_types: set[str],
+    ) -> tuple[list[int], int]:
+        self._remember_types(conn, new_types)
+        args: list[Any] = []
+        for i, p in enumerate(batch):
+            args.extend(insert_row(stream_id, base + i + 1, p))
+        statement = self.db.sql("store", "insert_events_values", columns=INSERT_COLUMNS,
+                                rows=",".join([_VALUES_ROW] * len(batch)))
+        rows = conn.execute(statement, args).fetchall()
+        (_, tx) = rows[0]
+        return [g for g, _ in rows], tx
+
+    def _insert_copy(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], base: int,
+        new_types: set[str],
+    ) -> tuple[list[int], int]:
+        self._remember_types(conn, new_types)
+        positions = sorted(g for (g,) in conn.execute(self._allocate_positions, [len(batch)]))
+        with conn.cursor().copy(self._copy_events) as copy:
+            for i, p in enumerate(batch):
+                copy.write_row((*insert_row(stream_id, base + i + 1, p), positions[i]))
+        row = conn.execute(self._current_tx).fetchone()
+        assert row is not None
+        (tx,) = row
+        return positions, int(tx)
+
+    def _remember_types(self, conn: psycopg.Connection, new_types: set[str]) -> None:
+        for event_type in new_types:
+            conn.execute(self._remember_type, [event_type])
+
+    def _head(self, conn: psycopg.Connection, stream_id: str) -> StreamHead | None:
+        return conn.cursor(row_factory=class_row(StreamHead)).execute(
+            self._stream_head, [stream_id]).fetchone()
+
+    def _stored(self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared]) -> list[StoredEvent]:
+        ids = [p.event.event_id for p in batch]
+        return conn.cursor(row_factory=class_row(StoredEvent)).execute(
+            self._stream_event_ids, [stream_id, ids]).fetchall()
+
+    def _resolve_conflict(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int
+    ) -> AppendResult:
+        """After a lost check or a duplicate key: a retry, a reused id, or another writer won."""
+        head = self._head(conn, stream_id)
+        actual = 0 if head is None else head.version
+        first = batch[0].event
+        if head is not None and (head.aggregate_id, head.aggregate_type) != (first.aggregate_id,
+                                                                             first.aggregate_type):
+            raise _foreign_aggregate(stream_id, head, batch)
+        stored = self._stored(conn, stream_id, batch)
+        if stored:
+            return deduplicated(stream_id, batch, stored, expected)
+        if actual == expected:
+            raise self._reused_id(conn, stream_id, batch)
+        raise ConcurrencyError(stream_id, NO_STREAM if expected == 0 else expected, actual)
+
+    def _reused_id(
+        self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared]
+    ) -> DuplicateEventError:
+        ids = [p.event.event_id for p in batch]
+        row = conn.execute(self._any_stored_id, [ids]).fetchone()
+        if row is None:
+            return DuplicateEventError(stream_id, ids[0], None)
+        (event_id,) = row
+        return DuplicateEventError(stream_id, event_id, None)
+

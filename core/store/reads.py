@@ -1,0 +1,233 @@
+"""Reads of the store: one stream, one aggregate, the global order, and row decoding.
+
+The global order is ``(transaction_id, global_position)``. ``read_all`` reads
+only rows of transactions older than every transaction still running (the
+snapshot's xmin, the *horizon*), so a checkpointed reader never skips an event
+that commits late (see ``docs/global-order.md``). The horizon and the rows
+are read in one REPEATABLE READ snapshot, so the horizon reported is exactly
+the one the rows were read under.
+
+``decode_row`` is the hot path of every read: it unpacks a row selected with
+``COLUMNS``, decompresses a payload and checks the checksum.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .. import codecs
+from ..errors import CodecError, IntegrityError, UnknownEventTypeError
+from ..serialization import checksum_of, dumps
+from .persistence import START, EventMetadata, EventRecord, EventStore, Position, ReadAllPage
+
+COLUMNS = (
+    "event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version, "
+    "stream_id, stream_position, global_position, transaction_id, event_data, payload, "
+    "metadata, created_at, stored_at, status, compression, encryption, checksum, "
+    "original_size, stored_size"
+)
+MAX_POSITION = 2**63 - 1
+# The largest page read_all returns at once (a page is held in memory).
+MAX_PAGE = 1_000_000
+
+
+def record_checksum(record: EventRecord, metadata: dict[str, Any]) -> str:
+    """The checksum recomputed from a decoded record and its stored metadata."""
+    assert record.stream_id is not None and record.stream_position is not None
+    return checksum_of(record, dumps(record.event_data), dumps(metadata))
+
+
+class StoreReads:
+    """The reads of one store, and the cache of the event types it has stored."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store  # its settings are read on every call (they may be replaced)
+        db = store.db
+        self.db = db
+        # Event types known to be stored: filled by appends and by check_event_types.
+        self.known_types: set[str] = set()
+        self._types_checked_at = 0.0
+        self._types_lock = threading.Lock()
+        limit = db.sql("store", "limit_rows")
+        self._read_stream = {
+            (backwards, limited): db.sql(
+                "store", "read_stream_backwards" if backwards else "read_stream_forwards",
+                columns=COLUMNS, limit=limit if limited else "",
+            )
+            for backwards in (False, True) for limited in (False, True)
+        }
+        self._aggregate_streams = db.sql("store", "aggregate_streams")
+        self._aggregate_streams_of_type = db.sql("store", "aggregate_streams_of_type")
+        self._filter_event_types = db.sql("store", "filter_event_types")
+        self._filter_aggregate_types = db.sql("store", "filter_aggregate_types")
+        self._begin_snapshot = db.sql("store", "begin_read_snapshot")
+        self._horizon = db.sql("store", "read_horizon")
+        self._commit = db.sql("store", "commit")
+        self._stream_head = db.sql("store", "stream_head")
+        self._known_event_types = db.sql("store", "known_event_types")
+
+    # -- one stream, one aggregate --------------------------------------------
+
+    def get_stream_version(self, stream_id: str) -> int:
+        with self.db.connection() as conn:
+            row = conn.execute(self._stream_head, [stream_id]).fetchone()
+        if row is None:
+            return 0
+        (version, _aggregate_id, _aggregate_type) = row
+        return int(version)
+
+    def read_stream(
+        self, stream_id: str, from_version: int | None, max_count: int | None, backwards: bool
+    ) -> list[EventRecord]:
+        if max_count is not None and not 0 <= max_count < 2**62:
+            raise ValueError(f"max_count must be from 0 to 2**62-1 (got {max_count})")
+        if from_version is None:
+            from_version = MAX_POSITION if backwards else 1
+        if not 0 <= from_version <= MAX_POSITION:
+            raise ValueError(f"from_version must be from 0 to 2**63-1 (got {from_version})")
+        args: list[Any] = [stream_id, from_version]
+        if max_count is not None:
+            args.append(max_count)
+        with self.db.connection() as conn:
+            rows = conn.execute(self._read_stream[backwards, max_count is not None], args).fetchall()
+        return [self.decode_row(r) for r in rows]
+
+    def get_events_for_aggregate(
+        self, aggregate_id: str, aggregate_type: str | None, from_version: int
+    ) -> list[EventRecord]:
+        if aggregate_type is None:
+            statement, args = self._aggregate_streams, [aggregate_id]
+        else:
+            statement, args = self._aggregate_streams_of_type, [aggregate_id, aggregate_type]
+        with self.db.connection() as conn:
+            streams = [stream_id for (stream_id,) in conn.execute(statement, args)]
+        events: list[EventRecord] = []
+        for stream_id in streams:
+            events.extend(self.read_stream(stream_id, from_version, None, False))
+        return events
+
+    # -- the global order -------------------------------------------------------
+
+    def read_all(
+        self,
+        after: Position | str | None = None,
+        limit: int = 1000,
+        event_types: Sequence[str] | None = None,
+        aggregate_types: Sequence[str] | None = None,
+        check_types: bool = True,
+    ) -> ReadAllPage:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be from 1 to {MAX_PAGE:,} (got {limit})")
+        if isinstance(after, str):
+            after = Position.parse(after)
+        after = after or START
+        filters, args = self._filters(event_types, aggregate_types, check_types)
+        args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)
+        statement = self.db.sql("store", "read_all", columns=COLUMNS, filters=filters)
+        with self.db.connection() as conn:
+            # One REPEATABLE READ snapshot for both statements: the horizon we
+            # report is exactly the one the rows were read under.
+            conn.execute(self._begin_snapshot)
+            try:
+                with conn.pipeline():
+                    horizon_cur = conn.execute(self._horizon)
+                    rows_cur = conn.execute(statement, args)
+                    horizon_row = horizon_cur.fetchone()
+                    rows = rows_cur.fetchall()
+            finally:
+                conn.execute(self._commit)
+        assert horizon_row is not None
+        (horizon,) = horizon_row
+        events = [self.decode_row(r) for r in rows]
+        at_end = len(events) < limit
+        checkpoint = events[-1].position if events else after
+        if at_end:
+            # Every transaction below the horizon has finished: nothing can
+            # ever appear at or before (horizon - 1, MAX) that we have not read.
+            checkpoint = max(checkpoint, Position(int(horizon) - 1, MAX_POSITION))
+        return ReadAllPage(events, checkpoint, at_end)
+
+    def iter_all(
+        self, after: Position | None, batch_size: int | None, **filters: Any
+    ) -> Iterator[EventRecord]:
+        position = after
+        size = batch_size or self.store.settings.batch_size
+        while True:
+            page = self.read_all(after=position, limit=size, **filters)
+            yield from page.events
+            position = page.checkpoint
+            if page.at_end:
+                return
+
+    def _filters(
+        self, event_types: Sequence[str] | None, aggregate_types: Sequence[str] | None,
+        check_types: bool = True,
+    ) -> tuple[str, dict[str, Any]]:
+        parts, args = [], {}
+        if event_types is not None:
+            types = list(event_types)
+            if isinstance(event_types, str) or not types:
+                raise ValueError("event_types must be a non-empty list of event type names")
+            if check_types:
+                self.check_event_types(types)
+            parts.append(self._filter_event_types)
+            args["event_types"] = types
+        if aggregate_types is not None:
+            atypes = list(aggregate_types)
+            if isinstance(aggregate_types, str) or not atypes:
+                raise ValueError("aggregate_types must be a non-empty list of aggregate type names")
+            parts.append(self._filter_aggregate_types)
+            args["aggregate_types"] = atypes
+        return " ".join(parts), args
+
+    # -- event types --------------------------------------------------------------
+
+    def known_event_types(self) -> list[str]:
+        with self.db.connection() as conn:
+            return [event_type for (event_type,) in conn.execute(self._known_event_types)]
+
+    def check_event_types(self, types: Sequence[str]) -> None:
+        """Raise UnknownEventTypeError when a name was never appended (a typo in a filter)."""
+        with self._types_lock:
+            unknown = [t for t in types if t not in self.known_types]
+            stale = time.monotonic() - self._types_checked_at > self.store.settings.cache_ttl
+            if unknown or stale:
+                known = self.known_event_types()
+                self.known_types.update(known)
+                self._types_checked_at = time.monotonic()
+                unknown = [t for t in types if t not in self.known_types]
+                if unknown:
+                    raise UnknownEventTypeError(unknown, known)
+
+    # -- rows -------------------------------------------------------------------------
+
+    def decode_row(self, row: tuple[Any, ...], verify: bool | None = None) -> EventRecord:
+        """An EventRecord from a row selected with ``COLUMNS``; checks the checksum."""
+        (event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version,
+         stream_id, stream_position, global_position, transaction_id, event_data, payload,
+         metadata, created_at, stored_at, status, compression, encryption, digest,
+         original_size, stored_size) = row
+        if payload is not None:
+            try:
+                event_data = json.loads(codecs.decompress(compression, bytes(payload)))
+            except (CodecError, ValueError) as exc:  # a damaged payload, named like a mismatch
+                raise IntegrityError(event_id, global_position, digest, "<unreadable>") from exc
+        record = EventRecord(
+            aggregate_id=aggregate_id, aggregate_type=aggregate_type, event_type=event_type,
+            event_data=event_data, aggregate_version=aggregate_version,
+            event_version=event_version, metadata=EventMetadata.from_dict(metadata),
+            event_id=event_id, created_at=created_at, stream_id=stream_id,
+            stream_position=stream_position, global_position=global_position,
+            transaction_id=transaction_id, stored_at=stored_at, status=status,
+            checksum=digest, compression=compression, encryption=encryption,
+            original_size=original_size, stored_size=stored_size,
+        )
+        if self.store.settings.verify_reads if verify is None else verify:
+            computed = record_checksum(record, metadata)
+            if computed != digest:
+                raise IntegrityError(event_id, global_position, digest, computed)
+        return record
