@@ -15,7 +15,8 @@ A run holds one connection from start to end:
 
 A killed worker's connection closes, PostgreSQL rolls its transaction back and
 frees its claim: a row 'running' whose claim is free has lost its runner, and
-:func:`sweep_orphans` sends it again.
+:func:`sweep_orphans` sends it again (probing the claim, never holding it:
+see :mod:`.claims`).
 """
 
 from __future__ import annotations
@@ -23,39 +24,28 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
-from .repository import JobRepository, Send
+from .claims import release_claim, runner_gone, try_claim
+from .model import Send, StartedBatch
+from .repository import JobRepository
 
 
 class BatchSuperseded(Exception):
     """The batch changed under this run (another attempt took it over): roll back, drop."""
 
 
-def claim_key(schema: str, job_id: int, number: int) -> str:
-    return f"evstore-batch:{schema}:{job_id}:{number}"
-
-
-@dataclass(frozen=True)
-class StartedBatch:
-    job_id: int
-    number: int
-    attempt: int
-    kind: str
-    job_params: dict[str, Any]
-    params: dict[str, Any]
-    label: str
-    items_total: int
-
-
 class BatchRun:
     """A claimed batch on its own connection (see the module's docstring)."""
 
-    def __init__(self, repo: JobRepository, conn: Any, job_id: int, number: int, worker: str) -> None:
+    def __init__(
+        self, repo: JobRepository, conn: psycopg.Connection, job_id: int, number: int, worker: str,
+    ) -> None:
         self.repo = repo
+        self.db = repo.db
         self.conn = conn
         self.job_id = job_id
         self.number = number
@@ -67,9 +57,9 @@ class BatchRun:
     @contextlib.contextmanager
     def claim(cls, repo: JobRepository, job_id: int, number: int, worker: str) -> Iterator[BatchRun | None]:
         """The run, or None when another run of this batch holds the claim."""
-        key = claim_key(repo.store.schema, job_id, number)
-        with repo.store.connection() as conn:
-            if not conn.execute(repo.sql("try_claim"), {"key": key}).fetchone()[0]:
+        db = repo.db
+        with db.connection() as conn:
+            if not try_claim(conn, db, job_id, number):
                 yield None
                 return
             try:
@@ -78,7 +68,7 @@ class BatchRun:
                 # Never hand the pool a connection that may still hold the claim:
                 # closed, it is discarded, and the claim goes with it.
                 try:
-                    conn.execute(repo.sql("release_claim"), {"key": key})
+                    release_claim(conn, db, job_id, number)
                 except Exception:
                     conn.close()  # the outcome, if any, is committed: nothing to report
                 except BaseException:
@@ -91,36 +81,39 @@ class BatchRun:
 
     def start(self) -> StartedBatch | None:
         """Mark the batch 'running' (a new attempt); None when it must not run."""
-        sql = self.repo.sql
+        db = self.db
         with self.conn.transaction():
             # A producer sends the message before it commits 'queued' (the row
             # locked meanwhile); an UPDATE alone would see 'pending' and skip
             # without waiting. Wait for that lock, so the UPDATE sees the commit.
-            self.conn.execute(sql("lock_batch"), self._ids)
-            row = self.conn.execute(sql("start_batch"), {**self._ids, "worker": self.worker}).fetchone()
-            state = self.conn.execute(sql("batch_state"), self._ids).fetchone()
+            self.conn.execute(db.sql("jobs", "lock_batch"), self._ids)
+            row = self.conn.execute(db.sql("jobs", "start_batch"),
+                                    {**self._ids, "worker": self.worker}).fetchone()
+            state = self.conn.execute(db.sql("jobs", "batch_state"), self._ids).fetchone()
             if state is None:
                 self.skip_reason = "the batch does not exist (its job was deleted)"
                 return None
+            (status, _attempts, kind, job_params, _job_status) = state
             if row is None:
-                self.skip_reason = f"the batch is {state[0]}"
+                self.skip_reason = f"the batch is {status}"
                 return None
             self.repo.refresh(self.conn, self.job_id)
         attempts, params, label, items = row
-        self.started = StartedBatch(self.job_id, self.number, int(attempts), state[2], state[3],
+        self.started = StartedBatch(self.job_id, self.number, int(attempts), kind, job_params,
                                     params, label, int(items))
         return self.started
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self) -> Iterator[psycopg.Connection]:
         """The batch's transaction: effects and outcome commit together, or not at all."""
         assert self.started is not None
         with self.conn.transaction():
-            row = self.conn.execute(self.repo.sql("verify_running"), self._ids).fetchone()
-            if row is None or (row[0], row[1]) != ("running", self.started.attempt):
+            row = self.conn.execute(self.db.sql("jobs", "verify_running"), self._ids).fetchone()
+            status, attempts = row if row is not None else (None, None)
+            if row is None or (status, attempts) != ("running", self.started.attempt):
                 raise BatchSuperseded(
                     f"batch {self.number} of job {self.job_id} is now "
-                    f"{row[0] if row else 'gone'} (attempt {row[1] if row else '?'}), "
+                    f"{status if row else 'gone'} (attempt {attempts if row else '?'}), "
                     f"not running attempt {self.started.attempt}"
                 )
             yield self.conn
@@ -128,7 +121,7 @@ class BatchRun:
     def complete(self, items_done: int, details: dict[str, Any]) -> str:
         """Inside :meth:`transaction`: record success; the job's status afterwards."""
         assert self.started is not None
-        self.conn.execute(self.repo.sql("complete_batch"), {
+        self.conn.execute(self.db.sql("jobs", "complete_batch"), {
             **self._ids, "attempt": self.started.attempt, "items_done": items_done,
             "details": Jsonb(details),
         })
@@ -140,8 +133,8 @@ class BatchRun:
         args = {**self._ids, "attempt": self.started.attempt, "error": error, "item": item,
                 "traceback": traceback, "worker": self.worker, "final": False}
         with self.conn.transaction():
-            self.conn.execute(self.repo.sql("record_error"), args)
-            self.conn.execute(self.repo.sql("attempt_failed"), args)
+            self.conn.execute(self.db.sql("jobs", "record_error"), args)
+            self.conn.execute(self.db.sql("jobs", "attempt_failed"), args)
             self.repo.refresh(self.conn, self.job_id)
 
 
@@ -154,33 +147,34 @@ def mark_failed(
     A job started with ``stop_on_error`` then stops: its batches not started
     yet are cancelled.
     """
-    with repo.store.connection() as conn, conn.transaction():
-        state = conn.execute(repo.sql("batch_state"), {"job_id": job_id, "number": number}).fetchone()
+    db = repo.db
+    with db.connection() as conn, conn.transaction():
+        state = conn.execute(db.sql("jobs", "batch_state"),
+                             {"job_id": job_id, "number": number}).fetchone()
         if state is None:
             return False
+        (_status, attempts, _kind, job_params, _job_status) = state
         args = {"job_id": job_id, "number": number,
-                "attempt": int(state[1]) if attempt is None else attempt,
+                "attempt": int(attempts) if attempt is None else attempt,
                 "error": error, "item": item, "traceback": traceback}
-        if conn.execute(repo.sql("batch_failed"), args).fetchone() is None:
+        if conn.execute(db.sql("jobs", "batch_failed"), args).fetchone() is None:
             return False
-        conn.execute(repo.sql("mark_final_error"), args)
-        if (state[3] or {}).get("stop_on_error"):
-            conn.execute(repo.sql("cancel_batches"), args)
-            conn.execute(repo.sql("request_cancel"), args)
+        conn.execute(db.sql("jobs", "mark_final_error"), args)
+        if (job_params or {}).get("stop_on_error"):
+            conn.execute(db.sql("jobs", "cancel_batches"), args)
+            conn.execute(db.sql("jobs", "request_cancel"), args)
         repo.refresh(conn, job_id)
     return True
 
 
 def sweep_orphans(repo: JobRepository, send: Send) -> list[tuple[int, int]]:
     """Send again every 'running' batch whose runner is gone; the (job, batch) pairs sent."""
+    db = repo.db
     found: dict[int, list[int]] = defaultdict(list)
-    with repo.store.connection() as conn, conn.transaction():
-        for job_id, number in conn.execute(repo.sql("running_batches")).fetchall():
-            key = claim_key(repo.store.schema, int(job_id), int(number))
-            if conn.execute(repo.sql("probe_claim"), {"key": key}).fetchone()[0]:
+    with db.connection() as conn, conn.transaction():
+        for job_id, number in conn.execute(db.sql("jobs", "running_batches")).fetchall():
+            if runner_gone(conn, db, int(job_id), int(number)):
                 found[int(job_id)].append(int(number))
         for job_id in sorted(found):
-            send(job_id, found[job_id])
-            conn.execute(repo.sql("mark_queued"), {"job_id": job_id, "numbers": found[job_id]})
-            repo.refresh(conn, job_id)
+            repo.send_locked(conn, job_id, found[job_id], send)
     return [(j, n) for j in sorted(found) for n in found[j]]

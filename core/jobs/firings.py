@@ -4,16 +4,17 @@ APScheduler 3 does not coordinate instances, so every replica fires every
 period. Each firing first INSERTs its row with ``ON CONFLICT DO NOTHING``;
 only the replica whose insert created the row goes on to enqueue the job, and
 records the job it started (or why it could not) on the same row.
+The statements are in ``core/sql/firings.sql``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ..store.postgres import PostgreSQLEventStore
+from psycopg.rows import class_row
+
+from ..store.persistence import EventStore
 
 
 @dataclass(frozen=True)
@@ -28,51 +29,39 @@ class Firing:
     detail: str | None
 
 
-_COLUMNS = "policy, scheduled_for, fired_at, replica, job_kind, job_id, status, detail"
-
-
-def claim_firing(
-    store: PostgreSQLEventStore, policy: str, scheduled_for: datetime, replica: str
-) -> bool:
+def claim_firing(store: EventStore, policy: str, scheduled_for: datetime, replica: str) -> bool:
     """True when this replica won the firing of ``policy`` at ``scheduled_for``."""
-    with store.connection() as conn:
-        row = conn.execute(
-            f"INSERT INTO {store.table('schedule_firings')} (policy, scheduled_for, replica) "
-            "VALUES (%s, %s, %s) ON CONFLICT (policy, scheduled_for) DO NOTHING RETURNING 1",
-            [policy, scheduled_for, replica],
-        ).fetchone()
+    db = store.db
+    with db.connection() as conn:
+        row = conn.execute(db.sql("firings", "claim_firing"), {
+            "policy": policy, "scheduled_for": scheduled_for, "replica": replica,
+        }).fetchone()
     return row is not None
 
 
 def record_firing(
-    store: PostgreSQLEventStore, policy: str, scheduled_for: datetime, *, status: str,
+    store: EventStore, policy: str, scheduled_for: datetime, *, status: str,
     job_kind: str | None = None, job_id: str | None = None, detail: str | None = None,
 ) -> None:
-    with store.connection() as conn:
-        conn.execute(
-            f"UPDATE {store.table('schedule_firings')} SET status = %s, job_kind = %s, "
-            "job_id = %s, detail = %s WHERE policy = %s AND scheduled_for = %s",
-            [status, job_kind, job_id, detail, policy, scheduled_for],
-        )
+    db = store.db
+    with db.connection() as conn:
+        conn.execute(db.sql("firings", "record_firing"), {
+            "status": status, "job_kind": job_kind, "job_id": job_id, "detail": detail,
+            "policy": policy, "scheduled_for": scheduled_for,
+        })
 
 
-def last_firings(store: PostgreSQLEventStore) -> dict[str, Firing]:
+def last_firings(store: EventStore) -> dict[str, Firing]:
     """The most recent firing of each policy."""
-    with store.connection() as conn:
-        rows = conn.execute(
-            f"SELECT DISTINCT ON (policy) {_COLUMNS} FROM {store.table('schedule_firings')} "
-            "ORDER BY policy, scheduled_for DESC"
-        ).fetchall()
-    return {r[0]: Firing(*r) for r in rows}
+    db = store.db
+    with db.connection() as conn:
+        rows = conn.cursor(row_factory=class_row(Firing)).execute(
+            db.sql("firings", "last_firings")).fetchall()
+    return {f.policy: f for f in rows}
 
 
-def list_firings(
-    store: PostgreSQLEventStore, policy: str | None = None, limit: int = 100
-) -> list[Firing]:
-    with store.connection() as conn:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM {store.table('schedule_firings')} "
-            "WHERE (%s::text IS NULL OR policy = %s) ORDER BY scheduled_for DESC LIMIT %s",
-            [policy, policy, limit],
-        ).fetchall()
-    return [Firing(*r) for r in rows]
+def list_firings(store: EventStore, policy: str | None = None, limit: int = 100) -> list[Firing]:
+    db = store.db
+    with db.connection() as conn:
+        return conn.cursor(row_factory=class_row(Firing)).execute(
+            db.sql("firings", "list_firings"), {"policy": policy, "limit": limit}).fetchall()

@@ -7,14 +7,12 @@ worker restarts.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from ..sql import sql_from
+from ..store.persistence import EventStore
 
 
-def render_job_metrics(store: Any, registry: CollectorRegistry | None = None) -> str:
+def render_job_metrics(store: EventStore, registry: CollectorRegistry | None = None) -> str:
     registry = registry or CollectorRegistry()
     jobs = Gauge("evstore_jobs", "Jobs by kind and status", ["kind", "status"], registry=registry)
     batches = Gauge("evstore_job_batches", "Job batches by kind and status", ["kind", "status"],
@@ -23,16 +21,16 @@ def render_job_metrics(store: Any, registry: CollectorRegistry | None = None) ->
                   "batches", ["kind"], registry=registry)
     errors = Gauge("evstore_job_failed_attempts", "Failed batch attempts recorded", ["kind"],
                    registry=registry)
-    with store.connection() as conn:
-        for kind, status, n in conn.execute(sql_from("jobs.sql", "job_counts", store.schema)):
+    db = store.db
+    with db.connection() as conn:
+        for kind, status, n in conn.execute(db.sql("jobs", "job_counts")):
             jobs.labels(kind, status).set(n)
         done: dict[str, int] = {}
-        for kind, status, n, items_done in conn.execute(
-                sql_from("jobs.sql", "batch_counts", store.schema)):
+        for kind, status, n, items_done in conn.execute(db.sql("jobs", "batch_counts")):
             batches.labels(kind, status).set(n)
             if status == "succeeded":
                 done[kind] = done.get(kind, 0) + int(items_done)
-        for kind, n in conn.execute(sql_from("jobs.sql", "error_counts", store.schema)):
+        for kind, n in conn.execute(db.sql("jobs", "error_counts")):
             errors.labels(kind).set(n)
     for kind, n in done.items():
         items.labels(kind).set(n)

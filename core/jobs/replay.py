@@ -15,10 +15,16 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
+from ..db import Database
 from ..errors import InvalidJobError
-from ..sql import sql_from
-from ..store.persistence import EventRecord
-from ..store.postgres import COLUMNS
+from ..store.persistence import EventRecord, EventStore
+from ..store.reads import COLUMNS
+
+# The selection's fields that filter events, in the order their fragments are joined.
+_FILTERS = ("from_position", "to_position", "from_time", "to_time", "aggregate_ids",
+            "aggregate_types", "event_types")
 
 
 @dataclass(frozen=True)
@@ -58,23 +64,14 @@ class ReplaySelection:
             if value is not None and (isinstance(value, str) or not value):
                 raise InvalidJobError(f"{name} must be a non-empty list of names (or None for all)")
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        """A conjunction of fixed SQL fragments, and the parameters it uses."""
+    def where(self, db: Database) -> tuple[str, dict[str, Any]]:
+        """A conjunction of the fixed ``filter_*`` fragments of replay.sql, and their parameters."""
         parts: list[str] = []
         args: dict[str, Any] = {}
-        fragments = {
-            "from_position": "global_position >= %(from_position)s",
-            "to_position": "global_position <= %(to_position)s",
-            "from_time": "created_at >= %(from_time)s",
-            "to_time": "created_at < %(to_time)s",
-            "aggregate_ids": "aggregate_id = ANY(%(aggregate_ids)s)",
-            "aggregate_types": "aggregate_type = ANY(%(aggregate_types)s)",
-            "event_types": "event_type = ANY(%(event_types)s)",
-        }
-        for name, fragment in fragments.items():
+        for name in _FILTERS:
             value = getattr(self, name)
             if value is not None:
-                parts.append("AND " + fragment)
+                parts.append(db.sql("replay", f"filter_{name}"))
                 args[name] = list(value) if isinstance(value, tuple) else value
         return " ".join(parts), args
 
@@ -113,18 +110,23 @@ class StreamSpan:
     last_position: int
 
 
-def plan_streams(store: Any, selection: ReplaySelection) -> tuple[str, list[StreamSpan]]:
+def plan_streams(store: EventStore, selection: ReplaySelection) -> tuple[str, list[StreamSpan]]:
     """The snapshot that fixes the selection (as text), and every stream it touches."""
-    filters, args = selection.where()
-    with store.connection() as conn:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    db = store.db
+    filters, args = selection.where(db)
+    with db.connection() as conn:
+        conn.execute(db.sql("replay", "begin_planning"))
         try:
-            snapshot = str(conn.execute(sql_from("replay.sql", "snapshot", store.schema)).fetchone()[0])
-            text = sql_from("replay.sql", "plan_streams", store.schema).replace("{filters}", filters)
-            rows = conn.execute(text, {**args, "snapshot": snapshot}).fetchall()
+            row = conn.execute(db.sql("replay", "snapshot")).fetchone()
+            assert row is not None
+            (snapshot_value,) = row
+            snapshot = str(snapshot_value)
+            rows = conn.execute(db.sql("replay", "plan_streams", filters=filters),
+                                {**args, "snapshot": snapshot}).fetchall()
         finally:
-            conn.execute("COMMIT")
-    return snapshot, [StreamSpan(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+            conn.execute(db.sql("replay", "end_planning"))
+    return snapshot, [StreamSpan(stream_id, int(events), int(first), int(last))
+                      for stream_id, events, first, last in rows]
 
 
 def pack_streams(spans: Sequence[StreamSpan], batch_size: int) -> list[list[StreamSpan]]:
@@ -149,13 +151,13 @@ def pack_streams(spans: Sequence[StreamSpan], batch_size: int) -> list[list[Stre
 
 
 def iter_batch_events(
-    store: Any, conn: Any, selection: ReplaySelection, snapshot: str, streams: Sequence[str],
-    fetch_size: int = 2000,
+    store: EventStore, conn: psycopg.Connection, selection: ReplaySelection, snapshot: str,
+    streams: Sequence[str], fetch_size: int = 2000,
 ) -> Iterator[EventRecord]:
     """A batch's events in global order, through a server-side cursor in ``conn``'s transaction."""
-    filters, args = selection.where()
-    text = (sql_from("replay.sql", "batch_events", store.schema)
-            .replace("{filters}", filters).replace("{columns}", COLUMNS))
+    db = store.db
+    filters, args = selection.where(db)
+    text = db.sql("replay", "batch_events", filters=filters, columns=COLUMNS)
     with conn.cursor(name="evstore_replay_batch") as cur:
         cur.itersize = fetch_size
         cur.execute(text, {**args, "snapshot": snapshot, "streams": list(streams)})

@@ -1,4 +1,4 @@
--- Named queries of the job engine (evstore.core.jobs, evstore.core.batch_runs).
+-- Named queries of the job engine (evstore.core.jobs: repository, batch_runs, claims, metrics).
 -- {schema} is the quoted schema; %(name)s are psycopg parameters.
 --
 -- Times are clock_timestamp(), not now(): a batch's outcome is written at the end

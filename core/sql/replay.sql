@@ -1,6 +1,7 @@
--- Named queries of replay jobs (evstore.core.replay). {schema} is the quoted
--- schema; {filters} is a conjunction built by evstore.core.replay from fixed
--- fragments (values always travel as parameters); {columns} is postgres.COLUMNS.
+-- Named queries of replay jobs (evstore.core.jobs.replay). {schema} is the quoted
+-- schema; {filters} is a conjunction built by ReplaySelection.where() from the fixed
+-- filter_* fragments below (values always travel as parameters); {columns} is
+-- store.reads.COLUMNS (the order decode_row reads).
 --
 -- A replay's events are those of transactions visible in the snapshot taken
 -- when it was planned (committed by then): a transaction still running then is
@@ -26,3 +27,33 @@ SELECT {columns}
    AND pg_visible_in_snapshot(transaction_id, %(snapshot)s::pg_snapshot)
    {filters}
  ORDER BY transaction_id, global_position;
+
+-- name: begin_planning
+-- Planning reads in one snapshot: the one whose text fixes the selection.
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+
+-- name: end_planning
+COMMIT;
+
+-- The fragments of {filters}: ReplaySelection.where() joins those whose value is set.
+
+-- name: filter_from_position
+AND global_position >= %(from_position)s
+
+-- name: filter_to_position
+AND global_position <= %(to_position)s
+
+-- name: filter_from_time
+AND created_at >= %(from_time)s
+
+-- name: filter_to_time
+AND created_at < %(to_time)s
+
+-- name: filter_aggregate_ids
+AND aggregate_id = ANY(%(aggregate_ids)s)
+
+-- name: filter_aggregate_types
+AND aggregate_type = ANY(%(aggregate_types)s)
+
+-- name: filter_event_types
+AND event_type = ANY(%(event_types)s)

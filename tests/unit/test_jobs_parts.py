@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from evstore.core.db import Database
 from evstore.core.errors import ConfigurationError, InvalidJobError
 from evstore.core.jobs.replay import ReplaySelection, StreamSpan, pack_streams
 from evstore.core.store.persistence import EventRecord
@@ -16,6 +17,9 @@ from evstore.workers.handlers import (
     unregister_event_handler,
 )
 from evstore.workers.settings import load_job_settings
+
+# SQL text only (no connection): the filter fragments come from core/sql/replay.sql.
+DB = Database(None, "events")  # type: ignore[arg-type]
 
 
 def _span(name: str, events: int) -> StreamSpan:
@@ -39,10 +43,10 @@ def test_selection_round_trips_through_job_params() -> None:
         aggregate_types=("User",), event_types=("UserRegistered",),
     )
     assert ReplaySelection.from_params(selection.to_params()) == selection
-    where, args = selection.where()
+    where, args = selection.where(DB)
     assert where.count("AND ") == 7
     assert args["aggregate_ids"] == ["1", "2"]
-    assert ReplaySelection().where() == ("", {})
+    assert ReplaySelection().where(DB) == ("", {})
 
 
 def test_selection_refuses_bad_values() -> None:
