@@ -25,12 +25,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from evstore.core.jobs.firings import claim_firing, last_firings, record_firing
+from evstore.core.store.persistence import EventStore
 
 from .config import Schedule, load_schedules
+
+if TYPE_CHECKING:
+    from evstore.workers.engine import JobEngine
 
 log = structlog.get_logger("evstore.schedules")
 # (schedule) -> (job kind, job id): enqueue the schedule's job.
@@ -41,7 +45,7 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def engine_enqueue(engine: Any) -> Enqueue:
+def engine_enqueue(engine: JobEngine) -> Enqueue:
     """Enqueue on the job engine (imports the job kinds it needs)."""
 
     def enqueue(schedule: Schedule) -> tuple[str, str]:
@@ -75,7 +79,7 @@ class FiringOutcome:
 class SchedulerService:
     """Runs every schedule on APScheduler; see the module's docstring."""
 
-    def __init__(self, store: Any, enqueue: Enqueue, schedules: dict[str, Schedule] | None = None,
+    def __init__(self, store: EventStore, enqueue: Enqueue, schedules: dict[str, Schedule] | None = None,
                  replica: str | None = None,
                  on_firing: Callable[[FiringOutcome], None] | None = None) -> None:
         self.store = store

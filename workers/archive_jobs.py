@@ -34,8 +34,11 @@ from evstore.core.errors import (
     InvalidJobError,
     JobNotFoundError,
 )
-from evstore.core.jobs.repository import BatchPlan, JobRepository
+from evstore.core.jobs.model import BatchPlan
+from evstore.core.jobs.repository import JobRepository
+from evstore.core.store.persistence import EventStore
 
+from .engine import JobEngine
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 
 KIND = "archive"
@@ -52,7 +55,7 @@ def _policy(params: dict[str, Any]) -> ArchivalPolicy:
     raise InvalidJobError("an archive job needs 'policy' (a policy name) or 'policy_spec'")
 
 
-def _refuse_if_running(store: Any, run_id: str, policy: str, job_id: str) -> None:
+def _refuse_if_running(store: EventStore, run_id: str, policy: str, job_id: str) -> None:
     """One job per run at a time: a second one would upload the same segments again."""
     try:
         job = JobRepository(store).get(int(job_id))
@@ -68,7 +71,7 @@ def _refuse_if_running(store: Any, run_id: str, policy: str, job_id: str) -> Non
 class ArchiveJobKind(JobKind):
     name = KIND
 
-    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+    def plan(self, store: EventStore, params: dict[str, Any]) -> Plan:
         policy = _policy(params)
         now = datetime.fromisoformat(params["now"]) if params.get("now") else None
         run, resumed = plan_run(store, policy, now=now)
@@ -110,7 +113,7 @@ class ArchiveJobKind(JobKind):
 register_job_kind(ArchiveJobKind())
 
 
-def start_archive_job(engine: Any, policy: str | ArchivalPolicy, created_by: str | None = None,
+def start_archive_job(engine: JobEngine, policy: str | ArchivalPolicy, created_by: str | None = None,
                       now: datetime | None = None) -> int:
     """Enqueue an archive run of ``policy`` on the job engine; the job id."""
     params: dict[str, Any] = (

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from evstore.core.jobs.repository import Job
+from evstore.core.jobs.model import Job
+from evstore.core.store.postgres import PostgreSQLEventStore
 
 from .broker import make_broker, redis_url
 from .engine import JobEngine
@@ -23,7 +23,7 @@ from .replay import EventReplayService, ReplayConfig, ReplayResult
 
 
 def run_replay_demo(
-    store: Any,
+    store: PostgreSQLEventStore,
     config: ReplayConfig | None = None,
     *,
     processes: int = 2,

@@ -14,7 +14,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from evstore.core.errors import (
@@ -23,10 +23,15 @@ from evstore.core.errors import (
     JobError,
 )
 from evstore.core.jobs.batch_runs import BatchRun, BatchSuperseded, sweep_orphans
-from evstore.core.jobs.repository import Job, JobDetail, JobRepository
+from evstore.core.jobs.model import Job, JobDetail
+from evstore.core.jobs.repository import JobRepository
+from evstore.core.store.persistence import EventStore
 
 from .kinds import KIND_MODULE_PARAM, BatchContext, JobKind, get_job_kind
 from .settings import JobSettings, load_job_settings
+
+if TYPE_CHECKING:
+    from dramatiq import Broker
 
 ACTOR_NAME = "evstore_run_batch"
 TRACEBACK_LIMIT = 4000
@@ -51,7 +56,9 @@ def error_text(exc: BaseException) -> str:
 
 
 class JobEngine:
-    def __init__(self, store: Any, broker: Any = None, settings: JobSettings | None = None) -> None:
+    def __init__(
+        self, store: EventStore, broker: Broker | None = None, settings: JobSettings | None = None,
+    ) -> None:
         self.store = store
         self.broker = broker
         self.settings = settings or load_job_settings()
@@ -162,12 +169,8 @@ class JobEngine:
             try:
                 kind = get_job_kind(started.kind, started.job_params.get(KIND_MODULE_PARAM))
                 with run.transaction() as conn:
-                    ctx = BatchContext(
-                        store=self.store, connection=conn, job_id=job_id, number=number,
-                        attempt=started.attempt, kind=started.kind, job_params=started.job_params,
-                        params=started.params, label=started.label,
-                        items_total=started.items_total, worker=worker, log=log,
-                    )
+                    ctx = BatchContext.of(started, store=self.store, connection=conn,
+                                          worker=worker, log=log)
                     outcome = kind.run(ctx)
                     status = run.complete(outcome.items_done, outcome.details)
                     if status == "succeeded":

@@ -35,8 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from evstore.core.errors import ConfigurationError, InvalidJobError
-from evstore.core.store.persistence import EventRecord
+from evstore.core.store.persistence import EventRecord, EventStore
 
 ALL_TYPES = "*"
 
@@ -47,8 +48,8 @@ class HandlerContext:
     batch_number: int
     attempt: int
     handler: str
-    connection: Any
-    store: Any
+    connection: psycopg.Connection
+    store: EventStore
 
     @property
     def batch_id(self) -> str:

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+import psycopg
 from evstore.core.errors import InvalidJobError
-from evstore.core.jobs.repository import BatchPlan
+from evstore.core.jobs.model import BatchPlan, StartedBatch
+from evstore.core.store.persistence import EventStore
+from structlog.typing import FilteringBoundLogger
 
 KIND_MODULE_PARAM = "_kind_module"
 
@@ -46,26 +49,23 @@ class BatchOutcome:
 
 
 @dataclass
-class BatchContext:
-    """Everything a kind's ``run`` needs about its batch."""
+class BatchContext(StartedBatch):
+    """Everything a kind's ``run`` needs about its batch: the started batch
+    (:class:`~evstore.core.jobs.model.StartedBatch`: ids, attempt, parameters,
+    ``batch_id``) and the run's store, connection, worker name and logger."""
 
-    store: Any
-    connection: Any
-    job_id: int
-    number: int
-    attempt: int
-    kind: str
-    job_params: dict[str, Any]
-    params: dict[str, Any]
-    label: str
-    items_total: int
+    store: EventStore
+    connection: psycopg.Connection
     worker: str
-    log: Any
+    log: FilteringBoundLogger
 
-    @property
-    def batch_id(self) -> str:
-        """A stable id of this batch, for idempotency keys outside PostgreSQL."""
-        return f"{self.job_id}:{self.number}"
+    @classmethod
+    def of(
+        cls, started: StartedBatch, *, store: EventStore, connection: psycopg.Connection,
+        worker: str, log: FilteringBoundLogger,
+    ) -> BatchContext:
+        batch = {f.name: getattr(started, f.name) for f in fields(StartedBatch)}
+        return cls(**batch, store=store, connection=connection, worker=worker, log=log)
 
 
 class BatchFailure(Exception):
@@ -80,7 +80,7 @@ class JobKind(ABC):
     name: str = ""
 
     @abstractmethod
-    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+    def plan(self, store: EventStore, params: dict[str, Any]) -> Plan:
         """Validate, fix the job's scope, split it into batches."""
 
     @abstractmethod
@@ -133,6 +133,3 @@ def get_job_kind(name: str, module: str | None = None) -> JobKind:
         known = ", ".join(sorted(_KINDS)) or "none"
         raise InvalidJobError(f"unknown job kind {name!r} (known: {known})") from None
 
-
-def job_kinds() -> dict[str, JobKind]:
-    return dict(_KINDS)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from evstore.core.errors import InvalidJobError
-from evstore.core.jobs.repository import BatchPlan
+from evstore.core.jobs.model import BatchPlan
+from evstore.core.store.persistence import EventStore
 
 from .kinds import BatchContext, BatchOutcome, JobKind, Plan, register_job_kind
 
@@ -20,7 +21,7 @@ KIND = "partitions"
 class PartitionUpkeepKind(JobKind):
     name = KIND
 
-    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+    def plan(self, store: EventStore, params: dict[str, Any]) -> Plan:
         months = params.get("months_ahead", 3)
         if isinstance(months, bool) or not isinstance(months, int) or not 0 <= months <= 120:
             raise InvalidJobError(f"months_ahead must be an integer from 0 to 120 (got {months!r})")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from dramatiq.middleware import Middleware
 
-from .engine import ACTOR_NAME, error_text, traceback_summary
+from .engine import ACTOR_NAME, JobEngine, error_text, traceback_summary
+
+if TYPE_CHECKING:
+    from dramatiq import Broker, Message, Worker
 
 log = structlog.get_logger("evstore.jobs")
 
 
-def _is_batch(message: Any) -> bool:
+def _is_batch(message: Message[Any]) -> bool:
     return bool(message.actor_name == ACTOR_NAME and len(message.args) == 2)
 
 
@@ -23,7 +27,7 @@ class JobLogContext(Middleware):
     Put it first: its ``after_*`` hooks then run last and clear the context.
     """
 
-    def before_process_message(self, broker: Any, message: Any) -> None:
+    def before_process_message(self, broker: Broker, message: Message[Any]) -> None:
         structlog.contextvars.clear_contextvars()
         if _is_batch(message):
             job_id, number = message.args
@@ -32,11 +36,11 @@ class JobLogContext(Middleware):
                 delivery=message.options.get("retries", 0) + 1,
             )
 
-    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+    def after_process_message(self, broker: Broker, message: Message[Any], *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         structlog.contextvars.clear_contextvars()
 
-    def after_skip_message(self, broker: Any, message: Any) -> None:
+    def after_skip_message(self, broker: Broker, message: Message[Any]) -> None:
         structlog.contextvars.clear_contextvars()
 
 
@@ -48,10 +52,10 @@ class BatchFailures(Middleware):
     (``message.failed``). Nothing relies on Dramatiq's dead-letter set.
     """
 
-    def __init__(self, engine_factory: Any) -> None:
+    def __init__(self, engine_factory: Callable[[], JobEngine]) -> None:
         self.engine_factory = engine_factory
 
-    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+    def after_process_message(self, broker: Broker, message: Message[Any], *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         if exception is None or not _is_batch(message) or not message.failed:
             return
@@ -76,20 +80,20 @@ class BatchFailures(Middleware):
 class OrphanSweeper(Middleware):
     """A thread in each worker process that requeues batches whose worker died mid-run."""
 
-    def __init__(self, engine_factory: Any, interval: float) -> None:
+    def __init__(self, engine_factory: Callable[[], JobEngine], interval: float) -> None:
         self.engine_factory = engine_factory
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         if self.interval <= 0:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="evstore-orphan-sweeper", daemon=True)
         self._thread.start()
 
-    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         self._stop.set()
 
     def _loop(self) -> None:

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evstore.core.errors import InvalidJobError
+from evstore.core.jobs.model import BatchPlan, Job
 from evstore.core.jobs.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
-from evstore.core.jobs.repository import BatchPlan, Job
+from evstore.core.store.persistence import EventStore
 
 from .engine import JobEngine, error_text
-from .handlers import ALL_TYPES, HandlerContext, register_event_handler, resolve_handlers
+from .handlers import ALL_TYPES, HandlerContext, RegisteredHandler, register_event_handler, resolve_handlers
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 from .settings import load_job_settings
+
+if TYPE_CHECKING:
+    from dramatiq import Broker
 
 KIND = "replay"
 
@@ -84,7 +88,7 @@ class ReplayResult:
 class ReplayJobKind(JobKind):
     name = KIND
 
-    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+    def plan(self, store: EventStore, params: dict[str, Any]) -> Plan:
         handlers = resolve_handlers(params.get("handlers"), params.get("handler_modules", ()))
         selection = ReplaySelection.from_params(params)
         if selection.event_types is not None:
@@ -138,7 +142,7 @@ class ReplayJobKind(JobKind):
         return BatchOutcome(done, {"handlers": dict(counts)})
 
 
-def _narrow_to_handlers(selection: ReplaySelection, handlers: list[Any]) -> ReplaySelection:
+def _narrow_to_handlers(selection: ReplaySelection, handlers: list[RegisteredHandler]) -> ReplaySelection:
     """Read only the event types some selected handler handles."""
     if any(ALL_TYPES in h.event_types for h in handlers):
         return selection
@@ -149,8 +153,6 @@ def _narrow_to_handlers(selection: ReplaySelection, handlers: list[Any]) -> Repl
             f"none of the handlers ({', '.join(h.name for h in handlers)}) handles the selected "
             f"event types ({', '.join(selection.event_types or ())})"
         )
-    from dataclasses import replace
-
     return replace(selection, event_types=tuple(sorted(wanted)))
 
 
@@ -160,7 +162,9 @@ register_job_kind(ReplayJobKind())
 class EventReplayService:
     """The spec's replay service: start replays on the workers, follow them, read their results."""
 
-    def __init__(self, store: Any, broker: Any = None, engine: JobEngine | None = None) -> None:
+    def __init__(
+        self, store: EventStore, broker: Broker | None = None, engine: JobEngine | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine or JobEngine(store, broker)
 

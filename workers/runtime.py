@@ -7,18 +7,21 @@ no connection crosses a fork.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .engine import JobEngine
 from .settings import JobSettings
 
+if TYPE_CHECKING:
+    from dramatiq import Broker
+
 _lock = threading.Lock()
 _engine: JobEngine | None = None
-_broker: Any = None
+_broker: Broker | None = None
 _settings: JobSettings | None = None
 
 
-def configure(broker: Any, settings: JobSettings) -> None:
+def configure(broker: Broker, settings: JobSettings) -> None:
     global _broker, _settings
     _broker, _settings = broker, settings
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from evstore.core.errors import ConfigurationError, InvalidJobError, SnapshotBuildError
-from evstore.core.jobs.repository import BatchPlan
+from evstore.core.jobs.model import BatchPlan
 from evstore.core.snapshots.aggregate import class_path, import_class, type_of
 from evstore.core.snapshots.policy import (
     SnapshotBatch,
@@ -22,7 +22,9 @@ from evstore.core.snapshots.policy import (
     build_batch,
     plan_batches,
 )
+from evstore.core.store.persistence import EventStore
 
+from .engine import JobEngine
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 
 KIND = "snapshot_build"
@@ -46,7 +48,7 @@ def _class_and_config(params: dict[str, Any]) -> tuple[type[Any], SnapshotConfig
 class SnapshotBuildKind(JobKind):
     name = KIND
 
-    def plan(self, store: Any, params: dict[str, Any]) -> Plan:
+    def plan(self, store: EventStore, params: dict[str, Any]) -> Plan:
         cls, config = _class_and_config(params)
         try:
             aggregate_type = type_of(cls, params.get("aggregate_type"))
@@ -86,7 +88,7 @@ register_job_kind(SnapshotBuildKind())
 
 
 def start_snapshot_build(
-    engine: Any, aggregate_class: type[Any] | str, config: SnapshotConfig | None = None,
+    engine: JobEngine, aggregate_class: type[Any] | str, config: SnapshotConfig | None = None,
     *, batch_size: int = 100, aggregate_type: str | None = None, created_by: str | None = None,
 ) -> int:
     """Plan a snapshot sweep and enqueue its batches on the job engine; the job id."""
