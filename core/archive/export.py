@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from psycopg.rows import dict_row
 
-from ..errors import ArchiveError, ArchiveIntegrityError
+from ..errors import ArchiveError
 from ..privacy.gdpr import anonymize_line, get_anonymizer
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
-from .segments import bad_checksum, build_segment, row_to_line, sha256
+from .segments import build_segment, check_checksums, row_to_line, sha256
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
@@ -112,13 +112,10 @@ def _export(
             "since planning); nothing was uploaded"
         )
     lines = [row_to_line(r) for r in rows]
-    bad = bad_checksum(lines)
-    if bad is not None:
-        line, _computed = bad
-        raise ArchiveIntegrityError(
-            f"event {line['event_id']} (global position {line['global_position']}) fails "
-            f"its checksum in PostgreSQL; it is not archived (run 'evstore verify')"
-        )
+    check_checksums(lines, lambda line, _computed: (
+        f"event {line['event_id']} (global position {line['global_position']}) fails "
+        f"its checksum in PostgreSQL; it is not archived (run 'evstore verify')"
+    ))
     if policy.anonymize_before_archive:
         anonymizer = get_anonymizer(policy.anonymizer)
         lines = [anonymize_line(line, anonymizer) for line in lines]

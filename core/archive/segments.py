@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -71,13 +71,15 @@ def line_checksum(line: dict[str, Any]) -> str:
     return checksum_of(line, dumps(data), dumps(json.loads(line["metadata"])))
 
 
-def bad_checksum(lines: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
-    """The first line whose recomputed checksum differs from its own, with the computed one."""
+def check_checksums(
+    lines: Iterable[dict[str, Any]], problem: Callable[[dict[str, Any], str], str]
+) -> None:
+    """ArchiveIntegrityError(problem(line, computed)) for the first line whose
+    recomputed checksum differs from its own."""
     for line in lines:
         computed = line_checksum(line)
         if computed != line["checksum"]:
-            return line, computed
-    return None
+            raise ArchiveIntegrityError(problem(line, computed))
 
 
 M = TypeVar("M", bound="_ManifestFile")
@@ -174,13 +176,10 @@ def read_segment(data: bytes, manifest: SegmentManifest, where: str) -> Iterator
         raise ArchiveIntegrityError(
             f"{where}: holds {len(lines)} events, the manifest says {manifest.event_count}"
         )
-    bad = bad_checksum(lines)
-    if bad is not None:
-        line, computed = bad
-        raise ArchiveIntegrityError(
-            f"{where}: event {line['event_id']} fails its checksum "
-            f"(stored {line['checksum'][:16]}…, computed {computed[:16]}…)"
-        )
+    check_checksums(lines, lambda line, computed: (
+        f"{where}: event {line['event_id']} fails its checksum "
+        f"(stored {line['checksum'][:16]}…, computed {computed[:16]}…)"
+    ))
     return iter(lines)
 
 
