@@ -45,14 +45,14 @@ def redact(url: str) -> str:
 def configure(conn: psycopg.Connection) -> None:
     """Every pooled connection: xid8 values as Python ints, timestamps in UTC."""
     conn.adapters.register_loader(XID8_OID, IntLoader)
-    conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute(named_sql.load("store", "set_utc"))
 
 
 def probe(url: str, timeout: int = 5) -> None:
     """Connect once, so a bad URL or a down server is reported clearly."""
     try:
         with psycopg.connect(url, connect_timeout=timeout, autocommit=True) as conn:
-            conn.execute("SELECT 1")
+            conn.execute(named_sql.load("store", "ping"))
     except psycopg.Error as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailableError(f"cannot connect to {redact(url)}: {detail}") from exc

@@ -8,9 +8,8 @@ migration is recorded in ``schema_migrations``.
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
 
-from .sql import migrations, quote_schema
+from .sql import load, migrations, quote_schema
 
 
 def latest_version() -> int:
@@ -20,16 +19,18 @@ def latest_version() -> int:
 def current_version(conn: psycopg.Connection, schema: str) -> int:
     """The highest applied migration; 0 when the schema is not initialised."""
     row = conn.execute(
-        "SELECT to_regclass(%s)", [f"{quote_schema(schema)}.schema_migrations"]
+        load("store", "migrations_table_exists"), [f"{quote_schema(schema)}.schema_migrations"]
     ).fetchone()
-    if row is None or row[0] is None:
+    if row is None:
         return 0
-    found = conn.execute(
-        sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_migrations").format(
-            sql.Identifier(schema)
-        )
-    ).fetchone()
-    return int(found[0]) if found else 0
+    (table,) = row
+    if table is None:
+        return 0
+    found = conn.execute(load("store", "migrated_version", schema)).fetchone()
+    if found is None:
+        return 0
+    (version,) = found
+    return int(version)
 
 
 def apply_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
@@ -37,27 +38,14 @@ def apply_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
     applied: list[str] = []
     quoted = quote_schema(schema)
     with conn.transaction():
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"evstore-migrate:{schema}"]
-        )
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            ).format(sql.Identifier(schema))
-        )
+        conn.execute(load("store", "lock_migrations"), [f"evstore-migrate:{schema}"])
+        conn.execute(load("store", "create_schema", schema))
+        conn.execute(load("store", "create_migrations_table", schema))
         done = current_version(conn, schema)
         for number, name, text in migrations():
             if number <= done:
                 continue
             conn.execute(text.replace("{schema}", quoted).encode())
-            conn.execute(
-                sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES (%s, %s)").format(
-                    sql.Identifier(schema)
-                ),
-                [number, name],
-            )
+            conn.execute(load("store", "record_migration", schema), [number, name])
             applied.append(name)
     return applied

@@ -52,15 +52,6 @@ def load(file: str, name: str, schema: str | None = None, **fragments: str) -> s
     return text
 
 
-# Transitional names, removed once every caller uses Database.sql(file, name).
-def sql_from(filename: str, name: str, schema: str, **fragments: str) -> str:
-    return load(filename.removesuffix(".sql"), name, schema, **fragments)
-
-
-def query(name: str, schema: str, **fragments: str) -> str:
-    return load("store", name, schema, **fragments)
-
-
 def migrations() -> list[tuple[int, str, str]]:
     """(number, name, sql text) of every migration, in order."""
     folder = resources.files(__package__).joinpath("migrations")
