@@ -15,11 +15,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from ..store.persistence import EventRecord
 
 Handler = Callable[[EventRecord], object]
 _RATE_WINDOW = 10.0
+
+
+class _Handled(NamedTuple):
+    """Events handled at one moment, for the rate over the last _RATE_WINDOW seconds."""
+
+    at: float
+    events: int
 
 
 class Dispatcher:
@@ -40,7 +48,7 @@ class Dispatcher:
         self.processed = 0
         self.error: BaseException | None = None
         self.failed_event: EventRecord | None = None
-        self._window: deque[tuple[float, int]] = deque()
+        self._window: deque[_Handled] = deque()
         self._threads = [
             threading.Thread(target=self._work, args=(q,), name=f"evstore-handler-{name}-{i}",
                              daemon=True)
@@ -96,21 +104,15 @@ class Dispatcher:
         with self._cond:
             return self._cond.wait_for(lambda: self._outstanding == 0, timeout)
 
-    def wait_change(self, timeout: float) -> None:
-        """Sleep until a batch completes, a handler fails, or the time-out passes."""
-        with self._cond:
-            if not self._done and self.error is None:
-                self._cond.wait(timeout)
-
     def rate(self) -> float:
         now = time.monotonic()
         with self._cond:
-            while self._window and self._window[0][0] < now - _RATE_WINDOW:
+            while self._window and self._window[0].at < now - _RATE_WINDOW:
                 self._window.popleft()
             if not self._window:
                 return 0.0
-            span = max(now - self._window[0][0], 1.0)
-            return sum(n for _, n in self._window) / span
+            span = max(now - self._window[0].at, 1.0)
+            return sum(h.events for h in self._window) / span
 
     def close(self) -> None:
         """Stop the threads once they have finished what is queued."""
@@ -151,7 +153,7 @@ class Dispatcher:
             self.processed += handled
             self._outstanding -= 1
             if handled:
-                self._window.append((time.monotonic(), handled))
+                self._window.append(_Handled(time.monotonic(), handled))
             if completed:
                 left = self._remaining[batch_id] - 1
                 if left:

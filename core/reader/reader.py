@@ -19,8 +19,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass
 
 from ..errors import ConsumerBusyError, HandlerError, StoreUnavailableError
 from ..store.persistence import START, EventStore, Position
@@ -28,19 +26,12 @@ from .checkpoints import CheckpointStore
 from .dispatch import Dispatcher, Handler
 from .groups import Membership
 from .notify import Listener
+from .saving import SaveQueue
 from .streams import ReaderMetrics, StreamConfig, StreamReadMode, shard_of
 
 log = logging.getLogger(__name__)
 _SLICE = 0.1  # longest the loop sleeps without looking at its flags
-_EMPTY_SAVE_EVERY = 1.0  # seconds between saves that only move past unwanted events
 _MIN_BACKOFF = 0.01  # first wait when committed events are held back by an older transaction
-
-
-@dataclass
-class _Batch:
-    id: int
-    checkpoint: Position
-    counts: dict[int, int]
 
 
 class EventStreamReader:
@@ -77,13 +68,10 @@ class EventStreamReader:
         self._start_head: Position | None = None
         self._until: Position | None = None
         self._skip: set[int] = set()  # STREAMING: transactions committed before the start
-        self._pending: deque[_Batch] = deque()
-        self._done: set[int] = set()
-        self._to_save: tuple[Position, dict[int, int]] | None = None
+        self._saves = SaveQueue(self.checkpoints, config.checkpoint_name, config.consumer_group,
+                                self.member_id)
         self._target: set[int] | None = None
-        self._next_id = 0
         self._backoff = _MIN_BACKOFF
-        self._last_save = 0.0
 
     # -- public API -------------------------------------------------------------
 
@@ -244,7 +232,7 @@ class EventStreamReader:
         self._until = None if cfg.mode.live else self.checkpoints.last_committed()
         self._floors = self._owned_floors(membership, replay_from)
         self.position = min(self._floors.values(), default=START)
-        self._last_save = time.monotonic()
+        self._saves.last_save = time.monotonic()
         self.running.set()
         while not self._stop.is_set():
             try:
@@ -291,10 +279,7 @@ class EventStreamReader:
                     self._skip and event.transaction_id in self._skip):
                 wanted.append(event)
                 counts[p] += 1
-        batch = _Batch(self._next_id, page.checkpoint, counts)
-        self._next_id += 1
-        self._pending.append(batch)
-        dispatcher.submit(batch.id, wanted)
+        dispatcher.submit(self._saves.add(page.checkpoint, counts), wanted)
         self.batches += 1 if wanted else 0
         self.position = page.checkpoint
         if page.events:
@@ -371,30 +356,12 @@ class EventStreamReader:
         self, dispatcher: Dispatcher, membership: Membership | None, force: bool = False
     ) -> None:
         """Save the checkpoint of the batches handled so far, in order."""
-        self._done |= dispatcher.take_done()
-        while self._pending and self._pending[0].id in self._done:
-            batch = self._pending.popleft()
-            self._done.discard(batch.id)
-            counts = dict(self._to_save[1]) if self._to_save else {}
-            for p, n in batch.counts.items():
-                counts[p] = counts.get(p, 0) + n
-            self._to_save = (batch.checkpoint, counts)
-        if membership is None or self._to_save is None:
+        saved = self._saves.save(dispatcher.take_done(), membership, force)
+        if saved is None:
             return
-        checkpoint, counts = self._to_save
-        if not (any(counts.values()) or force
-                or time.monotonic() - self._last_save >= _EMPTY_SAVE_EVERY):
-            return
-        cfg = self.config
-        owned = set(membership.snapshot())
-        counts = {p: n for p, n in counts.items() if p in owned}
-        saved = self.checkpoints.save(cfg.checkpoint_name, cfg.consumer_group, self.member_id,
-                                      checkpoint, counts)
-        lost = set(counts) - saved
-        if lost:
-            log.warning("member %s no longer owns shards %s", self.member_id, sorted(lost))
-            membership.drop_lost(lost)
+        if saved.lost:
+            assert membership is not None
+            log.warning("member %s no longer owns shards %s", self.member_id, sorted(saved.lost))
+            membership.drop_lost(saved.lost)
             self._rebalance.set()
-        self._to_save = None
-        self.saved = checkpoint
-        self._last_save = time.monotonic()
+        self.saved = saved.checkpoint

@@ -67,28 +67,40 @@ def snapshot_stats(store: EventStore) -> list[SnapshotTypeStats]:
     return out
 
 
+@dataclass
+class _Sums:
+    """The running sums of a least-squares fit of ms against events."""
+
+    loads: float = 0.0
+    events: float = 0.0
+    ms: float = 0.0
+    events_sq: float = 0.0
+    events_ms: float = 0.0
+
+
 class LoadTimings:
     """Load times per aggregate type, fitted as ``base_ms + ms_per_event * events``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sums: dict[str, list[float]] = {}
+        self._sums: dict[str, _Sums] = {}
 
     def add(self, aggregate_type: str, events: int, ms: float) -> None:
         with self._lock:
-            s = self._sums.setdefault(aggregate_type, [0.0] * 5)
-            s[0] += 1
-            s[1] += events
-            s[2] += ms
-            s[3] += events * events
-            s[4] += events * ms
+            s = self._sums.setdefault(aggregate_type, _Sums())
+            s.loads += 1
+            s.events += events
+            s.ms += ms
+            s.events_sq += events * events
+            s.events_ms += events * ms
 
     def take(self) -> dict[str, tuple[int, int, float, float]]:
         """Per type: (loads, events, ms_per_event, base_ms); resets the sums."""
         with self._lock:
             sums, self._sums = self._sums, {}
         out = {}
-        for atype, (n, sx, sy, sxx, sxy) in sums.items():
+        for atype, s in sums.items():
+            n, sx, sy, sxx, sxy = s.loads, s.events, s.ms, s.events_sq, s.events_ms
             spread = n * sxx - sx * sx
             slope = (n * sxy - sx * sy) / spread if spread > 0 else (sy / sx if sx else 0.0)
             slope = max(slope, 1e-6)
