@@ -204,13 +204,19 @@ def _blocked_or_done(store, thread: threading.Thread, deadline: float) -> None:
     raise AssertionError("the delivery neither finished nor waited")
 
 
-def _dead_runner(engine, job_id: int) -> None:
+def _job_with_a_dead_runner(service, jobs_store) -> tuple[JobEngine, int]:
+    """A replay whose batch 1 is 'running' with its runner gone (claim free)."""
+    seed(jobs_store, 10, 2)
+    job_id = service.start(ReplayConfig(handler_names=["record"], batch_size=5))
+    engine = service.engine
     with BatchRun.claim(engine.repo, job_id, 1, "doomed-worker") as run:
         assert run is not None and run.start() is not None
     assert engine.repo.batches(job_id)[0].status == "running"
+    return engine, job_id
 
 
 def _deliver_early(engine, jobs_store, results: list[str]):
+    """A ``send`` that delivers each message to a thread at once, and a join of those threads."""
     threads: list[threading.Thread] = []
 
     def send(job_id: int, numbers: list[int]) -> None:
@@ -221,35 +227,33 @@ def _deliver_early(engine, jobs_store, results: list[str]):
             threads.append(t)
             _blocked_or_done(jobs_store, t, time.monotonic() + 10)
 
-    return send, threads
+    def join() -> None:
+        for t in threads:
+            t.join(10)
+
+    return send, join
 
 
 def test_sweep_lets_a_delivery_that_arrives_before_its_commit_run_the_batch(service, jobs_store) -> None:
-    seed(jobs_store, 10, 2)
-    job_id = service.start(ReplayConfig(handler_names=["record"], batch_size=5))
-    engine = service.engine
-    _dead_runner(engine, job_id)
+    engine, job_id = _job_with_a_dead_runner(service, jobs_store)
     results: list[str] = []
-    send, threads = _deliver_early(engine, jobs_store, results)
+    send, join = _deliver_early(engine, jobs_store, results)
     assert sweep_orphans(engine.repo, send) == [(job_id, 1)]
-    for t in threads:
-        t.join(10)
+    join()
     # The only message sent for the batch must run it, not be dropped ("skipped":
     # claim taken by the sweep), which would leave the batch stuck 'queued'.
     assert results == ["succeeded"], results
     assert engine.repo.batches(job_id)[0].status == "succeeded"
 
 
-def test_requeue_stale_lets_a_delivery_that_arrives_before_its_commit_run_the_batch(service, jobs_store) -> None:
-    seed(jobs_store, 10, 2)
-    job_id = service.start(ReplayConfig(handler_names=["record"], batch_size=5))
-    engine = service.engine
-    _dead_runner(engine, job_id)
+def test_requeue_stale_lets_a_delivery_that_arrives_before_its_commit_run_the_batch(
+    service, jobs_store,
+) -> None:
+    engine, job_id = _job_with_a_dead_runner(service, jobs_store)
     results: list[str] = []
-    send, threads = _deliver_early(engine, jobs_store, results)
+    send, join = _deliver_early(engine, jobs_store, results)
     assert engine.repo.requeue(job_id, send, number=1, stale=True) == [1]
-    for t in threads:
-        t.join(10)
+    join()
     assert results == ["succeeded"], results
     assert engine.repo.batches(job_id)[0].status == "succeeded"
 
