@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from ..db import Database
 from ..errors import ConfigurationError, ConsumerBusyError, ConsumerNotFoundError
 from ..store.persistence import START, EventStore, Position
-from ..store.postgres import MAX_POSITION
+from ..store.reads import MAX_POSITION
 
 LAG_CAP = 1_000_000
 

@@ -29,7 +29,7 @@ from ..db import Database
 from ..errors import AggregateNotFoundError, EventStoreError
 from ..serialization import dumps
 from ..store.persistence import EventRecord, EventStore
-from ..store.postgres import COLUMNS
+from ..store.reads import COLUMNS
 from .aggregate import A, type_of
 from .stats import LoadTimings
 
