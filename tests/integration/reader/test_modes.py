@@ -1,21 +1,36 @@
-"""Each read mode of EventStreamReader, filters, checkpoints and handler failures."""
+"""Each read mode of EventStreamReader, filters, checkpoints and handler failures.
+
+Live modes also: a filter on a type nobody appended yet, and a transaction that
+commits late (never skipped).
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+import psycopg
 import pytest
-from evstore.core.errors import ConsumerBusyError, HandlerError
+from evstore.core.errors import ConsumerBusyError, HandlerError, UnknownEventTypeError
 from evstore.core.reader.checkpoints import CheckpointStore
 from evstore.core.reader.reader import EventStreamReader
 from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
 from evstore import EventRecord
 
-from .helpers import Collector, all_events, append, append_many, wait_for
+from .helpers import Collector, all_events, append, append_many, ev, wait_for
 
 BATCH = StreamReadMode.BATCH
+LOCK = 4242
+BLOCKER = """
+CREATE FUNCTION public.block_late() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(4242);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER block_late AFTER INSERT ON events.events
+    FOR EACH ROW WHEN (NEW.event_type = 'Late') EXECUTE FUNCTION public.block_late();
+"""
 
 
 def ids(events: list[EventRecord]) -> list[Any]:
@@ -154,3 +169,60 @@ def test_second_reader_of_the_same_name_without_group_is_refused(pstore: Any) ->
         with pytest.raises(ConsumerBusyError, match="solo"):
             EventStreamReader(pstore, StreamConfig("solo", mode=BATCH, lease_ttl=1.0)).run(
                 Collector())
+
+
+def test_catch_up_reader_waits_for_a_type_not_stored_yet(pstore: Any) -> None:
+    # Given a store where "UserDeleted" was never appended
+    append(pstore, "User-a", 3, event_type="UserRegistered")
+    with pytest.raises(UnknownEventTypeError):
+        pstore.read_all(event_types=["UserDeleted"])  # a one-off query: a typo is an error
+    # When a live reader subscribes to it
+    got = Collector()
+    reader = EventStreamReader(
+        pstore, StreamConfig("deletions", mode=StreamReadMode.CATCH_UP, event_types=["UserDeleted"])
+    )
+    reader.start(got)
+    try:
+        wait_for(lambda: reader.metrics().reads >= 2, "the reader to have read (and found nothing)")
+        append(pstore, "User-b", 2, event_type="UserDeleted")
+        # Then it starts without error and receives the new type's events only
+        wait_for(lambda: len(got.events) == 2, "the two UserDeleted events")
+    finally:
+        reader.stop()
+        reader.join()
+    assert {e.event_type for e in got.events} == {"UserDeleted"}
+
+
+def test_late_committing_transaction_is_not_skipped(database_url: str, pstore: Any) -> None:
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(BLOCKER)
+        got = Collector()
+        cfg = StreamConfig("late", mode=StreamReadMode.CATCH_UP, poll_interval=0.2)
+        with EventStreamReader(pstore, cfg) as reader:
+            reader.start(got)
+            wait_for(reader.running.is_set, "the reader to start")
+
+            # Given an append that took its global position and waits to commit
+            admin.execute("SELECT pg_advisory_lock(%s)", [LOCK])
+            late = threading.Thread(target=pstore.append_events,
+                                    args=("User-late", [ev("User-late", 0, "Late")]))
+            late.start()
+            wait_for(lambda: admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND objid = %s AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())", [LOCK]
+            ).fetchone()[0] == 1, "the late append to wait on its lock")
+
+            # When a later append (a higher position) commits and the reader reads past it
+            pstore.append_events("User-early", [ev("User-early", 0)])
+            reads = reader.reads
+            wait_for(lambda: reader.reads >= reads + 2, "the reader to look twice")
+            assert len(got) == 0  # the early commit is held back behind the running one
+
+            # Then once the late one commits, both arrive, in the global order
+            admin.execute("SELECT pg_advisory_unlock(%s)", [LOCK])
+            late.join(timeout=30)
+            wait_for(lambda: len(got) == 2, "both events")
+        late_event, early_event = got.events
+        assert late_event.stream_id == "User-late" and early_event.stream_id == "User-early"
+        assert late_event.global_position < early_event.global_position  # the race happened
