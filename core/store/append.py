@@ -44,7 +44,6 @@ from ..errors import (
     EventValidationError,
     StoreUnavailableError,
 )
-from ..serialization import validate_batch
 from .partitions import MonthPartitions, month_of
 from .persistence import (
     ANY,
@@ -56,6 +55,7 @@ from .persistence import (
     StreamState,
 )
 from .prepare import INSERT_COLUMNS, ROW_TYPES, Prepared, insert_row, prepare, row_checksum
+from .validation import validate_batch
 
 # The placeholders of one row of INSERT_COLUMNS in a multi-row VALUES.
 _VALUES_ROW = "(%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s,%s::jsonb,%s,%s,%s,%s,%s)"

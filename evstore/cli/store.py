@@ -115,7 +115,7 @@ def append(
     malformed, each problem is reported with its line number and nothing is written.
     Consecutive lines of one stream are appended together, atomically.
     """
-    from evstore.core.serialization import validate_batch
+    from evstore.core.store.validation import validate_batch
 
     stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")
     parsed: list[tuple[str, EventRecord, Any, int]] = []
