@@ -1,5 +1,11 @@
 """Archival of events to files, S3, GCS and Azure through fsspec (see docs/archive.md).
 
+The invariant: nothing leaves PostgreSQL before its archive is read back and
+checked. A run is planned (``runs``), its segments exported and verified on
+the target (``export``, ``targets``), and only ``finalize`` deletes rows or
+drops partitions, after checking every segment once more. Every statement is
+a named block of ``sql/archive.sql`` loaded with ``store.db.sql("archive", name)``.
+
 Importing this package imports no fsspec back-end: s3fs, gcsfs and adlfs are
 loaded when a target URL needs them.
 """
