@@ -48,6 +48,11 @@ class ShardCheckpoint:
                    int(row["events_processed"]))
 
 
+def _leaseholders(shards: list[ShardCheckpoint]) -> set[str]:
+    """The members holding a live lease on some of these shards."""
+    return {s.owner for s in shards if s.leased and s.owner}
+
+
 PartitionCheckpoint = ShardCheckpoint  # the old name, kept importable
 
 
@@ -134,7 +139,7 @@ class CheckpointStore:
         shards = self.shards(name, group)
         if not shards:
             raise ConsumerNotFoundError(name, group)
-        busy = sorted({s.owner for s in shards if s.leased and s.owner})
+        busy = sorted(_leaseholders(shards))
         if busy and not force:
             raise ConsumerBusyError(name, group, busy)
         with self.db.connection() as conn:
@@ -249,7 +254,7 @@ class CheckpointStore:
             out.append(GroupStatus(
                 checkpoint_name=name, consumer_group=group, partitions=first["shard_count"],
                 checkpoint=min(s.position for s in shards),
-                owners=len({s.owner for s in shards if s.leased and s.owner}),
+                owners=len(_leaseholders(shards)),
                 members=live.get((name, group), 0),
                 events_processed=sum(s.events_processed for s in shards),
                 updated_at=max(s.updated_at for s in shards),

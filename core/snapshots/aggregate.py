@@ -74,6 +74,11 @@ def type_of(cls: type[Any], aggregate_type: str | None = None) -> str:
     return str(found)
 
 
+def state_schema_of(cls: type[Any]) -> int:
+    """The version of the class's state layout (``state_schema``, 1 when unset)."""
+    return int(getattr(cls, "state_schema", 1))
+
+
 def class_path(cls: type[Any]) -> str:
     """``module:QualName``, importable in another process (a worker)."""
     return f"{cls.__module__}:{cls.__qualname__}"

@@ -23,7 +23,7 @@ from psycopg.rows import class_row, dict_row
 
 from ..errors import ConfigurationError, SnapshotBuildError
 from ..store.persistence import EventStore
-from .aggregate import type_of
+from .aggregate import state_schema_of, type_of
 from .store import SnapshotStore, using
 
 
@@ -150,7 +150,7 @@ def due_aggregates(
     t = threshold(config, load_cost(store, atype, config), now)
     query = store.db.sql("snapshots", "due_aggregates")
     args: dict[str, Any] = {
-        "aggregate_type": atype, "state_schema": int(getattr(cls, "state_schema", 1)),
+        "aggregate_type": atype, "state_schema": state_schema_of(cls),
         "first": first or "", "after": None, "upto": last, "min_events": t.min_events,
         "min_new": t.min_new, "older_than": t.older_than, "limit": page,
     }

@@ -30,7 +30,7 @@ from ..errors import AggregateNotFoundError, EventStoreError
 from ..serialization import dumps
 from ..store.persistence import EventRecord, EventStore
 from ..store.reads import COLUMNS
-from .aggregate import A, type_of
+from .aggregate import A, state_schema_of, type_of
 from .stats import LoadTimings
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class SnapshotStore:
         """The newest snapshot of the class's state schema whose checksum holds."""
         atype = type_of(cls, aggregate_type)
         args = {"aggregate_type": atype, "aggregate_id": aggregate_id,
-                "state_schema": int(getattr(cls, "state_schema", 1))}
+                "state_schema": state_schema_of(cls)}
         with using(self.db, conn) as c:
             row = c.execute(self._sql("latest_snapshot"), args).fetchone()
         if row is None:
@@ -178,7 +178,7 @@ class SnapshotStore:
                 return None
             state = aggregate.save()
             data, digest, original = encode_state(state, codec)
-            schema = int(getattr(cls, "state_schema", 1))
+            schema = state_schema_of(cls)
             row = c.execute(self._sql("insert_snapshot"), {
                 "aggregate_id": aggregate_id, "aggregate_type": atype,
                 "aggregate_version": version, "state_schema": schema, "state": data,
