@@ -38,7 +38,7 @@ def apply_migrations(conn: psycopg.Connection, schema: str) -> list[str]:
     applied: list[str] = []
     quoted = quote_schema(schema)
     with conn.transaction():
-        conn.execute(load("store", "lock_migrations"), [f"evstore-migrate:{schema}"])
+        conn.execute(load("store", "advisory_lock"), [f"evstore-migrate:{schema}"])
         conn.execute(load("store", "create_schema", schema))
         conn.execute(load("store", "create_migrations_table", schema))
         done = current_version(conn, schema)

@@ -174,8 +174,10 @@ SELECT event_type, count(*) FROM {schema}.events GROUP BY 1 ORDER BY 2 DESC;
 -- name: metrics_streams
 SELECT count(*) FROM {schema}.streams;
 
--- name: lock_month_partitions
--- Concurrent writers that need the same new month do not race each other's CREATE.
+-- name: advisory_lock
+-- A transaction-scoped lock on a text key: month partition creation
+-- ("evstore-partitions:<schema>": concurrent writers that need the same new
+-- month do not race each other's CREATE) and migrations ("evstore-migrate:<schema>").
 SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
 
 -- name: month_partition_exists
@@ -195,9 +197,6 @@ SELECT to_regclass(%s);
 
 -- name: migrated_version
 SELECT coalesce(max(version), 0) FROM {schema}.schema_migrations;
-
--- name: lock_migrations
-SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
 
 -- name: create_schema
 CREATE SCHEMA IF NOT EXISTS {schema};

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from .postgres import PostgreSQLEventStore
 
-def render_store_metrics(store: Any, registry: CollectorRegistry | None = None) -> str:
+
+def render_store_metrics(store: PostgreSQLEventStore, registry: CollectorRegistry | None = None) -> str:
     """Gauges of the store's size and compression, as Prometheus exposition text."""
     registry = registry or CollectorRegistry()
     m = store.metrics()

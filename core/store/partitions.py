@@ -54,7 +54,7 @@ def create_month_partition(db: Database, conn: psycopg.Connection, month: date) 
     start, end = _bounds(month)
     name = partition_name(month)
     with conn.transaction():
-        conn.execute(db.sql("store", "lock_month_partitions"), [f"evstore-partitions:{db.schema}"])
+        conn.execute(db.sql("store", "advisory_lock"), [f"evstore-partitions:{db.schema}"])
         exists = conn.execute(db.sql("store", "month_partition_exists"), [db.schema, name]).fetchone()
         if exists:
             return False
