@@ -10,7 +10,10 @@
 - No Python file under core/ longer than 400 lines.
 - Every SQL statement lives in a .sql file: no string constant (f-string parts
   included, docstrings excluded) in core/, workers/, schedules/ or evstore/ that
-  starts with an SQL keyword.
+  starts with an SQL keyword (log messages excluded too).
+- Every ``x.sql("file", "block", **fragments)`` with literal names asks for a
+  block that exists in core/sql/<file>.sql, with exactly its ``{fragments}``
+  (a typo would otherwise surface only when that path runs).
 
 See docs/architecture.md for the layout these rules keep.
 """
@@ -335,6 +338,58 @@ def test_no_sql_statements_in_python() -> None:
     )
 
 
+BLOCK_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+@cache
+def sql_blocks(stem: str) -> dict[str, str]:
+    """The named blocks of core/sql/<stem>.sql (split as core/sql/__init__.py splits them)."""
+    path = ROOT / "core" / "sql" / f"{stem}.sql"
+    if not path.exists():
+        return {}
+    parts = BLOCK_NAME.split(path.read_text())
+    return {
+        name: "\n".join(ln for ln in body.splitlines() if not ln.lstrip().startswith("--"))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+def sql_calls(node: ast.Module) -> Iterator[tuple[int, str, str, set[str] | None]]:
+    """(line, file, block, fragment keywords or None for **kwargs) of every ``x.sql("file", "block")``."""
+    for item in ast.walk(node):
+        if (
+            isinstance(item, ast.Call)
+            and isinstance(item.func, ast.Attribute)
+            and item.func.attr == "sql"
+            and len(item.args) >= 2
+            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in item.args[:2])
+        ):
+            file, block = (a.value for a in item.args[:2])  # type: ignore[attr-defined]
+            keywords = {k.arg for k in item.keywords}
+            yield item.lineno, file, block, None if None in keywords else keywords  # type: ignore[misc]
+
+
+def test_every_named_sql_block_asked_for_exists_with_its_fragments() -> None:
+    problems = []
+    calls = 0
+    for name, module in modules().items():
+        for line, file, block, keywords in sql_calls(tree(name)):
+            calls += 1
+            where = f"{module.rel}:{line}: sql({file!r}, {block!r})"
+            text = sql_blocks(file).get(block)
+            if text is None:
+                problems.append(f"{where}: no block -- name: {block} in core/sql/{file}.sql")
+                continue
+            wanted = set(PLACEHOLDER.findall(text)) - {"schema"}
+            if keywords is not None and keywords != wanted:
+                problems.append(
+                    f"{where}: fragments given {sorted(keywords)}, the block has {sorted(wanted)}"
+                )
+    assert calls > 50, "fewer db.sql(...) calls than expected: is the scan broken?"
+    assert not problems, "db.sql calls that do not match core/sql/*.sql:\n" + "\n".join(problems)
+
+
 # -- the checkers catch what they should (so a green run means something) ------
 
 
@@ -373,3 +428,19 @@ def f():
     assert {"evstore.core.store.postgres", "evstore.core.db", "evstore.workers.engine"} <= names
     edges = {"a": {"b": 3, "x": 1}, "b": {"a": 7}, "x": {"b": 2}}
     assert one_cycle(cycles(edges)[0], edges) == "a (line 3) -> b (line 7) -> a"
+
+
+def test_sql_call_finder_reads_file_block_and_fragments() -> None:
+    source = """
+db.sql("store", "read_all", filters=f, limit=l)
+store.db.sql("reader", "listen")
+db.sql("archive", "x", **parts)
+db.sql(name, "dynamic")
+"""
+    found = [(file, block, keywords) for _, file, block, keywords in sql_calls(ast.parse(source))]
+    assert found == [
+        ("store", "read_all", {"filters", "limit"}),
+        ("reader", "listen", set()),
+        ("archive", "x", None),
+    ]
+    assert "read_all" in sql_blocks("store") and "--" not in sql_blocks("store")["read_all"]
