@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -131,7 +131,7 @@ def graph() -> dict[str, dict[str, int]]:
     return edges
 
 
-def cycles(edges: dict[str, Iterable[str]]) -> list[list[str]]:
+def cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
