@@ -25,12 +25,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from evstore.core.store.persistence import Position
+from evstore.core.store.postgres import PostgreSQLEventStore
 from evstore.workload import UserAccount, UserScript, email_domains, generate, power_user_script
 
 from .common import console, err_console, handle_errors, human_bytes, open_store
 
 
-def _append_user(store: Any, script: UserScript, rng_split: int) -> int:
+def _append_user(store: PostgreSQLEventStore, script: UserScript, rng_split: int) -> int:
     """A user's events in up to three appends, each with the exact expected version."""
     events = script.events
     cuts = sorted({0, len(events), *(i for i in (1, rng_split) if 0 < i < len(events))})
@@ -229,7 +230,7 @@ class ReadModel:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
-    def start(self, store: Any, members: int) -> list[Any]:
+    def start(self, store: PostgreSQLEventStore, members: int) -> list[Any]:
         from evstore.core.reader.reader import EventStreamReader
         from evstore.core.reader.streams import StreamConfig, StreamReadMode
 
@@ -271,13 +272,13 @@ class ReadModel:
             return out
 
 
-def _append_long(store: Any, script: UserScript, chunk: int = 500) -> int:
+def _append_long(store: PostgreSQLEventStore, script: UserScript, chunk: int = 500) -> int:
     for lo in range(0, len(script.events), chunk):
         store.append_events(script.stream_id, script.events[lo:lo + chunk], expected_version=lo)
     return len(script.events)
 
 
-def _snapshots(store: Any, busy: list[UserScript]) -> list[dict[str, Any]]:
+def _snapshots(store: PostgreSQLEventStore, busy: list[UserScript]) -> list[dict[str, Any]]:
     from evstore.core.snapshots.store import SnapshotStore
 
     snapshots = SnapshotStore(store)
@@ -296,7 +297,7 @@ def _snapshots(store: Any, busy: list[UserScript]) -> list[dict[str, Any]]:
     return rows
 
 
-def _replay(store: Any, processes: int) -> Any:
+def _replay(store: PostgreSQLEventStore, processes: int) -> Any:
     from evstore.workers.demo import run_replay_demo
 
     with _progress() as bar:
@@ -310,7 +311,7 @@ def _replay(store: Any, processes: int) -> Any:
         )
 
 
-def _archive(store: Any) -> dict[str, Any] | None:
+def _archive(store: PostgreSQLEventStore) -> dict[str, Any] | None:
     """TIME_BASED archival of the oldest month with events, shown step by step."""
     from pathlib import Path
 
@@ -358,7 +359,7 @@ def _archive(store: Any) -> dict[str, Any] | None:
     }
 
 
-def _head(store: Any) -> Position | None:
+def _head(store: PostgreSQLEventStore) -> Position | None:
     """The current head of the global order, so the read-back starts at this run."""
     checkpoint = None
     while True:
