@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfgs = [StreamConfig(f"r4-{name}", mode=mode, batch_size=b, concurrency=4)]
             else:
                 cfgs = [StreamConfig(f"g-{name}", consumer_group="g", mode=mode, batch_size=b,
-                                     partitions=8, member_id=m, heartbeat_interval=0.5)
+                                     shards=8, member_id=m, heartbeat_interval=0.5)
                         for m in ("m1", "m2")]
             return total / time_readers(store, total, cfgs)
 
