@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,9 +81,13 @@ def checksum(
     metadata_json: str,
 ) -> str:
     """SHA-256 (hex) of an event's canonical document."""
-    head = dumps([event_id, stream_id, stream_position, aggregate_id, aggregate_type,
-                  event_type, event_version, iso(created_at)])
-    h = hashlib.sha256(head.encode())
+    return _digest([event_id, stream_id, stream_position, aggregate_id, aggregate_type,
+                    event_type, event_version, iso(created_at)], data_json, metadata_json)
+
+
+def _digest(head: list[Any], data_json: str, metadata_json: str) -> str:
+    # The head holds text and integers only, so the encoder's text is already canonical.
+    h = hashlib.sha256(_ENCODER.encode(head).encode())
     h.update(b"\n")
     h.update(data_json.encode())
     h.update(b"\n")
@@ -92,25 +95,44 @@ def checksum(
     return h.hexdigest()
 
 
-def checksum_of(event: Any, data_json: str, metadata_json: str) -> str:
+def checksum_of(
+    event: Any,
+    data_json: str,
+    metadata_json: str,
+    *,
+    stream_id: str | None = None,
+    stream_position: int | None = None,
+) -> str:
     """The checksum of one stored event: the one helper every caller uses.
 
     ``event`` is an EventRecord (or any object with the head's attributes) or
-    a mapping with the same keys (an archive line, a dict row); ``created_at``
-    may be a datetime or its ISO text. ``data_json`` and ``metadata_json`` are
-    the canonical JSON (``dumps``) of the event's data and metadata.
+    a dict with the same keys (an archive line, a dict row); ``created_at``
+    may be a datetime or its ISO text. ``stream_id`` and ``stream_position``,
+    when given, stand for the event's own (an event about to be appended has
+    none yet). ``data_json`` and ``metadata_json`` are the canonical JSON
+    (``dumps``) of the event's data and metadata. Appends call it for every
+    event, so it reads the fields directly, with no intermediate mapping.
     """
-    get = event.__getitem__ if isinstance(event, Mapping) else event.__getattribute__
-    created_at = get("created_at")
+    if isinstance(event, dict):
+        event_id, created_at = event["event_id"], event["created_at"]
+        aggregate_id, aggregate_type = event["aggregate_id"], event["aggregate_type"]
+        event_type, event_version = event["event_type"], event["event_version"]
+        if stream_id is None:
+            stream_id = event["stream_id"]
+        if stream_position is None:
+            stream_position = event["stream_position"]
+    else:
+        event_id, created_at = event.event_id, event.created_at
+        aggregate_id, aggregate_type = event.aggregate_id, event.aggregate_type
+        event_type, event_version = event.event_type, event.event_version
+        if stream_id is None:
+            stream_id = event.stream_id
+        if stream_position is None:
+            stream_position = event.stream_position
     if isinstance(created_at, str):
         created_at = datetime.fromisoformat(created_at)
-    return checksum(
-        event_id=str(get("event_id")), stream_id=get("stream_id"),
-        stream_position=get("stream_position"), aggregate_id=get("aggregate_id"),
-        aggregate_type=get("aggregate_type"), event_type=get("event_type"),
-        event_version=get("event_version"), created_at=created_at,
-        data_json=data_json, metadata_json=metadata_json,
-    )
+    return _digest([str(event_id), stream_id, stream_position, aggregate_id, aggregate_type,
+                    event_type, event_version, iso(created_at)], data_json, metadata_json)
 
 
 def encode_json(value: Any, what: str, index: int) -> str:

@@ -60,14 +60,8 @@ def prepare(index: int, event: EventRecord, settings: Settings) -> Prepared:
 
 def row_checksum(stream_id: str, position: int, p: Prepared) -> str:
     """The checksum the event gets at this position of this stream."""
-    e = p.event
-    return checksum_of(
-        {"event_id": e.event_id, "stream_id": stream_id, "stream_position": position,
-         "aggregate_id": e.aggregate_id, "aggregate_type": e.aggregate_type,
-         "event_type": e.event_type, "event_version": e.event_version,
-         "created_at": e.created_at},
-        p.data_json, p.metadata_json,
-    )
+    return checksum_of(p.event, p.data_json, p.metadata_json,
+                       stream_id=stream_id, stream_position=position)
 
 
 def insert_row(stream_id: str, position: int, p: Prepared) -> tuple[Any, ...]:
