@@ -30,6 +30,7 @@ def blocks(filename: str) -> dict[str, str]:
     return out
 
 
+@cache
 def quote_schema(schema: str) -> str:
     """The schema as a quoted SQL identifier (the name is validated beforehand)."""
     return sql.Identifier(schema).as_string(None)

@@ -7,9 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from evstore.core.serialization import checksum, dumps, encode_json
+from evstore.core.serialization import checksum, checksum_of, dumps, encode_json
 
-from evstore import EventValidationError
+from evstore import EventMetadata, EventRecord, EventValidationError
 
 
 def test_canonical_form_is_sorted_and_compact() -> None:
@@ -87,3 +87,24 @@ def test_checksum_is_sha256_hex_and_covers_every_field() -> None:
 def test_checksum_does_not_depend_on_the_time_zone_of_created_at() -> None:
     there = datetime(2024, 5, 1, 14, tzinfo=timezone(timedelta(hours=2)))
     assert _digest(created_at=there) == _digest()
+
+
+def test_checksum_of_a_record_a_dict_row_and_an_archive_line_is_the_one_checksum() -> None:
+    created = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    head = dict(event_id=uuid.UUID(int=1), stream_id="User-1", stream_position=1, aggregate_id="1",
+                aggregate_type="User", event_type="UserCreated", event_version=1, created_at=created)
+    reference = _digest()
+    # A dict row (uuid and datetime values) and an archive line (text values).
+    assert checksum_of(head, '{"a":1}', "{}") == reference
+    line = {**head, "event_id": str(head["event_id"]), "created_at": created.isoformat()}
+    assert checksum_of(line, '{"a":1}', "{}") == reference
+    # A record read back, and one about to be appended (its place given).
+    stored = EventRecord(aggregate_id="1", aggregate_type="User", event_type="UserCreated",
+                         event_data={"a": 1}, metadata=EventMetadata(), event_id=uuid.UUID(int=1),
+                         created_at=created, stream_id="User-1", stream_position=1)
+    assert checksum_of(stored, '{"a":1}', "{}") == reference
+    fresh = EventRecord(aggregate_id="1", aggregate_type="User", event_type="UserCreated",
+                        event_data={"a": 1}, metadata=EventMetadata(), event_id=uuid.UUID(int=1),
+                        created_at=created)
+    assert checksum_of(fresh, '{"a":1}', "{}", stream_id="User-1", stream_position=1) == reference
+    assert checksum_of(stored, '{"a":1}', "{}", stream_position=2) == _digest(stream_position=2)
