@@ -70,21 +70,31 @@ class PostgreSQLEventStore(EventStore):
             self.settings = load_settings(
                 **{**self.settings.model_dump(), "schema_name": schema_name}
             )
-        self.schema = self.settings.schema_name
+        schema = self.settings.schema_name
         url = database_url or self.settings.database_url
         if pool is None:
             if not url:
                 raise StoreUnavailableError(
                     "no database: set DATABASE_URL (or pass a URL or a pool)"
                 )
-            self.db = Database.open(url, self.schema, pool_size=self.settings.pool_size)
+            self.db = Database.open(url, schema, pool_size=self.settings.pool_size)
         else:
-            self.db = Database(pool, self.schema, url=url)
-        self.pool = self.db.pool
-        self.url = url
+            self.db = Database(pool, schema, url=url)
         self._month_partitions = MonthPartitions(self.db)
         self._reads = StoreReads(self)
         self._appender = Appender(self, self._month_partitions, self._reads.known_types)
+
+    @property
+    def schema(self) -> str:
+        return self.db.schema
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.db.pool
+
+    @property
+    def url(self) -> str | None:
+        return self.db.url
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PostgreSQLEventStore:
