@@ -27,6 +27,8 @@ import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..config import load_settings
+from ..config_file import policy_tables
 from ..errors import ConfigurationError
 from .targets import check_backend
 
@@ -150,9 +152,6 @@ def unregister_policy(name: str) -> None:
 
 def list_policies() -> dict[str, ArchivalPolicy]:
     """Policies of the configuration file, then those registered in this process."""
-    from ..config import load_settings
-    from ..config_file import policy_tables
-
     default_days = load_settings().retention_days  # EVENT_STORE_RETENTION_DAYS
     found = {}
     for name, table in policy_tables().items():

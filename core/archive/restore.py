@@ -80,6 +80,9 @@ def verify_archive(url: str) -> ArchiveVerifyReport:
     return report
 
 
+_PAYLOAD = FIELDS.index("payload")  # base64 in the file, bytea in the table
+
+
 def _restore_lines(store: EventStore, lines: list[dict[str, Any]]) -> int:
     months = {month_of(datetime.fromisoformat(line["created_at"])) for line in lines}
     columns = ", ".join(FIELDS)
@@ -91,12 +94,10 @@ def _restore_lines(store: EventStore, lines: list[dict[str, Any]]) -> int:
             copy_sql = store.db.sql("archive", "restore_copy", columns=columns)
             with conn.cursor().copy(copy_sql) as copy:
                 for line in lines:
-                    payload = line["payload"]
-                    copy.write_row([
-                        (None if payload is None else base64.b64decode(payload))
-                        if name == "payload" else line[name]
-                        for name in FIELDS
-                    ])
+                    row = [line[name] for name in FIELDS]
+                    if row[_PAYLOAD] is not None:
+                        row[_PAYLOAD] = base64.b64decode(row[_PAYLOAD])
+                    copy.write_row(row)
             cur = conn.execute(store.db.sql("archive", "restore_events", columns=columns))
             (inserted,) = cur.fetchone() or (0,)
             conn.execute(store.db.sql("archive", "restore_event_types"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
-from ..store.partitions import list_month_partitions, month_of
+from ..store.partitions import month_of
 from ..store.persistence import PartitionInfo
 from .policies import ArchivalPolicy, ArchivalStrategy
 
@@ -51,12 +51,6 @@ class ArchivePreview:
     drops_partitions: bool
 
 
-def _partitions(store: EventStore) -> list[PartitionInfo]:
-    """The events table's month partitions, oldest first (estimated row counts)."""
-    with store.db.connection() as conn:
-        return list_month_partitions(store.db, conn)
-
-
 def _closed_partitions(every: list[PartitionInfo], now: datetime) -> list[PartitionInfo]:
     """Partitions whose whole month is before the current one, oldest first."""
     current = month_of(now)
@@ -75,12 +69,12 @@ def select(policy: ArchivalPolicy, store: EventStore, now: datetime | None = Non
     if s is ArchivalStrategy.TIME_BASED:
         assert policy.retention_days is not None
         limit = now - timedelta(days=policy.retention_days)
-        partitions = [p for p in _partitions(store) if p.range_end <= limit]
+        partitions = [p for p in store.list_partitions() if p.range_end <= limit]
         month = month_of(limit)
         cutoff = datetime(month.year, month.month, 1, tzinfo=UTC)
     elif s is ArchivalStrategy.SIZE_BASED:
         assert policy.max_bytes is not None
-        every = _partitions(store)
+        every = store.list_partitions()
         total = sum(p.total_bytes for p in every)
         for p in _closed_partitions(every, now):
             if total <= policy.max_bytes:

@@ -130,6 +130,7 @@ def cleanup_gdpr_data(
             rows = conn.cursor(row_factory=dict_row).execute(
                 db.sql("privacy", "subject_events_for_update"), subject
             ).fetchall()
+            update = db.sql("privacy", "anonymize_event")  # once, not per event
             for row in rows:
                 data, meta = fn(
                     event_body(row["event_data"], row["payload"], row["compression"]),
@@ -137,7 +138,7 @@ def cleanup_gdpr_data(
                 )
                 data_json, meta_json = dumps(data), dumps(meta)
                 size = len(data_json.encode())
-                conn.execute(db.sql("privacy", "anonymize_event"), {
+                conn.execute(update, {
                     "data": data_json, "metadata": meta_json,
                     "checksum": checksum_of(row, data_json, meta_json), "size": size,
                     "event_id": row["event_id"], "created_at": row["created_at"],
