@@ -53,9 +53,6 @@ def _leaseholders(shards: list[ShardCheckpoint]) -> set[str]:
     return {s.owner for s in shards if s.leased and s.owner}
 
 
-PartitionCheckpoint = ShardCheckpoint  # the old name, kept importable
-
-
 @dataclass(frozen=True)
 class GroupStatus:
     """What ``evstore consumers`` shows for one checkpoint name and group."""
@@ -112,7 +109,7 @@ class CheckpointStore:
         """Every shard of a checkpoint, in order (empty: never saved)."""
         return [ShardCheckpoint.of(r) for r in self._shard_rows(name, group)]
 
-    partitions = shards  # the old name (evstore.cli.consumers calls it)
+    partitions = shards  # the old name: evstore.cli.consumers and its acceptance test call it
 
     def position(self, name: str, group: str = "") -> Position | None:
         """The group's checkpoint (its lowest shard's); None if it was never saved."""

@@ -119,11 +119,6 @@ class EventStreamReader:
             return (0,) if self.config.mode is StreamReadMode.REPLAY else ()
         return tuple(sorted(self._membership.snapshot()))
 
-    @property
-    def owned_partitions(self) -> tuple[int, ...]:
-        """The old name of ``owned_shards``."""
-        return self.owned_shards
-
     def metrics(self) -> ReaderMetrics:
         d = self._dispatcher
         lag_events, lag_seconds, measured = self._lag

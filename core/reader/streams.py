@@ -153,8 +153,3 @@ class ReaderMetrics:
     reads: int
     checkpoint: Position | None
     shards: tuple[int, ...]  # the shards this member owns
-
-    @property
-    def partitions(self) -> tuple[int, ...]:
-        """The old name of ``shards``."""
-        return self.shards

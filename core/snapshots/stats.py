@@ -42,7 +42,7 @@ class SnapshotTypeStats:
 
 def snapshot_stats(store: EventStore) -> list[SnapshotTypeStats]:
     db = store.db
-    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+    with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         snaps = {r["aggregate_type"]: r for r in cur.execute(db.sql("snapshots", "snapshot_stats"))}
         counts = {r["aggregate_type"]: r
                   for r in cur.execute(db.sql("snapshots", "aggregates_per_type"))}
@@ -87,7 +87,9 @@ class LoadTimings:
 
     def add(self, aggregate_type: str, events: int, ms: float) -> None:
         with self._lock:
-            s = self._sums.setdefault(aggregate_type, _Sums())
+            s = self._sums.get(aggregate_type)
+            if s is None:  # (not setdefault: that builds a _Sums on every load)
+                s = self._sums[aggregate_type] = _Sums()
             s.loads += 1
             s.events += events
             s.ms += ms

@@ -11,13 +11,12 @@ its events instead. See ``docs/snapshots.md``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import time
 import uuid
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -210,7 +209,7 @@ class SnapshotStore:
 
 def using(
     db: Database, conn: psycopg.Connection[Any] | None
-) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+) -> AbstractContextManager[psycopg.Connection[Any]]:
     """The given connection (left open), or a pooled one for the duration."""
     return nullcontext(conn) if conn is not None else db.connection()
 
