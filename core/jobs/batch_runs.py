@@ -109,12 +109,11 @@ class BatchRun:
         assert self.started is not None
         with self.conn.transaction():
             row = self.conn.execute(self.db.sql("jobs", "verify_running"), self._ids).fetchone()
-            status, attempts = row if row is not None else (None, None)
-            if row is None or (status, attempts) != ("running", self.started.attempt):
+            status, attempts = row if row is not None else ("gone", "?")
+            if (status, attempts) != ("running", self.started.attempt):
                 raise BatchSuperseded(
-                    f"batch {self.number} of job {self.job_id} is now "
-                    f"{status if row else 'gone'} (attempt {attempts if row else '?'}), "
-                    f"not running attempt {self.started.attempt}"
+                    f"batch {self.number} of job {self.job_id} is now {status} "
+                    f"(attempt {attempts}), not running attempt {self.started.attempt}"
                 )
             yield self.conn
 

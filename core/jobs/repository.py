@@ -8,8 +8,9 @@ messages is a callback (``send``) the engine passes in, called while the
 batches it sends are locked, so a worker never sees a batch whose message may
 not exist, and a failed send leaves nothing behind.
 
-The records (``Job``, ``JobBatch`` ...) live in :mod:`.model`; they are
-importable from here too.
+The records (``Job``, ``JobBatch`` ...) live in :mod:`.model`; ``BatchPlan``,
+``Job`` and ``JobDetail`` are importable from here too (the CLI and
+docs/jobs.md import them so).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from ..errors import InvalidJobError, JobNotFoundError
 from ..store.persistence import EventStore
 from .claims import runner_gone
 from .model import (
-    BATCH_STATUSES,
-    FINISHED,
     JOB_STATUSES,
     BatchPlan,
     Job,
@@ -36,17 +35,13 @@ from .model import (
     Send,
 )
 
-__all__ = [
-    "BATCH_STATUSES", "FINISHED", "JOB_STATUSES", "BatchPlan", "Job", "JobBatch", "JobDetail",
-    "JobErrorRecord", "JobRepository", "Send",
-]
+__all__ = ["BatchPlan", "Job", "JobDetail", "JobRepository"]
 
 
 class JobRepository:
     """Create, read, queue, cancel and refresh jobs, through the store's database."""
 
     def __init__(self, store: EventStore) -> None:
-        self.store = store
         self.db = store.db
 
     # -- creation -----------------------------------------------------------
@@ -92,7 +87,7 @@ class JobRepository:
         """
         self.get(job_id)
         with self.db.connection() as conn, conn.transaction():
-            numbers = [n for n, _status in self._select_for_queue(conn, job_id, statuses, number)]
+            numbers = self._select_for_queue(conn, job_id, statuses, number)
             if not numbers:
                 return []
             self.send_locked(conn, job_id, numbers, send, resume=resume)
@@ -111,11 +106,12 @@ class JobRepository:
 
     def _select_for_queue(
         self, conn: psycopg.Connection, job_id: int, statuses: Sequence[str], number: int | None,
-    ) -> list[tuple[int, str]]:
+    ) -> list[int]:
+        """The numbers of the batches in ``statuses`` (or batch ``number``), locked."""
         rows = conn.execute(self.db.sql("jobs", "select_for_queue"), {
             "job_id": job_id, "statuses": list(statuses), "number": number,
         }).fetchall()
-        return [(int(num), str(status)) for num, status in rows]
+        return [int(num) for (num,) in rows]
 
     def requeue(
         self, job_id: int, send: Send, *, number: int | None = None,
@@ -145,9 +141,9 @@ class JobRepository:
         # message twice is harmless, a batch runs at most once.
         self.get(job_id)
         with self.db.connection() as conn, conn.transaction():
-            rows = self._select_for_queue(
+            candidates = self._select_for_queue(
                 conn, job_id, ["pending", "queued", "running", "retrying"], number)
-            numbers = [num for num, _status in rows if runner_gone(conn, self.db, job_id, num)]
+            numbers = [num for num in candidates if runner_gone(conn, self.db, job_id, num)]
             if numbers:
                 self.send_locked(conn, job_id, numbers, send)
         return numbers

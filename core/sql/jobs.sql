@@ -87,7 +87,7 @@ RETURNING j.status;
 
 -- name: select_for_queue
 -- Batches to (re)send, locked until the messages are out and the rows say 'queued'.
-SELECT number, status FROM {schema}.job_batches
+SELECT number FROM {schema}.job_batches
  WHERE job_id = %(job_id)s AND status = ANY(%(statuses)s)
    AND (%(number)s::integer IS NULL OR number = %(number)s)
  ORDER BY number

@@ -10,14 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 
 import psycopg
 import pytest
+from evstore.core.db import configure
 from evstore.core.errors import JobNotFoundError
 from evstore.core.jobs.batch_runs import BatchRun, mark_failed, sweep_orphans
 from evstore.workers.engine import JobEngine
 from evstore.workers.pool import wait_for
 from evstore.workers.replay import ReplayConfig
+
+from evstore import EventRecord
 
 from .conftest import effects, seed
 
@@ -73,6 +77,41 @@ def test_each_stream_in_stream_order_and_each_batch_in_global_order(service, job
     assert all(order == sorted(order) for order in by_batch.values())
     assert len(by_batch) > 1
     assert service.engine.get(job_id).status == "succeeded"
+
+
+def test_a_transaction_open_at_planning_adds_no_event_when_it_commits_later(
+    service, jobs_store, job_env, monkeypatch,
+) -> None:
+    # Given 4 streams of 3 events, and an append to User-0 whose transaction stays open
+    seed(jobs_store, 4, 3)
+    slow = psycopg.connect(job_env["DATABASE_URL"], autocommit=True)
+    configure(slow)
+    slow.execute("BEGIN")
+
+    @contextmanager
+    def open_transaction():
+        yield slow
+
+    late = EventRecord("0", "User", "EmailChanged", {"late": True}, aggregate_version=4)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(jobs_store.db, "connection", open_transaction)
+            jobs_store.append_events("User-0", [late])
+        # When a replay is planned meanwhile, and the append commits before its batches run
+        job_id = service.start(ReplayConfig(handler_names=["record"], batch_size=100))
+        slow.execute("COMMIT")
+    finally:
+        slow.close()
+    assert service.engine.get(job_id).items_total == 12
+    _run_all(service.engine, job_id)
+    # Then the job covers the events committed at planning only
+    assert effects(jobs_store) == [(12, 12)]
+    assert effects(jobs_store, "SELECT count(*) FROM public.replay_effects WHERE event_id = %s",
+                   [late.event_id]) == [(0,)]
+    assert service.engine.get(job_id).items_done == 12
+    # and the next replay has it
+    again = service.start(ReplayConfig(handler_names=["record"], batch_size=100))
+    assert service.engine.get(again).items_total == 13
 
 
 def test_a_batch_delivered_twice_takes_effect_once(service, jobs_store) -> None:
