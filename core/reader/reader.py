@@ -227,7 +227,7 @@ class EventStreamReader:
         self._until = None if cfg.mode.live else self.checkpoints.last_committed()
         self._floors = self._owned_floors(membership, replay_from)
         self.position = min(self._floors.values(), default=START)
-        self._saves.last_save = time.monotonic()
+        self._saves.start()
         self.running.set()
         while not self._stop.is_set():
             try:

@@ -54,7 +54,11 @@ class SaveQueue:
         self._done: set[int] = set()
         self._unsaved: _Unsaved | None = None
         self._next_id = 0
-        self.last_save = 0.0
+        self._last_save = 0.0
+
+    def start(self) -> None:
+        """The reader starts reading: the first save of empty pages is due a second from now."""
+        self._last_save = time.monotonic()
 
     def add(self, checkpoint: Position, counts: dict[int, int]) -> int:
         """Queue the batch read up to ``checkpoint``; its id (for the dispatcher)."""
@@ -77,12 +81,12 @@ class SaveQueue:
             return None
         checkpoint, counts = self._unsaved
         if not (any(counts.values()) or force
-                or time.monotonic() - self.last_save >= _EMPTY_SAVE_EVERY):
+                or time.monotonic() - self._last_save >= _EMPTY_SAVE_EVERY):
             return None
         owned = set(membership.snapshot())
         counts = {p: n for p, n in counts.items() if p in owned}
         name, group, member = self._key
         saved = self._checkpoints.save(name, group, member, checkpoint, counts)
         self._unsaved = None
-        self.last_save = time.monotonic()
+        self._last_save = time.monotonic()
         return Saved(checkpoint, set(counts) - saved)

@@ -92,3 +92,18 @@ def test_group_lag_counts_each_shard_from_its_own_checkpoint(pstore: Any) -> Non
     assert 0 < behind < 24
     lag_events, lag_seconds = cps.lag("lagged", "g")
     assert lag_events == behind and lag_seconds >= 0
+
+
+def test_a_group_keeps_its_shard_count(pstore: Any) -> None:
+    import pytest
+    from evstore.core.errors import ConfigurationError
+
+    cps = CheckpointStore(pstore)
+    cps.ensure("fixed", "g", 4)
+    cps.ensure("fixed", "g", 4)  # the same count again: nothing to refuse
+    with pytest.raises(ConfigurationError,
+                       match=r"'fixed' group 'g' has .* shards, not 8: keep its shard count"):
+        cps.ensure("fixed", "g", 8)
+    # refused in one transaction: the rows of shards 4..7 it had added are gone again
+    assert [(s.partition, s.partition_count) for s in cps.shards("fixed", "g")] == [
+        (0, 4), (1, 4), (2, 4), (3, 4)]
