@@ -68,11 +68,11 @@ def list_consumers(
     console.print(table)
 
 
-def _existing_partitions(cps: Any, name: str, group: str) -> list[Any]:
-    """The checkpoint's partitions; ConsumerNotFoundError when it has none."""
+def _existing_shards(cps: Any, name: str, group: str) -> list[Any]:
+    """The checkpoint's shards; ConsumerNotFoundError when it has none."""
     from evstore.core.errors import ConsumerNotFoundError
 
-    parts: list[Any] = cps.partitions(name, group)
+    parts: list[Any] = cps.shards(name, group)
     if not parts:
         raise ConsumerNotFoundError(name, group)
     return parts
@@ -88,7 +88,7 @@ def show_consumer(
 
     with open_store() as store:
         cps = CheckpointStore(store)
-        parts = _existing_partitions(cps, name, group)
+        parts = _existing_shards(cps, name, group)
         lag_events, lag_seconds = cps.lag(name, group)
     if as_json:
         print_json({"name": name, "group": group, "lag_events": lag_events,
@@ -164,7 +164,7 @@ def delete_consumer(
 
     with open_store() as store:
         cps = CheckpointStore(store)
-        parts = _existing_partitions(cps, name, group)
+        parts = _existing_shards(cps, name, group)
         busy = sorted({p.owner for p in parts if p.leased and p.owner})
         if busy and not force:
             raise ConsumerBusyError(name, group, busy)

@@ -16,5 +16,4 @@ def env(database_url: str) -> dict[str, str]:
     """The test's environment on a fresh database, without EVENT_STORE_* settings."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("EVENT_STORE_")}
     e["DATABASE_URL"] = database_url
-    e["COLUMNS"] = "200"
-    return e
+    return e  # helpers.evstore adds COLUMNS=200

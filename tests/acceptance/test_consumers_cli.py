@@ -49,7 +49,7 @@ def test_list_reset_and_delete(env: dict[str, str], pstore: Any) -> None:
     assert json.loads(show.stdout)["partitions"][0]["partition"] == 0
 
     assert evstore(["consumers", "delete", "emails"], env).returncode == 0
-    assert CheckpointStore(pstore).partitions("emails") == []
+    assert CheckpointStore(pstore).shards("emails") == []
 
 
 def test_reset_by_time_between_events(env: dict[str, str], pstore: Any) -> None:

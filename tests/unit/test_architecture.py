@@ -1,4 +1,5 @@
-"""The house rules of the code, checked by reading the sources (ast, no imports).
+"""The house rules of the code, checked by reading the sources (ast; the only
+import is the SQL block splitter of core/sql, so blocks are read as the code reads them).
 
 - No import cycle between evstore's modules, counting imports inside functions
   and under ``TYPE_CHECKING`` (a cycle hidden in a function is still a cycle).
@@ -13,7 +14,9 @@
   starts with an SQL keyword (log messages excluded too).
 - Every ``x.sql("file", "block", **fragments)`` with literal names asks for a
   block that exists in core/sql/<file>.sql, with exactly its ``{fragments}``
-  (a typo would otherwise surface only when that path runs).
+  (a typo would otherwise surface only when that path runs); so does every
+  call of a one-line wrapper such as ``def _sql(self, name): return
+  self.db.sql("reader", name)``.
 
 See docs/architecture.md for the layout these rules keep.
 """
@@ -23,10 +26,12 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from evstore.core.sql import blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,66 +137,33 @@ def graph() -> dict[str, dict[str, int]]:
 
 
 def cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """The strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
+    """Import cycles as paths ``[a, b, ..., a]``: one for each edge of a depth-first walk
+    that leads back to a module still on the walk's path (there is such an edge
+    exactly when the graph has a cycle)."""
     found: list[list[str]] = []
-    counter = 0
+    done: set[str] = set()
+    path: list[str] = []
 
     def visit(node: str) -> None:
-        nonlocal counter
-        index[node] = low[node] = counter
-        counter += 1
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in edges.get(node, ()):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
+        if node in path:
+            found.append([*path[path.index(node):], node])
+            return
+        if node in done:
+            return
+        path.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            visit(nxt)
+        path.pop()
+        done.add(node)
 
     for node in sorted(edges):
-        if node not in index:
-            visit(node)
+        visit(node)
     return found
 
 
-def one_cycle(component: list[str], edges: dict[str, dict[str, int]]) -> str:
-    """The shortest path a -> b -> ... -> a inside one component (breadth first), with lines."""
-    inside = set(component)
-    start = component[0]
-    came_from: dict[str, str] = {}
-    frontier = [start]
-    while frontier and start not in came_from:
-        following = []
-        for node in frontier:
-            for nxt in sorted(edges[node]):
-                if nxt in inside and nxt not in came_from:
-                    came_from[nxt] = node
-                    following.append(nxt)
-        frontier = following
-    path = [start]
-    node = came_from[start]
-    while node != start:
-        path.append(node)
-        node = came_from[node]
-    path.append(start)
-    path.reverse()
-    steps = [f"{a} (line {edges[a][b]})" for a, b in itertools.pairwise(path)]
-    return " -> ".join([*steps, path[-1]])
+def describe(cycle: list[str], edges: Mapping[str, Mapping[str, int]]) -> str:
+    """``a (line 3) -> b (line 7) -> a``: each import with its line."""
+    return " -> ".join([*(f"{a} (line {edges[a][b]})" for a, b in itertools.pairwise(cycle)), cycle[-1]])
 
 
 def layer(name: str) -> str:
@@ -219,16 +191,13 @@ def core_part(name: str) -> str:
     return "base"
 
 
-def violations(rule: str) -> list[str]:
-    found = []
-    for source, targets in graph().items():
-        for target, line in targets.items():
-            where = f"{modules()[source].rel}:{line}: {source} imports {target}"
-            if rule == "layers" and _crosses_layers(source, target):
-                found.append(where)
-            elif rule == "core" and _crosses_core(source, target):
-                found.append(where)
-    return sorted(found)
+def violations(crosses: Callable[[str, str], bool]) -> list[str]:
+    return sorted(
+        f"{modules()[source].rel}:{line}: {source} imports {target}"
+        for source, targets in graph().items()
+        for target, line in targets.items()
+        if crosses(source, target)
+    )
 
 
 def _crosses_layers(source: str, target: str) -> bool:
@@ -302,16 +271,16 @@ def test_the_scan_sees_the_whole_code_base() -> None:
 def test_no_import_cycles() -> None:
     edges = graph()
     found = cycles(edges)
-    assert not found, "import cycles:\n" + "\n".join(one_cycle(c, edges) for c in found)
+    assert not found, "import cycles:\n" + "\n".join(describe(c, edges) for c in found)
 
 
 def test_imports_point_from_cli_to_schedules_to_workers_to_core() -> None:
-    found = violations("layers")
+    found = violations(_crosses_layers)
     assert not found, "imports against cli -> schedules -> workers -> core:\n" + "\n".join(found)
 
 
 def test_inside_core_features_to_store_to_base() -> None:
-    found = violations("core")
+    found = violations(_crosses_core)
     assert not found, (
         "inside core: base modules import no feature package nor store/; store/ no feature package;\n"
         f"feature packages use the contract store.persistence, not {CONCRETE_STORE}:\n" + "\n".join(found)
@@ -338,34 +307,51 @@ def test_no_sql_statements_in_python() -> None:
     )
 
 
-BLOCK_NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
-@cache
 def sql_blocks(stem: str) -> dict[str, str]:
-    """The named blocks of core/sql/<stem>.sql (split as core/sql/__init__.py splits them)."""
-    path = ROOT / "core" / "sql" / f"{stem}.sql"
-    if not path.exists():
-        return {}
-    parts = BLOCK_NAME.split(path.read_text())
-    return {
-        name: "\n".join(ln for ln in body.splitlines() if not ln.lstrip().startswith("--"))
-        for name, body in zip(parts[1::2], parts[2::2], strict=True)
-    }
+    """The named blocks of core/sql/<stem>.sql as the code loads them ({} without such a file)."""
+    return blocks(f"{stem}.sql") if (ROOT / "core" / "sql" / f"{stem}.sql").exists() else {}
+
+
+def literal(node: ast.expr) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def sql_wrappers(node: ast.Module) -> dict[str, str]:
+    """Functions whose last statement is ``return x.sql("file", name, ...)``: name -> file."""
+    found = {}
+    for item in ast.walk(node):
+        if isinstance(item, ast.FunctionDef) and isinstance(item.body[-1], ast.Return):
+            call = item.body[-1].value
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "sql"
+                and len(call.args) >= 2
+                and literal(call.args[0]) is not None
+                and isinstance(call.args[1], ast.Name)
+            ):
+                found[item.name] = literal(call.args[0])
+    return found  # type: ignore[return-value]
 
 
 def sql_calls(node: ast.Module) -> Iterator[tuple[int, str, str, set[str] | None]]:
-    """(line, file, block, fragment keywords or None for **kwargs) of every ``x.sql("file", "block")``."""
+    """(line, file, block, fragment keywords or None for **kwargs) of every ``x.sql("file", "block")``
+    and every ``x._sql("block")`` of a wrapper defined in the same module."""
+    wrappers = sql_wrappers(node)
     for item in ast.walk(node):
-        if (
-            isinstance(item, ast.Call)
-            and isinstance(item.func, ast.Attribute)
-            and item.func.attr == "sql"
-            and len(item.args) >= 2
-            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in item.args[:2])
-        ):
-            file, block = (a.value for a in item.args[:2])  # type: ignore[attr-defined]
+        if not (isinstance(item, ast.Call) and isinstance(item.func, ast.Attribute)):
+            continue
+        if item.func.attr == "sql" and len(item.args) >= 2:
+            names = [literal(item.args[0]), literal(item.args[1])]
+        elif item.func.attr in wrappers and item.args:
+            names = [wrappers[item.func.attr], literal(item.args[0])]
+        else:
+            continue
+        file, block = names
+        if file is not None and block is not None:
             keywords = {k.arg for k in item.keywords}
             yield item.lineno, file, block, None if None in keywords else keywords  # type: ignore[misc]
 
@@ -413,7 +399,7 @@ def f(table):
 
 
 def test_cycle_finder_sees_function_level_and_type_checking_cycles() -> None:
-    assert cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c"]]
+    assert cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c", "a"]]
     assert cycles({"a": ["b"], "b": []}) == []
     module = Module("evstore.core.x", ROOT / "core" / "x.py", False)
     source = """
@@ -427,7 +413,19 @@ def f():
     names = {name for name, _ in imported_names(module, ast.parse(source))}
     assert {"evstore.core.store.postgres", "evstore.core.db", "evstore.workers.engine"} <= names
     edges = {"a": {"b": 3, "x": 1}, "b": {"a": 7}, "x": {"b": 2}}
-    assert one_cycle(cycles(edges)[0], edges) == "a (line 3) -> b (line 7) -> a"
+    assert [describe(c, edges) for c in cycles(edges)] == ["a (line 3) -> b (line 7) -> a"]
+
+
+def test_layer_rules_flag_imports_against_the_arrows() -> None:
+    assert _crosses_layers("evstore.core.db", "evstore.workers.engine")
+    assert _crosses_layers("evstore.workers.engine", "evstore.schedules.service")
+    assert _crosses_layers("evstore.schedules.service", "evstore.cli.app")
+    assert not _crosses_layers("evstore.cli.app", "evstore.core.db")
+    assert _crosses_core("evstore.core.db", "evstore.core.store.reads")
+    assert _crosses_core("evstore.core.store.reads", "evstore.core.reader.reader")
+    assert _crosses_core("evstore.core.reader.groups", "evstore.core.store.postgres")
+    assert _crosses_core("evstore.core.jobs.claims", "evstore.core")
+    assert not _crosses_core("evstore.core.reader.groups", "evstore.core.store.persistence")
 
 
 def test_sql_call_finder_reads_file_block_and_fragments() -> None:
@@ -444,3 +442,16 @@ db.sql(name, "dynamic")
         ("archive", "x", None),
     ]
     assert "read_all" in sql_blocks("store") and "--" not in sql_blocks("store")["read_all"]
+
+
+def test_sql_call_finder_follows_one_line_wrappers() -> None:
+    source = """
+class Groups:
+    def _sql(self, name):
+        return self.db.sql("reader", name)
+    def join(self, dynamic):
+        self._sql("join_member")
+        self._sql(dynamic)
+"""
+    found = [(file, block, keywords) for _, file, block, keywords in sql_calls(ast.parse(source))]
+    assert found == [("reader", "join_member", set())]
