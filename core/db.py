@@ -97,6 +97,8 @@ class Database:
         self._owns_pool = owns_pool
         # The quoted schema, for SQL text on hot paths.
         self.quoted_schema = named_sql.quote_schema(schema)
+        self._begin_read_only = named_sql.load("store", "begin_read_snapshot")
+        self._commit = named_sql.load("store", "commit")
 
     @classmethod
     def open(cls, url: str, schema: str, *, pool_size: int = 10) -> Database:
@@ -141,6 +143,19 @@ class Database:
         if isinstance(exc, psycopg.OperationalError):
             return StoreUnavailableError(f"database unavailable: {exc}")
         return exc
+
+    @contextmanager
+    def read_only_snapshot(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+        """One REPEATABLE READ READ ONLY transaction on an autocommit connection.
+
+        Every statement inside (pipelined or not) sees the same snapshot: read_all's
+        horizon and rows, a replay's plan, an archive preview's counts.
+        """
+        conn.execute(self._begin_read_only)
+        try:
+            yield conn
+        finally:
+            conn.execute(self._commit)
 
     def sql(self, file: str, name: str, **fragments: str) -> str:
         """The block ``name`` of ``core/sql/<file>.sql`` for this schema (trusted fragments filled in)."""

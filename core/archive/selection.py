@@ -109,12 +109,9 @@ def preview(
     """The dry run: counts what the policy selects, in a read-only transaction."""
     sel = select(policy, store, now)
     sql_text = store.db.sql("archive", "preview", predicate=sel.predicate, join=sel.join)
-    with store.db.connection() as conn:
-        conn.execute(store.db.sql("archive", "begin_read_only_snapshot"))
-        try:
-            row = conn.cursor(row_factory=dict_row).execute(sql_text, sel.params).fetchone()
-        finally:
-            conn.execute(store.db.sql("archive", "commit"))
+    # The preview counts in one snapshot and changes nothing.
+    with store.db.connection() as conn, store.db.read_only_snapshot(conn):
+        row = conn.cursor(row_factory=dict_row).execute(sql_text, sel.params).fetchone()
     assert row is not None
     events = int(row["events"])
     return ArchivePreview(

@@ -114,17 +114,14 @@ def plan_streams(store: EventStore, selection: ReplaySelection) -> tuple[str, li
     """The snapshot that fixes the selection (as text), and every stream it touches."""
     db = store.db
     filters, args = selection.where(db)
-    with db.connection() as conn:
-        conn.execute(db.sql("replay", "begin_planning"))
-        try:
-            row = conn.execute(db.sql("replay", "snapshot")).fetchone()
-            assert row is not None
-            (snapshot_value,) = row
-            snapshot = str(snapshot_value)
-            rows = conn.execute(db.sql("replay", "plan_streams", filters=filters),
-                                {**args, "snapshot": snapshot}).fetchall()
-        finally:
-            conn.execute(db.sql("replay", "end_planning"))
+    # Planning reads in one snapshot: the one whose text fixes the selection.
+    with db.connection() as conn, db.read_only_snapshot(conn):
+        row = conn.execute(db.sql("replay", "snapshot")).fetchone()
+        assert row is not None
+        (snapshot_value,) = row
+        snapshot = str(snapshot_value)
+        rows = conn.execute(db.sql("replay", "plan_streams", filters=filters),
+                            {**args, "snapshot": snapshot}).fetchall()
     return snapshot, [StreamSpan(stream_id, int(events), int(first), int(last))
                       for stream_id, events, first, last in rows]
 

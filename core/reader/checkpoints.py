@@ -109,7 +109,6 @@ class CheckpointStore:
         """Every shard of a checkpoint, in order (empty: never saved)."""
         return [ShardCheckpoint.of(r) for r in self._shard_rows(name, group)]
 
-    partitions = shards  # the old name: evstore.cli.consumers and its acceptance test call it
 
     def position(self, name: str, group: str = "") -> Position | None:
         """The group's checkpoint (its lowest shard's); None if it was never saved."""

@@ -21,13 +21,6 @@ e.event_type = ANY(%(event_types)s)
 -- name: of_aggregate_types
 e.aggregate_type = ANY(%(aggregate_types)s)
 
--- name: begin_read_only_snapshot
--- The preview counts in one snapshot and changes nothing.
-BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-
--- name: commit
-COMMIT;
-
 -- name: lock_policy
 SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0));
 

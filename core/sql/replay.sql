@@ -28,13 +28,6 @@ SELECT {columns}
    {filters}
  ORDER BY transaction_id, global_position;
 
--- name: begin_planning
--- Planning reads in one snapshot: the one whose text fixes the selection.
-BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-
--- name: end_planning
-COMMIT;
-
 -- The fragments of {filters}: ReplaySelection.where() joins those whose value is set.
 
 -- name: filter_from_position

@@ -142,8 +142,8 @@ AND event_type = ANY(%(event_types)s)
 AND aggregate_type = ANY(%(aggregate_types)s)
 
 -- name: begin_read_snapshot
--- read_all's two statements share one snapshot: the horizon it reports is the
--- one its rows were read under.
+-- Database.read_only_snapshot: the statements inside share one snapshot
+-- (read_all's horizon and rows, a replay's plan, an archive preview).
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 
 -- name: read_horizon

@@ -64,9 +64,7 @@ class StoreReads:
         self._aggregate_streams_of_type = db.sql("store", "aggregate_streams_of_type")
         self._filter_event_types = db.sql("store", "filter_event_types")
         self._filter_aggregate_types = db.sql("store", "filter_aggregate_types")
-        self._begin_snapshot = db.sql("store", "begin_read_snapshot")
         self._horizon = db.sql("store", "read_horizon")
-        self._commit = db.sql("store", "commit")
         self._stream_head = db.sql("store", "stream_head")
         self._known_event_types = db.sql("store", "known_event_types")
 
@@ -128,18 +126,13 @@ class StoreReads:
         filters, args = self._filters(event_types, aggregate_types, check_types)
         args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)
         statement = self.db.sql("store", "read_all", columns=COLUMNS, filters=filters)
-        with self.db.connection() as conn:
-            # One REPEATABLE READ snapshot for both statements: the horizon we
-            # report is exactly the one the rows were read under.
-            conn.execute(self._begin_snapshot)
-            try:
-                with conn.pipeline():
-                    horizon_cur = conn.execute(self._horizon)
-                    rows_cur = conn.execute(statement, args)
-                    horizon_row = horizon_cur.fetchone()
-                    rows = rows_cur.fetchall()
-            finally:
-                conn.execute(self._commit)
+        # One snapshot for both statements: the horizon we report is exactly
+        # the one the rows were read under.
+        with self.db.connection() as conn, self.db.read_only_snapshot(conn), conn.pipeline():
+            horizon_cur = conn.execute(self._horizon)
+            rows_cur = conn.execute(statement, args)
+            horizon_row = horizon_cur.fetchone()
+            rows = rows_cur.fetchall()
         assert horizon_row is not None
         (horizon,) = horizon_row
         events = [self.decode_row(r) for r in rows]
