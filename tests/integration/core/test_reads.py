@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -167,3 +168,21 @@ def test_any_payload_round_trips_with_a_valid_checksum(store: Any, data: Any, ex
     (back,) = store.read_stream(stream)
     assert back.event_data == data
     assert back.metadata.to_dict() == event.metadata.to_dict()
+
+
+def test_a_read_only_snapshot_sees_one_state_and_refuses_writes(users: Any) -> None:
+    # Given a snapshot taken before another append commits
+    db = users.db
+    count = "SELECT count(*) FROM " + db.table("events")
+    with db.connection() as conn:
+        with db.read_only_snapshot(conn):
+            (before,) = conn.execute(count).fetchone()
+            users.append_events("User-3", [ev("3", "UserCreated")])
+            # Then the snapshot still sees the state it started with
+            (during,) = conn.execute(count).fetchone()
+        (after,) = conn.execute(count).fetchone()
+        # And it changes nothing
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), db.read_only_snapshot(conn):
+            conn.execute("DELETE FROM " + db.table("events"))
+        (still,) = conn.execute(count).fetchone()
+    assert (before, during, after, still) == (13, 13, 14, 14)
