@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=10, ge=1, le=500, validation_alias="EVENT_STORE_POOL_SIZE")
     home: Path = Field(
         default_factory=lambda: default_home(), validation_alias="EVSTORE_HOME"
+    )
+    # The secret of keyed checksums and signed archive manifests (core/keys.py):
+    # 32+ random bytes as hex or base64, never stored in the database.
+    secret_key: SecretStr | None = Field(default=None, validation_alias="EVSTORE_SECRET_KEY")
+    secret_key_file: Path | None = Field(default=None, validation_alias="EVSTORE_SECRET_KEY_FILE")
+    # Earlier secrets, comma-separated: still accepted when verifying, never used to sign.
+    previous_secret_keys: SecretStr | None = Field(
+        default=None, validation_alias="EVSTORE_PREVIOUS_SECRET_KEYS"
     )
 
     @field_validator("database_url")
