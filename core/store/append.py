@@ -191,10 +191,8 @@ class Appender:
     ) -> AppendResult:
         """Validate and prepare the batch, make sure its month partitions exist, append."""
         batch = list(events)
-        validate_batch(stream_id, batch)
+        prepared = self.prepare(stream_id, batch)
         expected = expected_version(batch, wanted)
-        settings = self.store.settings
-        prepared = [prepare(i, e, settings) for i, e in enumerate(batch)]
         months = {month_of(e.created_at) for e in batch}
         for _attempt in range(3):
             self.month_partitions.ensure(months)
@@ -205,6 +203,13 @@ class Appender:
                 # Dropped since we cached it (archival): create it again.
                 self.month_partitions.forget(months)
         raise StoreUnavailableError(f"could not create partitions for {sorted(months)}")
+
+    def prepare(self, stream_id: str, events: Sequence[EventRecord]) -> list[Prepared]:
+        """Validate the batch and encode each event: everything before the database."""
+        batch = list(events)
+        validate_batch(stream_id, batch)
+        settings = self.store.settings
+        return [prepare(i, e, settings) for i, e in enumerate(batch)]
 
     def append(
         self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | StreamState

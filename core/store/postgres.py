@@ -147,6 +147,15 @@ class PostgreSQLEventStore(EventStore):
     ) -> AppendResult:
         return self._appender.append_events(stream_id, events, expected_version)
 
+    def validate_events(self, stream_id: str, events: Sequence[EventRecord]) -> None:
+        """Every check an append makes before the database, writing nothing.
+
+        Raises the EventValidationError the append would raise (its ``index``
+        names the event). A command that appends many batches checks them all
+        first, so that a bad line writes nothing.
+        """
+        self._appender.prepare(stream_id, events)
+
     # -- reads ------------------------------------------------------------
 
     def get_stream_version(self, stream_id: str) -> int:
