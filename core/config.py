@@ -16,8 +16,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
+from .redaction import redact_value
 
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+# \Z, not $: "$" also matches before a trailing newline ("events\n").
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,40}\Z")
 _OFF = {"", "0", "off", "false", "no", "none"}
 _ON = {"1", "on", "true", "yes"}
 COMPRESSION_CODECS = ("gzip", "lz4", "zstd")
@@ -80,7 +82,7 @@ class Settings(BaseSettings):
     @field_validator("schema_name")
     @classmethod
     def _check_schema(cls, value: str) -> str:
-        if not IDENTIFIER.match(value):
+        if not IDENTIFIER.fullmatch(value):
             raise ValueError(
                 "must be a lower-case SQL identifier (letters, digits, underscores; "
                 "at most 41 characters)"
@@ -124,7 +126,11 @@ def default_home() -> Path:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings; raise ConfigurationError naming the variable."""
+    """Read and validate the settings; raise ConfigurationError naming the variable.
+
+    The message says what is wrong, never the whole value that failed: a URL
+    is shown by its scheme only, a secret not at all (it may be a password).
+    """
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)
@@ -133,16 +139,34 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             loc = err["loc"][0] if err["loc"] else "?"
             name = _alias_of(str(loc))
-            raw = err.get("input")
-            shown = f" (got {_hide_password(raw)!r})" if isinstance(raw, str | int) else ""
             message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{name}: {message}{shown}")
+            problems.append(f"{name}: {message}{_shown(name, err.get('input'))}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
 
 
+# Variables whose value is never echoed, even in part.
+SECRET_VARIABLES = frozenset({"EVSTORE_SECRET_KEY", "EVSTORE_PREVIOUS_SECRET_KEYS"})
+URL_VARIABLES = frozenset({"DATABASE_URL", "REDIS_URL"})
+_SHOWN_CHARS = 20
+
+
+def _shown(variable: str, raw: object) -> str:
+    """A hint of the value that failed, never all of it (nor a secret)."""
+    if variable in SECRET_VARIABLES or not isinstance(raw, str | int):
+        return ""
+    if isinstance(raw, int):
+        return f" (got {raw})"
+    if variable in URL_VARIABLES:
+        scheme, sep, _rest = raw.partition("://")
+        return f" (got a {scheme[:_SHOWN_CHARS]!r} URL)" if sep else " (got a value that is not a URL)"
+    if len(raw) > _SHOWN_CHARS:
+        return f" (got a value of {len(raw)} characters)"
+    return f" (got {_hide_password(raw)!r})"
+
+
 def _hide_password(value: object) -> object:
-    """A URL's password never goes into a message."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", value) if isinstance(value, str) else value
+    """A URL's password never goes into a message (core/redaction.py)."""
+    return redact_value(value)
 
 
 def _alias_of(field_or_alias: str) -> str:

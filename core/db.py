@@ -38,8 +38,10 @@ _SCHEMA_ERRORS = (
 
 
 def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL (or message) with its passwords hidden: core/redaction.py's one redaction."""
+    from .redaction import redact as redact_secrets
+
+    return redact_secrets(url)
 
 
 def configure(conn: psycopg.Connection) -> None:

@@ -28,6 +28,7 @@ BAD = [
     ("EVENT_STORE_SCHEMA", "1events", "lower-case SQL identifier"),
     ("EVENT_STORE_SCHEMA", "x" * 60, "at most 41 characters"),
     ("EVENT_STORE_SCHEMA", 'ev"; DROP TABLE x; --', "lower-case SQL identifier"),
+    ("EVENT_STORE_SCHEMA", "events\n", "lower-case SQL identifier"),
     ("EVENT_STORE_BATCH_SIZE", "abc", "valid integer"),
     ("EVENT_STORE_BATCH_SIZE", "0", "greater than or equal to 1"),
     ("EVENT_STORE_BATCH_SIZE", "1000000", "less than or equal to"),
@@ -71,7 +72,35 @@ def test_a_password_in_a_bad_url_is_not_shown(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DATABASE_URL", "mysql://admin:hunter2@db.internal/app")
     with pytest.raises(ConfigurationError, match="DATABASE_URL") as info:
         load_settings()
-    assert "hunter2" not in str(info.value) and "admin:***@" in str(info.value)
+    assert "hunter2" not in str(info.value) and "admin" not in str(info.value)
+    assert "got a 'mysql' URL" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [
+    "host=db.internal user=admin password=hunter2 dbname=app",  # a keyword string
+    "mysql://db.internal/app?password=hunter2",
+    "db.internal/app?sslpassword=hunter2",
+])
+def test_a_bad_connection_string_is_not_echoed(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", value)
+    with pytest.raises(ConfigurationError, match="DATABASE_URL: must be a PostgreSQL URL") as info:
+        load_settings()
+    assert "hunter2" not in str(info.value) and "db.internal" not in str(info.value)
+
+
+def test_a_long_bad_value_is_not_echoed_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENT_STORE_COMPRESSION", "brotli-with-a-very-long-value-hunter2")
+    with pytest.raises(ConfigurationError, match="EVENT_STORE_COMPRESSION") as info:
+        load_settings()
+    assert "hunter2" not in str(info.value) and "37 characters" in str(info.value)
+
+
+def test_the_schema_name_may_not_end_in_a_newline() -> None:
+    from evstore.core.config import IDENTIFIER
+
+    assert IDENTIFIER.fullmatch("events") and not IDENTIFIER.match("events\n")
+    with pytest.raises(ConfigurationError, match="EVENT_STORE_SCHEMA"):
+        load_settings(schema_name="events\n")
 
 
 def test_the_store_validates_settings_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
