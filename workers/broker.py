@@ -59,6 +59,21 @@ def make_broker(
     return broker
 
 
+def close_broker(broker: Any) -> None:
+    """Drop the broker's Redis connections (before an embedded Redis is left).
+
+    The embedded server stops when its last client leaves: a producer's
+    broker that stays connected would keep it running after the command exits.
+    """
+    client = getattr(broker, "client", None)
+    with contextlib.suppress(Exception):
+        broker.close()
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close()
+            client.connection_pool.disconnect()
+
+
 def ping(broker: Any) -> None:
     """Raise BrokerUnavailableError unless the broker's Redis answers."""
     import redis
@@ -69,8 +84,8 @@ def ping(broker: Any) -> None:
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        where = redact(getattr(broker, "evstore_url", "") or "Redis")
-        raise BrokerUnavailableError(f"Redis is unavailable at {where}: {exc}") from exc
+        where = getattr(broker, "evstore_url", "") or "Redis"
+        raise BrokerUnavailableError(redact(f"Redis is unavailable at {where}: {exc}")) from exc
 
 
 def embedded_redis_path(settings: Settings) -> Path:

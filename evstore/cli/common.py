@@ -203,16 +203,22 @@ def clock(td: Any) -> str:
 @contextlib.contextmanager
 def open_broker() -> Iterator[Any]:
     """A broker on REDIS_URL, or on the embedded Redis (imports Dramatiq)."""
-    from evstore.workers.broker import make_broker, redis_url
+    from evstore.workers.broker import close_broker, make_broker, redis_url
     from evstore.workers.logs import configure_logging
 
     configure_logging(default_level="WARNING")
 
     def announce(text: str) -> None:
-        err_console.print(f"[dim]{text}[/]", highlight=False)
+        err_console.print(text, style="dim", highlight=False, markup=False)
 
+    # Closed before the embedded Redis is left, whatever the exit: the server
+    # stops only when its last client has gone.
     with redis_url(settings(), announce=announce) as url:
-        yield make_broker(url)
+        broker = make_broker(url)
+        try:
+            yield broker
+        finally:
+            close_broker(broker)
 
 
 def import_handler_modules(modules: list[str] | None) -> list[str]:
