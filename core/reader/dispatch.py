@@ -2,10 +2,15 @@
 
 Events of one stream always go to the same thread, in the order they were
 read, so per-stream order holds with any number of threads. The reader may
-only submit a batch when the events already submitted and not yet handled
-leave room for it (``capacity``): a slow handler therefore slows the reader
-down instead of filling memory. Batches are acknowledged in submission order,
-which is what lets the reader move its checkpoint safely.
+only submit a batch when the events of the batches not yet handled *in
+order* leave room for it (``capacity``): a batch stays counted until it and
+every batch submitted before it were handled, even when its own threads are
+done. That is the bound on what a kill repeats: the reader saves a checkpoint
+only past such an in-order prefix, so the events handled but not saved are
+always among the counted ones (at most ``capacity``). Counting by thread
+instead let a lagging thread's peers handle later batches beyond the bound.
+The threads themselves never wait for each other; only the reader waits. A
+slow handler therefore slows the reader down instead of filling memory.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ class _Handled(NamedTuple):
     events: int
 
 
+class _Counted(NamedTuple):
+    """A submitted batch that still counts against the capacity."""
+
+    id: int
+    size: int
+
+
 class Dispatcher:
     def __init__(self, handler: Handler, concurrency: int, capacity: int, name: str = "") -> None:
         self._handler = handler
@@ -38,10 +50,11 @@ class Dispatcher:
         self._queues: list[queue.SimpleQueue[tuple[int, list[EventRecord]] | None]] = [
             queue.SimpleQueue() for _ in range(concurrency)
         ]
-        self._remaining: dict[int, int] = {}
+        self._remaining: dict[int, int] = {}  # batch -> its sub-batches not yet handled
+        self._order: deque[_Counted] = deque()  # counted batches, in submission order
         self._done: set[int] = set()
         self._outstanding = 0  # sub-batches queued or running
-        self.in_flight = 0  # events submitted and not yet handled
+        self.in_flight = 0  # events of the batches not yet handled in order (counted)
         self.max_in_flight = 0
         self.submitted = 0  # events handed over so far
         self.blocked = False
@@ -87,6 +100,7 @@ class Dispatcher:
                 self._cond.notify_all()
                 return
             self._remaining[batch_id] = len(lanes)
+            self._order.append(_Counted(batch_id, len(events)))
             self._outstanding += len(lanes)
             self.in_flight += len(events)
             self.submitted += len(events)
@@ -145,11 +159,10 @@ class Dispatcher:
                     completed = False
                     break
                 handled += 1
-            self._finish(batch_id, len(events), handled, completed)
+            self._finish(batch_id, handled, completed)
 
-    def _finish(self, batch_id: int, size: int, handled: int, completed: bool) -> None:
+    def _finish(self, batch_id: int, handled: int, completed: bool) -> None:
         with self._cond:
-            self.in_flight -= size
             self.processed += handled
             self._outstanding -= 1
             if handled:
@@ -161,4 +174,10 @@ class Dispatcher:
                 else:
                     del self._remaining[batch_id]
                     self._done.add(batch_id)
+                    self._uncount()
             self._cond.notify_all()
+
+    def _uncount(self) -> None:
+        """Stop counting the batches now handled together with every earlier one."""
+        while self._order and self._order[0].id not in self._remaining:
+            self.in_flight -= self._order.popleft().size

@@ -258,6 +258,12 @@ class EventStreamReader:
             return True
         if not dispatcher.wait_capacity(cfg.batch_size, _SLICE):
             return True
+        # Save what was handled while we waited before reading more: what is
+        # handled and unsaved then stays within the batches counted at the
+        # wait, and the page joins them only if they left room for it.
+        self._commit(dispatcher, membership)
+        if self._rebalance.is_set():
+            return True
         assert self.position is not None
         page = self.store.read_all(after=self.position, limit=cfg.batch_size,
                                    event_types=cfg.event_types,

@@ -14,7 +14,8 @@ from dataclasses import InitVar, dataclass
 from ..errors import ConfigurationError
 from ..store.persistence import Position
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
+# Matched with fullmatch: "$" would also accept a name ending in a newline.
+_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
 
 
 class StreamReadMode(enum.Enum):
@@ -80,11 +81,11 @@ class StreamConfig:
                     "not both"
                 )
             object.__setattr__(self, "shards", partitions)
-        if not _NAME.match(self.checkpoint_name):
+        if not _NAME.fullmatch(self.checkpoint_name):
             raise ConfigurationError(
                 f"checkpoint_name {self.checkpoint_name!r} must be 1-100 letters, digits or _.:-"
             )
-        if self.consumer_group and not _NAME.match(self.consumer_group):
+        if self.consumer_group and not _NAME.fullmatch(self.consumer_group):
             raise ConfigurationError(
                 f"consumer_group {self.consumer_group!r} must be 1-100 letters, digits or _.:-"
             )

@@ -6,6 +6,8 @@ against it in tests/integration/reader/test_groups.py.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from evstore.core.errors import ConfigurationError
 from evstore.core.reader.streams import StreamConfig, StreamReadMode, shard_of
@@ -89,3 +91,18 @@ def test_stream_config_refuses_bad_settings(kwargs: dict[str, object], message: 
 def test_type_filters_become_tuples() -> None:
     cfg = StreamConfig("proj", event_types=["A", "B"], aggregate_types=("User",))  # type: ignore[arg-type]
     assert cfg.event_types == ("A", "B") and cfg.aggregate_types == ("User",)
+
+
+@pytest.mark.parametrize("field", ["checkpoint_name", "consumer_group"])
+@pytest.mark.parametrize("value", ["proj\n", "proj\r\n", "\nproj"])
+def test_names_with_a_line_break_are_refused(field: str, value: str) -> None:
+    # "$" in a pattern also matches before a final newline: the whole name must match
+    kwargs = {"checkpoint_name": "proj", field: value}
+    with pytest.raises(ConfigurationError, match=re.escape(f"{field} {value!r} must be 1-100")):
+        StreamConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_name_of_100_characters_is_accepted_and_101_refused() -> None:
+    assert StreamConfig("a" * 100, consumer_group="g" * 100).checkpoint_name == "a" * 100
+    with pytest.raises(ConfigurationError, match="must be 1-100"):
+        StreamConfig("a" * 101)

@@ -4,7 +4,12 @@ Every event it handles becomes a row of ``delivered`` (who, stream, position,
 event id, in handling order). SIGTERM stops it cleanly; SIGKILL does not.
 
     python consumer_proc.py URL NAME GROUP LABEL [--batch N] [--shards N]
-                            [--ttl SECONDS] [--delay SECONDS]
+                            [--ttl SECONDS] [--delay SECONDS] [--threads N]
+                            [--queue N] [--hold STREAM]
+
+``--hold STREAM`` holds the handler thread that gets STREAM's first event for
+good (the slowest thread there can be): the other threads go on with what the
+reader admits, and the process must be killed.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -34,12 +40,18 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--ttl", type=float, default=2.0)
     ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--queue", type=int, default=None, help="queue_size (default: --batch)")
+    ap.add_argument("--hold", default=None, help="hold the thread of this stream for good")
     args = ap.parse_args()
+    never = threading.Event()
 
     out = psycopg.connect(args.url, autocommit=True)
     out.execute(TABLE)
 
     def handle(event: Any) -> None:
+        if event.stream_id == args.hold:
+            never.wait()
         if args.delay:
             time.sleep(args.delay)
         out.execute(
@@ -51,7 +63,8 @@ def main() -> None:
     with PostgreSQLEventStore(args.url) as store:
         cfg = StreamConfig(args.name, consumer_group="" if args.group == "-" else args.group,
                            mode=StreamReadMode.CATCH_UP, batch_size=args.batch,
-                           queue_size=args.batch, shards=args.shards,
+                           queue_size=args.queue or args.batch, concurrency=args.threads,
+                           shards=args.shards,
                            lease_ttl=args.ttl, poll_interval=0.5, member_id=args.label)
         reader = EventStreamReader(store, cfg)
         signal.signal(signal.SIGTERM, lambda *_: reader.stop())
