@@ -29,6 +29,7 @@ __all__ = [
     "ReplayConfig",
     "ReplayResult",
     "make_broker",
+    "register_aggregate_class",
     "register_event_handler",
     "register_job_kind",
     "registered_handlers",
@@ -38,7 +39,7 @@ _LAZY = {
     "BatchContext": "kinds", "BatchFailure": "kinds", "BatchOutcome": "kinds", "JobKind": "kinds",
     "Plan": "kinds", "register_job_kind": "kinds", "JobEngine": "engine",
     "EventReplayService": "replay", "ReplayConfig": "replay", "ReplayResult": "replay",
-    "make_broker": "broker",
+    "make_broker": "broker", "register_aggregate_class": "registry",
 }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +26,14 @@ from evstore.core.jobs.model import Job, JobDetail
 from evstore.core.jobs.repository import JobRepository
 from evstore.core.store.persistence import EventStore
 
-from .kinds import KIND_MODULE_PARAM, BatchContext, JobKind, get_job_kind
+from .kinds import BatchContext, JobKind, get_job_kind
+from .scrub import safe_error, safe_traceback
 from .settings import JobSettings, load_job_settings
 
 if TYPE_CHECKING:
     from dramatiq import Broker
 
 ACTOR_NAME = "evstore_run_batch"
-TRACEBACK_LIMIT = 4000
 
 log = structlog.get_logger("evstore.jobs")
 
@@ -44,15 +43,38 @@ def worker_name() -> str:
 
 
 def traceback_summary(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=12))
-    return text[-TRACEBACK_LIMIT:]
+    """The frames and scrubbed lines of ``exc``'s chain (see :mod:`.scrub`)."""
+    kept = getattr(exc, "evstore_traceback", None)
+    return kept if isinstance(kept, str) else safe_traceback(exc, getattr(exc, "evstore_values", ()))
 
 
 def error_text(exc: BaseException) -> str:
-    """``Type: first line of the message`` (the traceback summary keeps the rest)."""
-    lines = str(exc).strip().splitlines()
-    message = lines[0] if lines else ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    """``Type: scrubbed first line of the message``: what is stored and logged of an error."""
+    return safe_error(exc, getattr(exc, "evstore_values", ()))
+
+
+class BatchAttemptFailed(Exception):
+    """What a worker's actor raises for a failed attempt: the scrubbed error, no cause.
+
+    Dramatiq logs the exception an actor raises and copies its traceback into
+    the message it retries or dead-letters; this one carries ids and scrubbed
+    text only (``from None``: the original, with its data, is not chained).
+    """
+
+    def __init__(self, error: str, *, item: str | None, attempt: int | None,
+                 traceback: str | None = None) -> None:
+        super().__init__(error)
+        self.item = item
+        self.evstore_attempt = attempt
+        self.evstore_error = error  # already "Type: scrubbed message"
+        self.evstore_traceback = traceback  # the original's, scrubbed
+
+    @classmethod
+    def of(cls, exc: Exception) -> BatchAttemptFailed:
+        if isinstance(exc, cls):
+            return exc
+        return cls(error_text(exc), item=getattr(exc, "item", None),
+                   attempt=getattr(exc, "evstore_attempt", None), traceback=traceback_summary(exc))
 
 
 class JobEngine:
@@ -71,8 +93,7 @@ class JobEngine:
         job_kind = kind if isinstance(kind, JobKind) else get_job_kind(kind)
         self._check_broker()
         plan = job_kind.plan(self.store, dict(params))
-        stored = {**plan.params, KIND_MODULE_PARAM: type(job_kind).__module__}
-        job_id = self.repo.create(job_kind.name, stored, plan.batches, created_by)
+        job_id = self.repo.create(job_kind.name, plan.params, plan.batches, created_by)
         try:
             self.repo.queue(job_id, ["pending"], self._send)
         except BaseException:
@@ -167,7 +188,7 @@ class JobEngine:
             structlog.contextvars.bind_contextvars(attempt=started.attempt, kind=started.kind)
             began = time.perf_counter()
             try:
-                kind = get_job_kind(started.kind, started.job_params.get(KIND_MODULE_PARAM))
+                kind = get_job_kind(started.kind)
                 with run.transaction() as conn:
                     ctx = BatchContext.of(started, store=self.store, connection=conn,
                                           worker=worker, log=log)
@@ -178,7 +199,10 @@ class JobEngine:
             except BatchSuperseded as exc:
                 log.warning("batch.superseded", detail=str(exc))
                 return "skipped"
-            except BaseException as exc:
+            except Exception as exc:
+                self._attempt_failed(run, exc)
+                raise BatchAttemptFailed.of(exc) from None
+            except BaseException as exc:  # an interrupt (time limit, shutdown): no data in it
                 self._attempt_failed(run, exc)
                 raise
         log.info("batch.succeeded", items=outcome.items_done,
@@ -197,3 +221,10 @@ class JobEngine:
             run.attempt_failed(error_text(exc), item, traceback_summary(exc))
         except Exception as record_exc:  # the database may be what failed
             log.error("batch.error_not_recorded", error=error_text(record_exc))
+
+    def run_batch_safely(self, job_id: int, number: int) -> str:
+        """:meth:`run_batch` for an actor: any failure leaves as :class:`BatchAttemptFailed`."""
+        try:
+            return self.run_batch(job_id, number)
+        except Exception as exc:
+            raise BatchAttemptFailed.of(exc) from None

@@ -20,15 +20,14 @@ never applies them twice. Effects outside PostgreSQL must be idempotent;
 ``ctx.idempotency_key(event)`` is stable across attempts and redeliveries.
 
 Worker processes import the modules named in EVSTORE_HANDLER_MODULES (or
-``evstore worker --handlers``) and, for each replay, the modules its handlers
-were defined in, so a handler registered by a producer's code is found on the
-workers as long as its module is importable there.
+``evstore worker --handlers``) at start-up, and only those: a replay job
+names its handlers, and a name no configured module registered fails the
+batch (nothing named by a job row is imported; see :mod:`.registry`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -147,28 +146,19 @@ def registered_handlers() -> dict[str, RegisteredHandler]:
 
 
 def load_handler_modules(modules: Iterable[str]) -> list[str]:
-    """Import each dotted module path (registering its handlers); the ones imported."""
-    done = []
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"cannot import replay handler module {module!r}: {exc} "
-                "(check EVSTORE_HANDLER_MODULES / --handlers and the worker's Python path)"
-            ) from exc
-        done.append(module)
-    return done
+    """Import each configured module (registering its handlers); the ones imported."""
+    from .registry import import_configured_modules
+
+    return import_configured_modules(modules)
 
 
-def resolve_handlers(names: Sequence[str] | None, modules: Sequence[str] = ()) -> list[RegisteredHandler]:
-    """The handlers called ``names`` (all registered when None), importing ``modules`` if needed."""
+def resolve_handlers(names: Sequence[str] | None) -> list[RegisteredHandler]:
+    """The registered handlers called ``names`` (all registered when None); imports nothing."""
     registry = registered_handlers()
+    if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
+        raise InvalidJobError("handlers must be a list of handler names")
     wanted = [n for n in registry if n not in BUILTIN] if names is None else list(names)
-    if any(n not in registry for n in wanted) and modules:
-        load_handler_modules(m for m in modules if m != "__main__")
-        registry = registered_handlers()
-    unknown = [n for n in wanted if n not in registry]
+    unknown = [n[:100] for n in wanted if n not in registry]
     if unknown:
         known = ", ".join(sorted(registry)) or "none registered"
         raise InvalidJobError(

@@ -16,8 +16,11 @@ A kind has a name and two methods:
 
 Optionally ``on_job_succeeded(ctx)``: called in the transaction of the batch
 whose success completes the job (e.g. an archive run deleting what it
-archived). Workers find a kind by name; a kind not yet imported in a worker
-is imported from the module recorded when the job was started.
+archived). Workers find a kind by its name among the kinds registered in
+their own process: evstore's built-in kinds (imported on first use from the
+fixed table below) and those registered by the operator's modules
+(EVSTORE_HANDLER_MODULES). A job row never names a module to import (see
+:mod:`.registry`); an unknown kind fails the batch.
 """
 
 from __future__ import annotations
@@ -32,9 +35,6 @@ from evstore.core.errors import InvalidJobError
 from evstore.core.jobs.model import BatchPlan, StartedBatch
 from evstore.core.store.persistence import EventStore
 from structlog.typing import FilteringBoundLogger
-
-KIND_MODULE_PARAM = "_kind_module"
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -69,11 +69,19 @@ class BatchContext(StartedBatch):
 
 
 class BatchFailure(Exception):
-    """A batch attempt failed on one item (an event id, an aggregate, a segment)."""
+    """A batch attempt failed on one item (an event id, an aggregate, a segment).
 
-    def __init__(self, message: str, *, item: str | None = None) -> None:
+    The message is scrubbed before it is stored or logged (see :mod:`.scrub`)
+    unless ``safe`` says it was composed from ids and scrubbed parts already;
+    ``values`` (the data being handled) are scrubbed from the causes' text too.
+    """
+
+    def __init__(self, message: str, *, item: str | None = None, safe: bool = False,
+                 values: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.item = item
+        self.evstore_safe_message = safe
+        self.evstore_values = values
 
 
 class JobKind(ABC):
@@ -116,20 +124,21 @@ BUILTIN_KINDS = {
 }
 
 
-def get_job_kind(name: str, module: str | None = None) -> JobKind:
-    """The registered kind; imports ``module`` first when the kind is not known yet."""
-    module = module or BUILTIN_KINDS.get(name)
-    if name not in _KINDS and module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise InvalidJobError(
-                f"job kind {name!r} is defined in module {module!r}, which cannot be imported "
-                f"here: {exc}"
-            ) from exc
+def get_job_kind(name: str) -> JobKind:
+    """The kind registered as ``name`` (a built-in one is imported from evstore on first use).
+
+    Nothing named by a job row is ever imported: an unknown name is an error.
+    """
+    if not isinstance(name, str):
+        raise InvalidJobError(f"a job kind is a name (got {type(name).__name__})")
+    builtin = BUILTIN_KINDS.get(name)
+    if name not in _KINDS and builtin is not None:
+        importlib.import_module(builtin)
     try:
         return _KINDS[name]
     except KeyError:
-        known = ", ".join(sorted(_KINDS)) or "none"
-        raise InvalidJobError(f"unknown job kind {name!r} (known: {known})") from None
+        known = ", ".join(sorted({*_KINDS, *BUILTIN_KINDS}))
+        raise InvalidJobError(
+            f"unknown job kind {name[:100]!r} (known here: {known}; other kinds are registered "
+            "by the modules in EVSTORE_HANDLER_MODULES)") from None
 

@@ -22,11 +22,16 @@ BROKER_TARGET = "evstore.workers.actors:broker"
 
 
 def dramatiq_command(processes: int = 2, threads: int = 8, extra: Sequence[str] = ()) -> list[str]:
-    """The `dramatiq` command line that runs evstore's workers."""
+    """The `dramatiq` command line that runs evstore's workers.
+
+    Neither Python (``-P``) nor Dramatiq (an empty ``--path``; its default is
+    ".") puts the current folder on ``sys.path``: workers import evstore, and
+    the operator's modules from their installed packages or PYTHONPATH only.
+    """
     if processes < 1 or threads < 1:
         raise ValueError(f"processes and threads must be >= 1 (got {processes}, {threads})")
-    return [sys.executable, "-m", "dramatiq", BROKER_TARGET, "--processes", str(processes),
-            "--threads", str(threads), "--skip-logging", *extra]
+    return [sys.executable, "-P", "-m", "dramatiq", BROKER_TARGET, "--processes", str(processes),
+            "--threads", str(threads), "--path", "--skip-logging", *extra]
 
 
 def worker_env(

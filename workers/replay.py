@@ -19,10 +19,11 @@ from evstore.core.jobs.model import BatchPlan, Job
 from evstore.core.jobs.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
 from evstore.core.store.persistence import EventStore
 
-from .engine import JobEngine, error_text
+from .engine import JobEngine
 from .handlers import ALL_TYPES, HandlerContext, RegisteredHandler, register_event_handler, resolve_handlers
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
-from .settings import load_job_settings
+from .registry import load_configured
+from .scrub import leaf_values, safe_error
 
 if TYPE_CHECKING:
     from dramatiq import Broker
@@ -89,7 +90,7 @@ class ReplayJobKind(JobKind):
     name = KIND
 
     def plan(self, store: EventStore, params: dict[str, Any]) -> Plan:
-        handlers = resolve_handlers(params.get("handlers"), params.get("handler_modules", ()))
+        handlers = resolve_handlers(params.get("handlers"))
         selection = ReplaySelection.from_params(params)
         if selection.event_types is not None:
             store.check_event_types(list(selection.event_types))
@@ -111,13 +112,12 @@ class ReplayJobKind(JobKind):
         return Plan({
             **selection.to_params(), "snapshot": snapshot, "batch_size": batch_size,
             "handlers": [h.name for h in handlers],
-            "handler_modules": sorted({h.module for h in handlers}),
             "stop_on_error": bool(params.get("stop_on_error")),
         }, batches)
 
     def run(self, ctx: BatchContext) -> BatchOutcome:
         p = ctx.job_params
-        handlers = resolve_handlers(p["handlers"], p.get("handler_modules", ()))
+        handlers = resolve_handlers(p["handlers"])
         contexts = {h.name: HandlerContext(ctx.job_id, ctx.number, ctx.attempt, h.name,
                                            ctx.connection, ctx.store) for h in handlers}
         counts: Counter[str] = Counter()
@@ -131,11 +131,13 @@ class ReplayJobKind(JobKind):
                 try:
                     handler(event, contexts[handler.name])
                 except Exception as exc:
+                    # Ids as they are; the handler's error without the event's values.
+                    values = tuple(leaf_values(event.event_data, event.metadata.to_dict()))
                     raise BatchFailure(
                         f"handler {handler.name!r} failed on event {event.event_id} "
                         f"({event.event_type}, stream {event.stream_id} #{event.stream_position}): "
-                        f"{error_text(exc)}",
-                        item=str(event.event_id),
+                        f"{safe_error(exc, values)}",
+                        item=str(event.event_id), safe=True, values=values,
                     ) from exc
                 counts[handler.name] += 1
             done += 1
@@ -181,7 +183,8 @@ class EventReplayService:
             "handlers": list(config.handler_names) if config.handler_names is not None else None,
             "stop_on_error": config.stop_on_error,
         }
-        handlers = resolve_handlers(params["handlers"], load_job_settings().modules)
+        load_configured()  # this process's EVSTORE_HANDLER_MODULES: its registry
+        handlers = resolve_handlers(params["handlers"])
         local = [h.name for h in handlers if h.module == "__main__"]
         if local:
             raise InvalidJobError(

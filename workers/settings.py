@@ -7,6 +7,8 @@ queue (they do when they share the environment).
 
 from __future__ import annotations
 
+import re
+
 from evstore.core.errors import ConfigurationError
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,8 +38,11 @@ class JobSettings(BaseSettings):
     # ... noticed by a broker command with this chance per million.
     maintenance_chance: int = Field(default=100_000, ge=1, le=1_000_000,
                                     validation_alias="EVSTORE_BROKER_MAINTENANCE_CHANCE")
-    # Dotted module paths imported by every worker (and producer) to register handlers.
+    # Dotted module paths imported by every worker (and producer) to register handlers
+    # (and job kinds, aggregate classes): the only operator code a worker imports.
     handler_modules: str = Field(default="", validation_alias="EVSTORE_HANDLER_MODULES")
+    # 'module:Class' paths of the aggregate classes snapshot builds may name.
+    aggregate_classes: str = Field(default="", validation_alias="EVSTORE_AGGREGATE_CLASSES")
 
     @field_validator("queue", "namespace")
     @classmethod
@@ -46,9 +51,37 @@ class JobSettings(BaseSettings):
             raise ValueError("must be letters, digits, '_', '.' or '-' (not starting with . or -)")
         return value
 
+    @field_validator("handler_modules")
+    @classmethod
+    def _check_modules(cls, value: str) -> str:
+        for name in _split(value):
+            if not _MODULE.match(name):
+                raise ValueError(f"{name[:80]!r} is not a dotted module name")
+        return value
+
+    @field_validator("aggregate_classes")
+    @classmethod
+    def _check_classes(cls, value: str) -> str:
+        for name in _split(value):
+            if not _CLASS.match(name):
+                raise ValueError(f"{name[:80]!r} is not a 'package.module:Class' name")
+        return value
+
     @property
     def modules(self) -> list[str]:
-        return [m.strip() for m in self.handler_modules.replace(";", ",").split(",") if m.strip()]
+        return _split(self.handler_modules)
+
+    @property
+    def aggregate_class_paths(self) -> list[str]:
+        return _split(self.aggregate_classes)
+
+
+_MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
+_CLASS = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
+
+
+def _split(value: str) -> list[str]:
+    return [m.strip() for m in value.replace(";", ",").split(",") if m.strip()]
 
 
 def load_job_settings(**overrides: object) -> JobSettings:
@@ -62,5 +95,5 @@ def load_job_settings(**overrides: object) -> JobSettings:
             field = JobSettings.model_fields.get(loc)
             name = field.validation_alias if field and isinstance(field.validation_alias, str) else loc
             message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{name}: {message} (got {err.get('input')!r})")
+            problems.append(f"{name}: {message} (got {str(err.get('input'))[:80]!r})")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -5,8 +5,10 @@ the aggregates of one type past their strategy's threshold, cut into batches
 of aggregate-id ranges. A batch re-checks each aggregate of its range and
 snapshots those still due, writing through the batch's connection, so the
 snapshots commit together with the batch's outcome (a batch delivered twice
-writes nothing twice). The aggregate class is named by ``module:Class`` and
-imported by the worker: it must be importable there.
+writes nothing twice). The job names its aggregate class by ``module:Class``;
+a worker builds it only if that class is configured there
+(EVSTORE_AGGREGATE_CLASSES, or register_aggregate_class in a module of
+EVSTORE_HANDLER_MODULES): a name from a job row is never imported otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from evstore.core.errors import ConfigurationError, InvalidJobError, SnapshotBuildError
 from evstore.core.jobs.model import BatchPlan
-from evstore.core.snapshots.aggregate import class_path, import_class, type_of
+from evstore.core.snapshots.aggregate import class_path, type_of
 from evstore.core.snapshots.policy import (
     SnapshotBatch,
     SnapshotConfig,
@@ -26,16 +28,19 @@ from evstore.core.store.persistence import EventStore
 
 from .engine import JobEngine
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
+from .registry import aggregate_class as configured_class
+from .registry import register_aggregate_class
 
 KIND = "snapshot_build"
 
 
 def _class_and_config(params: dict[str, Any]) -> tuple[type[Any], SnapshotConfig]:
+    """The configured class the job names (never imported from the name: see registry.py)."""
     path = params.get("aggregate_class")
     if not path:
         raise InvalidJobError("a snapshot_build job needs 'aggregate_class' ('module:Class')")
+    cls = configured_class(path)
     try:
-        cls = import_class(str(path))
         config = SnapshotConfig.from_dict(dict(params.get("config") or {}))
     except (ConfigurationError, ValueError) as exc:
         raise InvalidJobError(str(exc)) from exc
@@ -92,7 +97,10 @@ def start_snapshot_build(
     *, batch_size: int = 100, aggregate_type: str | None = None, created_by: str | None = None,
 ) -> int:
     """Plan a snapshot sweep and enqueue its batches on the job engine; the job id."""
-    path = aggregate_class if isinstance(aggregate_class, str) else class_path(aggregate_class)
+    if isinstance(aggregate_class, str):
+        path = aggregate_class
+    else:  # a class given by the caller's code: allowed here (workers need it configured)
+        path = class_path(register_aggregate_class(aggregate_class))
     params: dict[str, Any] = {"aggregate_class": path,
                               "config": (config or SnapshotConfig()).to_dict(),
                               "batch_size": batch_size}

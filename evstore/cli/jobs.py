@@ -26,7 +26,6 @@ from .common import (
     err_console,
     follow_job,
     handle_errors,
-    import_handler_modules,
     open_broker,
     open_store,
     print_json,
@@ -203,10 +202,13 @@ def worker(
     modules = list(dict.fromkeys([*load_job_settings().modules, *(handlers or [])]))
     if print_command:
         env = f"EVSTORE_HANDLER_MODULES={','.join(modules)} " if modules else ""
-        console.print(env + " ".join(["dramatiq", *dramatiq_command(processes, threads)[3:]]),
-                      highlight=False, soft_wrap=True)
+        command = dramatiq_command(processes, threads)
+        console.print(env + " ".join(["python", *command[1:]]), highlight=False, soft_wrap=True,
+                      markup=False)
         return
-    import_handler_modules(handlers)  # fail here, not in every worker, on a module that does not import
+    from evstore.workers.registry import load_configured
+
+    load_configured(extra=modules)  # fail here, not in every worker, on a module that does not import
     cfg = settings()
     with database_url(cfg) as db_url:
         _check_schema(db_url)

@@ -22,7 +22,6 @@ from .common import (
     console,
     follow_job,
     handle_errors,
-    import_handler_modules,
     open_broker,
     open_store,
     print_json,
@@ -89,7 +88,9 @@ def replay(
     """Start a replay job: the workers deliver the selected events to the handlers."""
     from evstore.workers.replay import EventReplayService, ReplayConfig
 
-    import_handler_modules(handlers)
+    from evstore.workers.registry import load_configured
+
+    load_configured(extra=handlers or ())  # never from the current folder
     config = ReplayConfig(
         from_timestamp=_parse_time(from_time, "--from-time"),
         to_timestamp=_parse_time(to_time, "--to-time"),

@@ -57,6 +57,15 @@ def fragile(event, ctx) -> None:
     _record("fragile", event, ctx)
 
 
+def leaky(event, ctx) -> None:
+    """Fails with the event's e-mail address in the exception's text (as int() would)."""
+    if "email" in event.event_data:
+        int(event.event_data["email"])  # ValueError: invalid literal for int() ...: 'ada@...'
+    if "name" in event.event_data:
+        raise LookupError(f"no account for {event.event_data['name']} in the ledger")
+    _record("leaky", event, ctx)
+
+
 def only_logins(event, ctx) -> None:
     _record("only_logins", event, ctx)
 
@@ -65,3 +74,4 @@ register_event_handler("*", record)
 register_event_handler("*", slow_record)
 register_event_handler("*", fragile)
 register_event_handler("UserLoggedIn", only_logins)
+register_event_handler("*", leaky)
