@@ -46,19 +46,22 @@ $evstore_roles$;
 -- name: grant_writer
 -- Append (store.sql: append_exact, create_stream, advance_stream,
 -- insert_events_values, copy_events, allocate_positions, remember_event_type)
--- and read (read_stream_*, read_all, stream_head, known_event_types). A stream's
--- row moves only its version. The events_notify trigger runs as the writer and
+-- and read (read_stream through stream_events(), read_all through write_horizon(),
+-- stream_head, known_event_types). A stream's row moves only its version and
+-- its first/last event times. The events_notify trigger runs as the writer and
 -- looks at live listeners (two columns of consumer_members). A new month's
 -- partition is created by the owner's SECURITY DEFINER function; event_index is
 -- kept by a SECURITY DEFINER trigger, so the writer only reads it.
 GRANT SELECT, INSERT ON {schema}.events TO {role};
 GRANT SELECT, INSERT ON {schema}.streams TO {role};
-GRANT UPDATE (version, updated_at) ON {schema}.streams TO {role};
+GRANT UPDATE (version, updated_at, first_event_at, last_event_at) ON {schema}.streams TO {role};
 GRANT SELECT, INSERT ON {schema}.event_types TO {role};
 GRANT SELECT ON {schema}.event_index TO {role};
 GRANT USAGE ON SEQUENCE {schema}.events_global_position_seq TO {role};
 GRANT SELECT (listening, expires_at) ON {schema}.consumer_members TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.create_month_partition(date) TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
 
 -- name: grant_reader
 -- Reads (store.sql reads, reader.sql) and a reader's own state: checkpoints
@@ -70,6 +73,8 @@ GRANT SELECT ON {schema}.event_types TO {role};
 GRANT SELECT ON {schema}.event_index TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.stream_checkpoints TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.consumer_members TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
 
 -- name: grant_worker
 -- The job engine (jobs.sql, firings.sql: workers and the scheduler), replays
@@ -92,6 +97,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_runs TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_segments TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_items TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.create_month_partition(date) TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
+GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
 
 -- name: grant_privacy
 -- Forgetting a subject (privacy.sql): lock and rewrite or delete the subject's

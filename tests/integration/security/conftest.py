@@ -76,9 +76,10 @@ def owner_only(database_url: str) -> Iterator[Secured]:
     try:
         yield secured
     finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
+        maintenance = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
+        with psycopg.connect(maintenance, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        drop_roles(database_url, [names[c] for c in ("writer", "reader", "worker", "privacy")]
+        drop_roles(maintenance, [names[c] for c in ("writer", "reader", "worker", "privacy")]
                    + [names["owner"]])
 
 

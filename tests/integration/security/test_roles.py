@@ -55,22 +55,23 @@ def refused(conn: psycopg.Connection, statement: str, *params: Any) -> None:
         conn.execute(statement, params or None)
 
 
-def partitions(secured: Secured) -> dict[str, str]:
-    """Month partitions of events and their owners (read as the administrator)."""
+def partitions(secured: Secured) -> dict[str, tuple[str, str]]:
+    """Month partitions of events: {"YYYY-MM": (table name, owner)}, read as the administrator."""
     with psycopg.connect(secured.admin_url) as admin:
+        admin.execute("SET TIME ZONE 'UTC'")
         rows = admin.execute(
-            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "SELECT c.relname, pg_get_userbyid(c.relowner), pg_get_expr(c.relpartbound, c.oid) "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
             "WHERE n.nspname = %s AND p.relname = 'events'", [secured.schema]).fetchall()
-    return dict(rows)
+    return {bound.split("'")[1][:7]: (name, owner) for name, owner, bound in rows}
 
 
 # -- the writer -----------------------------------------------------------------
 
 
 def test_writer_appends_reads_and_appends_into_a_new_month(secured: Secured) -> None:
-    assert "events_y2031m05" not in partitions(secured)
+    assert "2031-05" not in partitions(secured)
     with secured.store("writer") as writer:
         first = writer.append_events("cart-1", [ev(), ev("ItemRemoved")], expected_version=0)
         writer.append_events("cart-1", [ev("CheckedOut")], expected_version=2)
@@ -83,7 +84,7 @@ def test_writer_appends_reads_and_appends_into_a_new_month(secured: Secured) -> 
         page = writer.read_all(limit=10)
         assert len(page.events) == 4
         assert writer.known_event_types() == ["CheckedOut", "ItemAdded", "ItemRemoved"]
-    assert partitions(secured)["events_y2031m05"] == secured.names["owner"]
+    assert partitions(secured)["2031-05"][1] == secured.names["owner"]
 
 
 def test_writer_cannot_rewrite_history_or_touch_other_tables(secured: Secured) -> None:
@@ -106,7 +107,7 @@ def test_writer_cannot_rewrite_history_or_touch_other_tables(secured: Secured) -
         refused(conn, f"CREATE TABLE {s}.mine (x int)")
         refused(conn, f"ALTER TABLE {s}.events DISABLE TRIGGER USER")
         # The month partitions themselves are not reachable around the parent's grants.
-        month = datetime.now(UTC).strftime("events_y%Ym%m")
+        (month, _) = partitions(secured)[datetime.now(UTC).strftime("%Y-%m")]
         refused(conn, f"UPDATE {s}.{month} SET event_data = '{{}}'")
         refused(conn, f"DELETE FROM {s}.{month}")
 
@@ -180,7 +181,7 @@ def test_worker_claims_a_batch_and_completes_it_with_a_snapshot(secured: Secured
         # Partition upkeep (the 'partitions' job) through the SECURITY DEFINER function.
         worker.create_partitions_ahead(2, now=FAR_MONTH)
         assert len(worker.read_all(limit=10).events) == 2
-    assert partitions(secured)["events_y2031m07"] == secured.names["owner"]
+    assert partitions(secured)["2031-07"][1] == secured.names["owner"]
 
 
 def test_worker_cannot_append_or_rewrite_events(secured: Secured) -> None:
