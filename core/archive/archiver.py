@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, ArchiveTargetError
 from ..privacy.gdpr import GdprCleanupResult, cleanup_gdpr_data
 from .export import SegmentResult, export_segment
 from .finalize import finalize_run
@@ -82,7 +82,9 @@ def run_policy(
     if errors:
         message = f"{len(errors)} of {len(numbers)} segment(s) failed: {errors[0]}"
         set_run_error(store, run.run_id, message)
-        raise ArchiveError(
+        # A target that is down is a service unavailable (the command exits 3).
+        unavailable = all(isinstance(e, ArchiveTargetError) for e in errors)
+        raise (ArchiveTargetError if unavailable else ArchiveError)(
             f"archive run {run.run_id} of policy {policy.name!r} is incomplete, nothing was "
             f"deleted ({message}); run the policy again to resume it"
         ) from errors[0]
@@ -125,11 +127,11 @@ class EventArchiver:
     ) -> ArchiveResult:
         return run_policy(self.store, self._policy(policy), workers=self.workers, now=now, **kwargs)
 
-    def restore(self, url: str) -> RestoreResult:
-        return restore_archive(self.store, url)
+    def restore(self, url: str, trust_unsigned: bool = False) -> RestoreResult:
+        return restore_archive(self.store, url, trust_unsigned)
 
-    def verify(self, url: str) -> ArchiveVerifyReport:
-        return verify_archive(url)
+    def verify(self, url: str, trust_unsigned: bool = False) -> ArchiveVerifyReport:
+        return verify_archive(url, trust_unsigned)
 
     def cleanup_gdpr_data(self, user_id: str, anonymize: bool = True) -> dict[str, Any]:
         result: GdprCleanupResult = cleanup_gdpr_data(self.store, user_id, anonymize=anonymize)

@@ -5,6 +5,11 @@ each batch) and is safe to run any number of times: a segment already
 verified is only re-checked on the target (its data file's size and its
 manifest), and a segment is marked verified in PostgreSQL only after both
 files were read back and matched their SHA-256.
+
+A failure is recorded (``archive_segments.last_error``) and raised with the
+run, the segment and the exception's type; the text of an exception that is
+not evstore's own (an anonymizer's ``ValueError``, say) is dropped, since it
+may quote event values, which no forget would reach there.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from psycopg.rows import dict_row
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, EventStoreError
 from ..privacy.gdpr import anonymize_line, get_anonymizer
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
 from .segments import build_segment, check_checksums, row_to_line, sha256
@@ -87,12 +92,24 @@ def export_segment(
     try:
         return _export(store, run, seg, target, data_url)
     except Exception as exc:
+        message = describe_failure(exc, f"archive run {run_id} segment {number}")
         with store.db.connection() as conn:
             conn.execute(
                 store.db.sql("archive", "segment_failed"),
-                {"run_id": run_id, "segment_no": number, "error": f"{type(exc).__name__}: {exc}"},
+                {"run_id": run_id, "segment_no": number, "error": message},
             )
-        raise
+        if isinstance(exc, EventStoreError):
+            raise
+        # Not chained: a logged traceback would print the original text.
+        raise ArchiveError(message) from None
+
+
+def describe_failure(exc: BaseException, context: str) -> str:
+    """``context: Type: message`` for evstore's own errors (written with ids, never
+    event values); ``context: Type`` alone for any other exception."""
+    if isinstance(exc, EventStoreError):
+        return f"{context}: {type(exc).__name__}: {exc}"
+    return f"{context}: {type(exc).__name__} (its message is not kept: it may quote event data)"
 
 
 def _export(

@@ -5,6 +5,9 @@ Accepted URLs (any target protocol, or a plain local path):
 - ``…/<run>/run.json`` or ``…/<run>``: the run's segments, from its manifest;
 - ``…/segment-00001.manifest.json`` or ``…/segment-00001.jsonl.zst``: one segment;
 - any other folder: every segment manifest below it (several runs, a policy).
+
+A run manifest is accepted (signature, plain names) before any segment
+manifest it lists is read.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def _split(url: str) -> tuple[str, str]:
     return folder, name
 
 
-def locate(url: str) -> Located:
+def locate(url: str, trust_unsigned: bool = False) -> Located:
     url = url.rstrip("/")
     _, name = _split(url)
     if name.endswith(DATA_SUFFIX):
@@ -42,7 +45,9 @@ def locate(url: str) -> Located:
         url, _ = _split(url)
     target = ArchiveTarget(url)
     if target.exists(RUN_MANIFEST):
-        run = RunManifest.from_bytes(target.read(RUN_MANIFEST), target.url_of(RUN_MANIFEST))
+        run = RunManifest.from_bytes(
+            target.read(RUN_MANIFEST), target.url_of(RUN_MANIFEST), trust_unsigned
+        )
         problems = []
         for seg in run.segments:
             if not target.exists(seg["manifest"]):

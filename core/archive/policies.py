@@ -32,7 +32,7 @@ from ..config_file import policy_tables
 from ..errors import ConfigurationError
 from .targets import check_backend
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # whole names only: fullmatch
 
 
 class ArchivalStrategy(enum.Enum):
@@ -76,7 +76,7 @@ class ArchivalPolicy:
         object.__setattr__(self, "event_types", tuple(self.event_types))
         object.__setattr__(self, "aggregate_types", tuple(self.aggregate_types))
         where = f"archival policy {self.name!r}"
-        if not _NAME.match(self.name or ""):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigurationError(
                 f"{where}: the name must be letters, digits, '.', '_' or '-' (at most 63)"
             )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import class_row, dict_row
 
 from ..errors import ArchiveError
+from .access import check_allowed
 from .policies import ArchivalPolicy
 from .segments import DATA_SUFFIX, MANIFEST_SUFFIX, segment_name
 from .selection import select
@@ -125,7 +126,11 @@ def plan_run(
     now: datetime | None = None,
     job_id: str | None = None,
 ) -> tuple[ArchiveRun, bool]:
-    """Plan a run of ``policy`` (or find its unfinished one); (run, resumed)."""
+    """Plan a run of ``policy`` (or find its unfinished one); (run, resumed).
+
+    ConfigurationError, before anything is planned, when the configuration does
+    not allow the policy's target."""
+    check_allowed(policy.target_url)
     schema = store.db.schema
     with store.db.connection() as conn, conn.transaction():
         conn.execute(

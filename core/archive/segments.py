@@ -9,20 +9,32 @@ count, the position range in the global order and the time range.
 
 A run's manifest (``run.json``) lists its segments and is written last: an
 archive folder without ``run.json`` is a run that did not finish.
+
+Nothing in an archive is trusted before its manifest is: every manifest
+carries an HMAC signature (:mod:`evstore.core.keys`, purpose MANIFEST) over
+its canonical JSON, checked before anything it names is read; the files it
+names must be plain names in its own folder; and a segment may decompress to
+no more than the size its manifest records.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
+import zstandard
+
 from .. import codecs
+from ..config import load_settings
 from ..errors import ArchiveIntegrityError
+from ..keys import MANIFEST, UnknownKeyError, keyring
 from ..serialization import checksum_of, dumps, iso
 
 SEGMENT_FORMAT = "evstore-archive-segment/1"
@@ -40,6 +52,21 @@ FIELDS = (
     "event_data", "payload", "metadata", "created_at", "stored_at", "status", "compression",
     "encryption", "checksum", "original_size", "stored_size",
 )
+
+
+# A file a manifest names: a plain name in the manifest's own folder, never a path.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+_CHUNK = 1 << 20
+
+
+def check_plain_name(name: Any, where: str) -> str:
+    """``name`` if it is a plain file name; ArchiveIntegrityError otherwise (read nothing)."""
+    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise ArchiveIntegrityError(
+            f"{where} names {str(name)[:80]!r}, which is not a plain file name in its folder; "
+            "refused before reading anything"
+        )
+    return name
 
 
 def segment_name(number: int) -> str:
@@ -85,24 +112,68 @@ def check_checksums(
 M = TypeVar("M", bound="_ManifestFile")
 
 
+def _canonical(body: dict[str, Any]) -> bytes:
+    """The bytes a manifest's signature covers: its JSON without the signature,
+    keys sorted, no spaces."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _check_signature(raw: dict[str, Any], where: str, trust_unsigned: bool) -> None:
+    signature = raw.pop("signature", None)
+    if signature is None:
+        if trust_unsigned:
+            return
+        raise ArchiveIntegrityError(
+            f"{where} is not signed (written before manifests were signed, or forged): refused; "
+            "if you know where it came from, accept it with --trust-unsigned"
+        )
+    try:
+        good = isinstance(signature, str) and keyring(load_settings()).verify(
+            MANIFEST, _canonical(raw), signature
+        )
+    except UnknownKeyError as exc:
+        raise ArchiveIntegrityError(f"{where}: its signature was {exc}") from None
+    if not good:
+        raise ArchiveIntegrityError(
+            f"{where}: the signature does not match its content (changed or forged); "
+            "nothing it names was read"
+        )
+
+
 class _ManifestFile:
-    """JSON (de)serialisation shared by the segment and run manifests."""
+    """JSON (de)serialisation shared by the segment and run manifests, signed."""
 
     FORMAT: ClassVar[str]
     WHAT: ClassVar[str]
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str).encode()  # type: ignore[call-overload]
+        """The manifest as JSON, with its signature (the current key, purpose MANIFEST)."""
+        body = json.loads(json.dumps(asdict(self), default=str))  # type: ignore[call-overload]
+        body["signature"] = keyring(load_settings()).sign(MANIFEST, _canonical(body))
+        return json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False).encode()
+
+    def check_names(self, where: str) -> None:
+        """ArchiveIntegrityError for a named file that is not a plain name."""
 
     @classmethod
-    def from_bytes(cls: type[M], data: bytes, where: str) -> M:
+    def from_bytes(cls: type[M], data: bytes, where: str, trust_unsigned: bool = False) -> M:
+        """The manifest, once its signature (and, with ``trust_unsigned``, its
+        absence) and the names it holds are accepted."""
         try:
             raw = json.loads(data)
+        except ValueError as exc:
+            raise ArchiveIntegrityError(f"{where} is not a {cls.WHAT}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ArchiveIntegrityError(f"{where} is not a {cls.WHAT}: not a JSON object")
+        _check_signature(raw, where, trust_unsigned)
+        try:
             if raw.get("format") != cls.FORMAT:
                 raise ValueError(f"unknown format {raw.get('format')!r}")
-            return cls(**raw)
+            manifest = cls(**raw)
         except (ValueError, TypeError) as exc:
             raise ArchiveIntegrityError(f"{where} is not a {cls.WHAT}: {exc}") from exc
+        manifest.check_names(where)
+        return manifest
 
 
 @dataclass
@@ -129,6 +200,12 @@ class SegmentManifest(_ManifestFile):
     format: str = SEGMENT_FORMAT
     written_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
 
+    def check_names(self, where: str) -> None:
+        check_plain_name(self.data_file, where)
+        if self.codec != CODEC:
+            raise ArchiveIntegrityError(f"{where}: unknown codec {self.codec!r}")
+        if not isinstance(self.raw_bytes, int) or self.raw_bytes < 0:
+            raise ArchiveIntegrityError(f"{where}: raw_bytes must be a size in bytes")
 
 
 def build_segment(
@@ -163,19 +240,58 @@ def build_segment(
     return data, manifest
 
 
+def decompress_capped(data: bytes, size: int, where: str) -> bytes:
+    """zstd ``data`` decompressed in chunks; ArchiveIntegrityError as soon as it
+    exceeds ``size`` (a decompression bomb is never allocated) or ends short of it."""
+    out = bytearray()
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                             read_across_frames=True)
+        with reader:
+            while chunk := reader.read(min(_CHUNK, size + 1 - len(out))):
+                out += chunk
+                if len(out) > size:
+                    raise ArchiveIntegrityError(
+                        f"{where}: decompresses to more than the {size} bytes its manifest "
+                        "records; refused"
+                    )
+    except zstandard.ZstdError as exc:
+        raise ArchiveIntegrityError(f"{where}: not valid zstd data ({exc})") from None
+    if len(out) != size:
+        raise ArchiveIntegrityError(
+            f"{where}: decompresses to {len(out)} bytes, its manifest records {size}"
+        )
+    return bytes(out)
+
+
+def _parse_lines(raw: bytes, manifest: SegmentManifest, where: str) -> list[dict[str, Any]]:
+    lines = []
+    for number, text in enumerate(raw.splitlines(), 1):
+        if not text:
+            continue
+        try:
+            line = json.loads(text)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict) or not all(name in line for name in FIELDS):
+            raise ArchiveIntegrityError(f"{where}: line {number} is not an archived event")
+        lines.append(line)
+    if len(lines) != manifest.event_count:
+        raise ArchiveIntegrityError(
+            f"{where}: holds {len(lines)} events, the manifest says {manifest.event_count}"
+        )
+    return lines
+
+
 def read_segment(data: bytes, manifest: SegmentManifest, where: str) -> Iterator[dict[str, Any]]:
-    """The lines of a segment, after checking its SHA-256, count and every event checksum."""
+    """The lines of a segment, after checking its SHA-256, size, count and every
+    event checksum."""
     digest = sha256(data)
     if digest != manifest.sha256:
         raise ArchiveIntegrityError(
             f"{where}: SHA-256 {digest[:16]}… does not match the manifest's {manifest.sha256[:16]}…"
         )
-    raw = codecs.decompress(manifest.codec, data)
-    lines = [json.loads(text) for text in raw.splitlines() if text]
-    if len(lines) != manifest.event_count:
-        raise ArchiveIntegrityError(
-            f"{where}: holds {len(lines)} events, the manifest says {manifest.event_count}"
-        )
+    lines = _parse_lines(decompress_capped(data, manifest.raw_bytes, where), manifest, where)
     check_checksums(lines, lambda line, computed: (
         f"{where}: event {line['event_id']} fails its checksum "
         f"(stored {line['checksum'][:16]}…, computed {computed[:16]}…)"
@@ -197,4 +313,13 @@ class RunManifest(_ManifestFile):
     created_at: str
     format: str = RUN_FORMAT
     written_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
+
+    def check_names(self, where: str) -> None:
+        if not isinstance(self.segments, list) or not all(
+            isinstance(seg, dict) and "manifest" in seg and "manifest_sha256" in seg
+            for seg in self.segments
+        ):
+            raise ArchiveIntegrityError(f"{where}: 'segments' must list manifests and their SHA-256")
+        for seg in self.segments:
+            check_plain_name(seg["manifest"], where)
 

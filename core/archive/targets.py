@@ -1,14 +1,16 @@
 """Archive targets: fsspec file systems opened from URLs (file, s3, gs, az).
 
 Back-ends are imported lazily, only when a URL needs them, with an error that
-names the extra to install. Credentials and endpoints come from configuration
-(:func:`evstore.core.config_file.storage_options_for`), never from the URL or
-the database. File systems are created on first use in the process that uses
+names the extra to install. A target is opened only when the configuration
+allows it, and credentials and endpoints come from configuration
+(:mod:`.access`), never from the URL or the database. File systems are created on first use in the process that uses
 them (fsspec's async file systems are not fork-safe) and cached per process.
 
 Every write goes to a temporary name, is read back and checked against its
 SHA-256, and only then moved to its final name: an upload that dies half-way
-never leaves a truncated object under a name a reader trusts.
+never leaves a truncated object under a name a reader trusts. On local disks
+the folders evstore creates are 0700 and its files 0600: archives hold
+personal data.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config_file import protocol_of, storage_options_for
+from ..config_file import protocol_of
 from ..errors import ArchiveIntegrityError, ArchiveTargetError, ConfigurationError
+from .access import check_allowed, storage_options
 from .segments import sha256
 
 # protocol -> (module that implements it, evstore extra that installs it)
@@ -101,15 +104,39 @@ def probe_endpoint(url: str, options: dict[str, Any], timeout: float = 3.0) -> N
         ) from exc
 
 
-class ArchiveTarget:
-    """A folder of an fsspec file system, named by a URL."""
+def _private_folders(folder: str) -> None:
+    """Create ``folder`` and its missing parents, each 0700 (whatever the umask)."""
+    missing = []
+    path = os.path.abspath(folder)
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # made by a concurrent upload: it set the mode
+        os.chmod(path, 0o700)
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+
+def _private_file(path: str) -> None:
+    """An empty 0600 file at ``path``, so the bytes written next are never readable by others."""
+    _private_folders(os.path.dirname(path))
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    os.chmod(path, 0o600)
+
+
+class ArchiveTarget:
+    """A folder of an fsspec file system, named by a URL the configuration allows."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.protocol = check_backend(url)
-        if storage_options is None:
-            storage_options = storage_options_for(url)
-        self.options = dict(storage_options)
+        check_allowed(url)
+        self.options = dict(storage_options(url) if options is None else options)
         self._fs: Any = None
         self.root = ""
 
@@ -198,6 +225,8 @@ class ArchiveTarget:
             pass
 
     def _pipe(self, path: str, data: bytes) -> None:
+        if self.protocol == "file":
+            _private_file(path)
         if self.protocol in ("gs", "gcs"):
             # One resumable upload of a single (final) chunk rather than a
             # multipart one: gcp-storage-emulator's multipart parser drops a

@@ -195,8 +195,12 @@ DROP TABLE {partition};
 -- name: run_job
 UPDATE {schema}.archive_runs SET job_id = %(job_id)s WHERE run_id = %(run_id)s;
 
--- Restore (restore.py): rows go through a temporary table; {columns} is the
--- column list of segments.FIELDS, in that order.
+-- Restore (restore.py): the rows of every segment gather in a session temporary
+-- table (dropped at the end), then one transaction checks and inserts them;
+-- {columns} is the column list of segments.FIELDS, in that order.
+
+-- name: restore_drop
+DROP TABLE IF EXISTS pg_temp.restore_rows;
 
 -- name: restore_table
 CREATE TEMP TABLE restore_rows (
@@ -206,10 +210,67 @@ CREATE TEMP TABLE restore_rows (
     metadata jsonb, created_at timestamptz, stored_at timestamptz, status text,
     compression text, encryption text, checksum text, original_size integer,
     stored_size integer
-) ON COMMIT DROP;
+);
 
 -- name: restore_copy
 COPY restore_rows ({columns}) FROM STDIN;
+
+-- name: restore_analyze
+ANALYZE restore_rows;
+
+-- name: restore_conflicts
+-- The first archived row that would share a stream position or a global
+-- position with another event (stored, or elsewhere in the archive), or whose
+-- event id is held at another place. The same event at the same place is no
+-- conflict: restoring twice stays idempotent.
+WITH conflicts AS (
+    SELECT r.event_id, r.stream_id, r.stream_position, r.global_position,
+           e.event_id AS other_id, e.stream_id AS other_stream,
+           e.stream_position AS other_position, e.global_position AS other_global,
+           'in the store' AS place
+      FROM restore_rows r
+      JOIN {schema}.events e
+        ON e.stream_id = r.stream_id AND e.stream_position = r.stream_position
+     WHERE e.event_id <> r.event_id
+    UNION ALL
+    SELECT r.event_id, r.stream_id, r.stream_position, r.global_position,
+           e.event_id, e.stream_id, e.stream_position, e.global_position, 'in the store'
+      FROM restore_rows r
+      JOIN {schema}.events e ON e.event_id = r.event_id
+     WHERE (e.stream_id, e.stream_position, e.global_position, e.created_at)
+           IS DISTINCT FROM (r.stream_id, r.stream_position, r.global_position, r.created_at)
+    UNION ALL
+    SELECT r.event_id, r.stream_id, r.stream_position, r.global_position,
+           e.event_id, e.stream_id, e.stream_position, e.global_position, 'in the store'
+      FROM restore_rows r
+      JOIN {schema}.events e ON e.global_position = r.global_position
+     WHERE e.event_id <> r.event_id
+    UNION ALL
+    SELECT r.event_id, r.stream_id, r.stream_position, r.global_position,
+           o.event_id, o.stream_id, o.stream_position, o.global_position, 'in the archive'
+      FROM restore_rows r
+      JOIN restore_rows o
+        ON o.stream_id = r.stream_id AND o.stream_position = r.stream_position
+     WHERE o.event_id <> r.event_id
+    UNION ALL
+    SELECT r.event_id, r.stream_id, r.stream_position, r.global_position,
+           o.event_id, o.stream_id, o.stream_position, o.global_position, 'in the archive'
+      FROM restore_rows r
+      JOIN restore_rows o ON o.event_id = r.event_id
+     WHERE (o.stream_id, o.stream_position, o.global_position, o.created_at)
+           IS DISTINCT FROM (r.stream_id, r.stream_position, r.global_position, r.created_at)
+    UNION ALL
+    SELECT r.event_id, r.stream_id, r.stream_position, r.global_position,
+           o.event_id, o.stream_id, o.stream_position, o.global_position, 'in the archive'
+      FROM restore_rows r
+      JOIN restore_rows o ON o.global_position = r.global_position
+     WHERE o.event_id <> r.event_id
+)
+SELECT event_id::text AS archived_id, stream_id, stream_position, global_position,
+       other_id::text AS other_id, other_stream, other_position, other_global, place
+  FROM conflicts
+ ORDER BY global_position, event_id, place DESC
+ LIMIT 1;
 
 -- name: restore_events
 WITH new AS (

@@ -32,6 +32,10 @@ from .common import (
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+TrustUnsignedOpt = Annotated[bool, typer.Option(
+    "--trust-unsigned",
+    help="Accept manifests with no signature (archives written before manifests were signed). "
+         "A wrong signature is never accepted.")]
 
 
 def archive_errors(func: Any) -> Any:
@@ -187,13 +191,14 @@ def runs(
 
 def restore(
     url: Annotated[str, typer.Argument(help="A run (folder or run.json), a segment, or a folder of runs.")],
+    trust_unsigned: TrustUnsignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring archived events back into the store (idempotent: never duplicates)."""
     from evstore.core.archive import restore_archive
 
     with open_store() as store:
-        result = restore_archive(store, url)
+        result = restore_archive(store, url, trust_unsigned=trust_unsigned)
     if as_json:
         print_json(result)
         return
@@ -204,12 +209,14 @@ def restore(
 
 def verify(
     url: Annotated[str, typer.Argument(help="A run (folder or run.json), a segment, or a folder of runs.")],
+    trust_unsigned: TrustUnsignedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check an archive where it is: SHA-256 of every file, counts, every event's checksum."""
+    """Check an archive where it is: signatures, SHA-256 of every file, sizes, counts, every
+    event's checksum."""
     from evstore.core.archive import verify_archive
 
-    report = verify_archive(url)
+    report = verify_archive(url, trust_unsigned=trust_unsigned)
     if as_json:
         print_json({**to_jsonable(report), "ok": report.ok})
     else:

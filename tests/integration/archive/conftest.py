@@ -173,6 +173,24 @@ def make_bucket(kind: str) -> None:
             time.sleep(0.3)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def allowed_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Archive targets must be allowed by configuration: the tests' temporary
+    folders and the emulators' bucket (worker processes inherit it)."""
+    name = "EVSTORE_ARCHIVE_TARGETS"
+    previous = os.environ.get(name)
+    allowed = ",".join([str(tmp_path_factory.getbasetemp()),
+                        *(f"{kind}://{BUCKET}" for kind in ("s3", "gs", "az"))])
+    os.environ[name] = allowed
+    try:
+        yield allowed
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
     from evstore.core.config_file import STORAGE_ENV
