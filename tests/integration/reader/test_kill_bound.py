@@ -122,3 +122,59 @@ def test_a_group_member_killed_with_a_held_thread_repeats_at_most_queue_size(
     assert {r[3] for r in delivered(database_url)} == every
     assert redeliveries(database_url) <= QUEUE, (
         f"{redeliveries(database_url)} events delivered twice with queue_size={QUEUE}")
+
+
+def test_the_reader_saves_what_was_handled_before_it_reads_on(pstore: Any) -> None:
+    """Batches handled while the reader waited for room are saved before the next page.
+
+    Otherwise the page read meanwhile is handled on top of them, unsaved: one
+    page over the bound until the save comes.
+    """
+    import threading
+
+    from evstore.core.reader.reader import EventStreamReader
+    from evstore.core.reader.streams import StreamConfig
+
+    from .helpers import Collector
+
+    append_many(pstore, STREAMS, PER_STREAM)
+    all_events(pstore, TOTAL)
+    gate, held = threading.Event(), threading.Event()
+
+    def hold_first_of_user_0(e: Any) -> None:
+        if e.stream_id == "User-0" and not held.is_set():
+            held.set()
+            gate.wait()
+
+    got = Collector(on_event=hold_first_of_user_0)
+    cfg = StreamConfig("sbr", batch_size=BATCH, queue_size=QUEUE, concurrency=THREADS,
+                       lease_ttl=60)  # no heartbeat (it also updates the row) meanwhile
+    reader = EventStreamReader(pstore, cfg)
+    reader.start(got)
+    lock = psycopg.connect(pstore.url)
+    try:
+        # Given a full queue behind a held first batch, and the checkpoint row locked
+        wait_for(lambda: reader.blocked_on_handlers and reader.metrics().events_read == QUEUE,
+                 "the reader to fill its queue behind the held batch")
+        lock.execute(f"SELECT 1 FROM {pstore.table('stream_checkpoints')} "
+                     "WHERE checkpoint_name = 'sbr' FOR UPDATE")
+        # When the held batch completes, the reader's save waits for the row
+        gate.set()
+        wait_for(lambda: lock.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE '%unnest(%'"  # save_checkpoint
+        ).fetchone()[0] == 1,  # type: ignore[index]
+                 "the reader's save to wait for the locked row")
+        wait_for(lambda: (m := reader.metrics()).processed == m.events_read,
+                 "the handlers to handle what was read")
+        # Then it read nothing more meanwhile: nothing handled beyond the queue is unsaved
+        assert reader.metrics().events_read == QUEUE and len(got) == QUEUE
+        # And once the row is free it saves and reads on to the end
+        lock.rollback()
+        wait_for(lambda: len(got) == TOTAL, "every event")
+    finally:
+        gate.set()
+        lock.rollback()
+        lock.close()
+        reader.stop()
+        reader.join(timeout=30)
