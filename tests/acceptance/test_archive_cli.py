@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -72,3 +74,83 @@ schedule = "cron: 0 3 * * *"
         # Bad input: exit 2 with one line naming the problem
         unknown = evstore(["archive", "preview", "nope"], env)
         assert unknown.returncode == 2 and "unknown archival policy 'nope'" in unknown.stderr
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_target_that_is_down_exits_3(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "evstore.toml"
+    config.write_text(f"""
+[storage.s3]
+endpoint_url = "http://127.0.0.1:{closed_port()}"
+key = "testing"
+secret = "testing"
+
+[archive.policies.cold]
+strategy = "count_based"
+keep_events = 0
+target = "s3://evstore-down/events"
+""")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DATABASE_URL=database_url, EVSTORE_CONFIG=str(config))
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [1], streams=1, per_stream=3)
+        original = raw_rows(store)
+        for args in (["archive", "run", "cold", "--here"],
+                     ["archive", "verify", "s3://evstore-down/events/cold/x/run.json"],
+                     ["archive", "restore", "s3://evstore-down/events/cold/x"]):
+            proc = evstore(args, env)
+            assert proc.returncode == 3, (args, proc.returncode, proc.stderr)
+            assert "unreachable" in proc.stderr and "Traceback" not in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert raw_rows(store) == original
+
+
+def test_unsigned_manifests_need_trust_unsigned_and_other_targets_are_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "evstore.toml"
+    config.write_text(f"""
+[archive.policies.old]
+strategy = "count_based"
+keep_events = 0
+target = "file://{tmp_path}/archive"
+""")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EVSTORE_ARCHIVE_TARGETS")}
+    env.update(DATABASE_URL=database_url, EVSTORE_CONFIG=str(config))
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [1], streams=1, per_stream=3)
+        original = raw_rows(store)
+        ran = as_json(evstore(["archive", "run", "old", "--here", "--json"], env))
+        manifest = ran["run"]["manifest_url"]
+
+        # An archive written before manifests were signed: refused, then trusted on request
+        for path in (tmp_path / "archive").rglob("*.manifest.json"):
+            body = json.loads(path.read_text())
+            del body["signature"]
+            path.write_text(json.dumps(body))
+        run_json = next((tmp_path / "archive").rglob("run.json"))
+        body = json.loads(run_json.read_text())
+        del body["signature"]
+        for seg in body["segments"]:
+            data = (run_json.parent / seg["manifest"]).read_bytes()
+            seg["manifest_sha256"] = hashlib.sha256(data).hexdigest()
+        run_json.write_text(json.dumps(body))
+        refused = evstore(["archive", "restore", manifest], env)
+        assert refused.returncode == 5 and "not signed" in refused.stderr
+        assert "--trust-unsigned" in refused.stderr
+        assert raw_rows(store) == []
+        assert as_json(evstore(["archive", "verify", manifest, "--trust-unsigned", "--json"],
+                               env))["ok"]
+        restored = as_json(evstore(["archive", "restore", manifest, "--trust-unsigned", "--json"],
+                                   env))
+        assert restored["events_restored"] == 3 and raw_rows(store) == original
+
+        # A folder the configuration does not allow: exit 2, nothing read
+        other = evstore(["archive", "verify", str(tmp_path / "elsewhere")], env)
+        assert other.returncode == 2 and "not an allowed archive target" in other.stderr
