@@ -104,6 +104,11 @@ class JobEngine:
                  items=sum(b.items for b in plan.batches))
         return job_id
 
+    def send_unsent(self, job_id: int) -> list[int]:
+        """Send the batches of a job that were created but never sent (its producer died)."""
+        self._check_broker()
+        return self.repo.queue(job_id, ["pending"], self._send)
+
     def cancel(self, job_id: int) -> list[int]:
         """Batches not started are cancelled; running ones finish. The cancelled numbers."""
         numbers = self.repo.cancel(job_id)

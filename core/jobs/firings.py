@@ -4,7 +4,11 @@ APScheduler 3 does not coordinate instances, so every replica fires every
 period. Each firing first INSERTs its row with ``ON CONFLICT DO NOTHING``;
 only the replica whose insert created the row goes on to enqueue the job, and
 records the job it started (or why it could not) on the same row.
-The statements are in ``core/sql/firings.sql``.
+
+A replica killed between its claim and the record leaves the row 'claimed'
+with no job. After a grace period another replica takes it over
+(:func:`take_over_firing`: a conditional UPDATE, so one replica wins) and
+enqueues it. The statements are in ``core/sql/firings.sql``.
 """
 
 from __future__ import annotations
@@ -42,13 +46,38 @@ def claim_firing(store: EventStore, policy: str, scheduled_for: datetime, replic
 def record_firing(
     store: EventStore, policy: str, scheduled_for: datetime, *, status: str,
     job_kind: str | None = None, job_id: str | None = None, detail: str | None = None,
-) -> None:
+    replica: str | None = None,
+) -> bool:
+    """Record the firing's outcome; with ``replica``, only while that replica holds the claim
+    (False when another replica took it over meanwhile)."""
     db = store.db
     with db.connection() as conn:
-        conn.execute(db.sql("firings", "record_firing"), {
+        row = conn.execute(db.sql("firings", "record_firing"), {
             "status": status, "job_kind": job_kind, "job_id": job_id, "detail": detail,
-            "policy": policy, "scheduled_for": scheduled_for,
-        })
+            "policy": policy, "scheduled_for": scheduled_for, "replica": replica,
+        }).fetchone()
+    return row is not None
+
+
+def stale_claims(store: EventStore, policies: list[str], grace: float) -> list[tuple[str, datetime]]:
+    """Firings of ``policies`` claimed more than ``grace`` seconds ago and still without a job."""
+    db = store.db
+    with db.connection() as conn:
+        rows = conn.execute(db.sql("firings", "stale_claims"),
+                            {"policies": policies, "grace": grace}).fetchall()
+    return [(policy, scheduled_for) for (policy, scheduled_for) in rows]
+
+
+def take_over_firing(
+    store: EventStore, policy: str, scheduled_for: datetime, replica: str, grace: float,
+) -> str | None:
+    """Claim a stale firing for ``replica``; its detail ('taken over from X'), or None if lost."""
+    db = store.db
+    with db.connection() as conn:
+        row = conn.execute(db.sql("firings", "take_over_firing"), {
+            "policy": policy, "scheduled_for": scheduled_for, "replica": replica, "grace": grace,
+        }).fetchone()
+    return None if row is None else str(row[0])
 
 
 def last_firings(store: EventStore) -> dict[str, Firing]:

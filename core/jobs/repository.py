@@ -35,7 +35,9 @@ from .model import (
     Send,
 )
 
-__all__ = ["BatchPlan", "Job", "JobDetail", "JobRepository"]
+__all__ = ["MAX_LIST_LIMIT", "BatchPlan", "Job", "JobDetail", "JobRepository"]
+
+MAX_LIST_LIMIT = 10_000  # jobs in one listing
 
 
 class JobRepository:
@@ -177,9 +179,18 @@ class JobRepository:
             raise JobNotFoundError(job_id)
         return job
 
+    def find_created_by(self, created_by: str) -> int | None:
+        """The first job whose ``created_by`` is exactly this (a scheduler firing's tag)."""
+        with self.db.connection() as conn:
+            row = conn.execute(self.db.sql("jobs", "job_by_creator"),
+                               {"created_by": created_by}).fetchone()
+        return None if row is None else int(row[0])
+
     def list_jobs(
         self, status: str | None = None, kind: str | None = None, limit: int = 50
     ) -> list[Job]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidJobError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT} (got {limit!r})")
         if status is not None and status not in JOB_STATUSES:
             raise InvalidJobError(
                 f"unknown job status {status!r} (one of: {', '.join(JOB_STATUSES)})"

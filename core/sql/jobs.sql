@@ -25,6 +25,10 @@ SELECT job_id, kind, params, status, created_by, items_total, items_done, items_
        created_at, started_at, finished_at, cancel_requested_at, updated_at
   FROM {schema}.jobs WHERE job_id = %(job_id)s;
 
+-- name: job_by_creator
+-- The job a scheduler firing started (created_by names the firing), if any.
+SELECT job_id FROM {schema}.jobs WHERE created_by = %(created_by)s ORDER BY job_id LIMIT 1;
+
 -- name: list_jobs
 SELECT job_id, kind, params, status, created_by, items_total, items_done, items_failed,
        batches_total, batches_succeeded, batches_failed, batches_running, batches_cancelled,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .common import console, err_console, handle_errors, open_broker, open_store, print_json
@@ -49,6 +50,7 @@ def schedules(as_json: JsonOpt = False) -> None:
     """Each schedule with its trigger, next and last firing, and the job the last one started."""
     from evstore.core.jobs.firings import last_firings
     from evstore.schedules import load_schedules
+    from evstore.workers.scrub import without_urls
 
     found = load_schedules()
     now = datetime.now(UTC)
@@ -62,7 +64,9 @@ def schedules(as_json: JsonOpt = False) -> None:
             "next_firing": s.trigger.next_after(now),
             "last_firing": f.scheduled_for if f else None, "last_status": f.status if f else None,
             "last_replica": f.replica if f else None, "job_kind": f.job_kind if f else None,
-            "job_id": f.job_id if f else None, "detail": f.detail if f else None,
+            "job_id": f.job_id if f else None,
+            # Rows written before details were scrubbed may hold a URL: its host only.
+            "detail": without_urls(f.detail) if f and f.detail else None,
         })
     if as_json:
         print_json(rows)
@@ -72,10 +76,10 @@ def schedules(as_json: JsonOpt = False) -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         job = f"{r['job_kind']} {r['job_id']}" if r["job_id"] else (r["detail"] or "")
-        table.add_row(r["name"], r["what"], r["trigger"],
+        table.add_row(escape(r["name"]), escape(r["what"]), r["trigger"],
                       f"{r['next_firing']:%Y-%m-%d %H:%M:%S}" if r["next_firing"] else "-",
                       f"{r['last_firing']:%Y-%m-%d %H:%M:%S}" if r["last_firing"] else "never",
-                      r["last_status"] or "", job)
+                      r["last_status"] or "", escape(job))
     console.print(table)
 
 

@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from evstore.core.jobs.firings import list_firings
@@ -131,3 +132,60 @@ def test_two_replicas_fire_each_period_once(
             print([(j.job_id, j.status, j.batches_total) for j in engine.list_jobs(limit=1000)])
         assert all(j.status == "succeeded" for j in engine.list_jobs(kind="partitions", limit=1000))
         assert set(ahead) <= {p.name for p in store.list_partitions()}
+
+
+@pytest.mark.slow
+def test_a_period_claimed_by_a_killed_replica_is_enqueued_by_a_survivor(
+    database_url: str, namespace: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "evstore.toml"
+    config.write_text('[schedules.upkeep]\ntask = "partitions"\nschedule = "interval: 1h"\n'
+                      'months_ahead = 1\n')
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
+           "EVSTORE_CONFIG": str(config), "EVSTORE_DRAMATIQ_NAMESPACE": namespace,
+           "EVSTORE_SCHEDULER_CLAIM_GRACE": "1"}
+    with PostgreSQLEventStore(database_url) as store:
+        # Given a schedule that fired before, so a starting replica catches up its latest period
+        from evstore.core.jobs.firings import claim_firing, record_firing
+        from evstore.schedules.config import Trigger
+
+        due = Trigger.parse("interval: 1h", "test").latest_due(datetime.now(UTC))
+        assert due is not None
+        claim_firing(store, "upkeep", due - timedelta(hours=3), "earlier")
+        record_firing(store, "upkeep", due - timedelta(hours=3), status="enqueued",
+                      job_kind="partitions", job_id="0")
+
+        # When replica a claims that period and is killed before enqueueing its job
+        def claimed_by(replica: str) -> Any:
+            return next((f for f in list_firings(store, "upkeep")
+                         if f.scheduled_for == due and f.replica == replica), None)
+
+        with open(tmp_path / "a.log", "wb") as out:
+            a = start_evstore(["scheduler", "--replica", "a"],
+                              {**env, "EVSTORE_TEST_PAUSE_AFTER_CLAIM": "1"},
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: claimed_by("a"), 60, what="replica a to claim the period")
+        finally:
+            os.killpg(a.pid, signal.SIGKILL)
+            a.wait(30)
+        firing = claimed_by("a")
+        assert (firing.status, firing.job_id) == ("claimed", None)
+
+        # Then a surviving replica enqueues it, once
+        with open(tmp_path / "b.log", "wb") as out:
+            b = start_evstore(["scheduler", "--replica", "b"], env, stdout=out,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            firing = wait_for(lambda: (lambda f: f if f and f.status == "enqueued" else None)(
+                claimed_by("b")), 60, what="replica b to take the period over")
+        finally:
+            os.killpg(b.pid, signal.SIGTERM)
+            b.wait(30)
+        assert firing.job_kind == "partitions" and firing.job_id
+        assert "taken over from a" in (firing.detail or "")
+        engine = JobEngine(store, None, load_job_settings(namespace=namespace))
+        jobs = [j for j in engine.list_jobs(kind="partitions", limit=100)
+                if j.created_by and j.created_by.startswith("scheduler:upkeep")]
+        assert [str(j.job_id) for j in jobs] == [firing.job_id]
+        assert [f.scheduled_for for f in list_firings(store, "upkeep")] == [due, due - timedelta(hours=3)]
