@@ -56,7 +56,8 @@ class StreamConfig:
     aggregate_types: tuple[str, ...] | None = None
     # Handler threads of this member; events of one stream always go to the same one.
     concurrency: int = 1
-    # Most events read but not yet handled (the bounded queue); >= batch_size.
+    # Most events read but not yet handled in order (the bounded queue, and the
+    # most a kill delivers again); >= batch_size.
     queue_size: int | None = None
     # Shards of a consumer group (fixed for the group's life; 1 without a group).
     shards: int = 16
@@ -148,7 +149,7 @@ class ReaderMetrics:
     lag_events: int | None  # events after the checkpoint (None: not measured yet)
     lag_seconds: float | None  # age of the oldest event not yet handled
     events_read: int  # events read and handed to the handlers so far
-    read_ahead: int  # events read but not yet handled now
+    read_ahead: int  # events read and not yet handled in order now (counted in the queue)
     max_read_ahead: int  # the most there ever were (bounded by the queue size)
     batches: int
     reads: int
