@@ -1,7 +1,8 @@
 """Catch-up throughput of EventStreamReader against read_all, and what live reading costs.
 
     .venv/bin/python benchmarks/reader.py [--events N] [--streams S] [--batch-size B]
-                                          [--repeat R] [--seconds T] [--json]
+                                          [--repeat R] [--seconds T] [--handler-ms H]
+                                          [--json]
 
 In a scratch database ``evstore_bench_<pid>`` (on the server of DATABASE_URL,
 default postgresql://postgres@127.0.0.1:5432/postgres; dropped at the end),
@@ -15,6 +16,8 @@ R times each:
   same pages, plus the bounded queue, the handler thread and a checkpoint
   saved per page);
 - ``reader x4``: the same with 4 handler threads (per-stream order kept);
+  with ``--handler-ms H`` every handler call sleeps H ms (a handler that waits
+  on I/O, where threads pay off: 4 threads should come close to 4 times one);
 - ``group x2``: two members of one consumer group (threads of this process),
   until both together have handled N events (each reads every page and keeps
   its partitions' events).
@@ -63,6 +66,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=1_000, help="page size (default 1,000)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each; medians (default 3)")
     p.add_argument("--seconds", type=float, default=5.0, help="append run length (default 5)")
+    p.add_argument("--handler-ms", type=float, default=0.0,
+                   help="milliseconds each handler call sleeps (default 0: a no-op handler)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p.parse_args(argv)
 
@@ -94,14 +99,20 @@ def time_read_all(store: PostgreSQLEventStore, batch: int) -> tuple[int, float]:
     return n, time.perf_counter() - began
 
 
-def time_readers(store: PostgreSQLEventStore, total: int, configs: list[StreamConfig]) -> float:
-    """Seconds until the readers together handled ``total`` events."""
+def time_readers(
+    store: PostgreSQLEventStore, total: int, configs: list[StreamConfig], sleep: float = 0.0
+) -> float:
+    """Seconds until the readers together handled ``total`` events (each call sleeping)."""
     handled = [0] * len(configs)
+    lock = threading.Lock()
     readers = [EventStreamReader(store, cfg) for cfg in configs]
     began = time.perf_counter()
     for i, reader in enumerate(readers):
         def count(event: Any, i: int = i) -> None:
-            handled[i] += 1
+            if sleep:
+                time.sleep(sleep)
+            with lock:  # several handler threads count
+                handled[i] += 1
         reader.start(count)
     while sum(handled) < total:  # (metrics() would measure the lag in SQL: too costly here)
         time.sleep(0.002)
@@ -186,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfgs = [StreamConfig(f"g-{name}", consumer_group="g", mode=mode, batch_size=b,
                                      shards=8, member_id=m, heartbeat_interval=0.5)
                         for m in ("m1", "m2")]
-            return total / time_readers(store, total, cfgs)
+            return total / time_readers(store, total, cfgs, args.handler_ms / 1000)
 
         labels = list(runs)
         time_read_all(store, b)  # warm the cache once
@@ -207,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     base = medians["read_all"]
     figures = {
         "events": total, "batch_size": b, "repeat": args.repeat,
+        "handler_ms": args.handler_ms,
         "catch_up_events_per_s": {k: round(v, 1) for k, v in medians.items()},
         "ratio_to_read_all": {k: round(v / base, 3) for k, v in medians.items()},
         "runs_events_per_s": {k: [round(x, 1) for x in v] for k, v in runs.items()},
@@ -218,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
-    print(f"Catch-up over {total:,} events, pages of {b:,}, median of {args.repeat} (events/s)")
+    print(f"Catch-up over {total:,} events, pages of {b:,}, handler {args.handler_ms} ms, "
+          f"median of {args.repeat} (events/s)")
     for k, v in medians.items():
         print(f"  {k:<10} {v:>12,.0f}   {v / base:>5.2f}x read_all")
     lat = figures["notify_latency_ms"]
