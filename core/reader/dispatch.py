@@ -6,9 +6,10 @@ only submit a batch when the events of the batches not yet handled *in
 order* leave room for it (``capacity``): a batch stays counted until it and
 every batch submitted before it were handled, even when its own threads are
 done. That is the bound on what a kill repeats: the reader saves a checkpoint
-only past such an in-order prefix, so the events handled but not saved are
-always among the counted ones (at most ``capacity``). Counting by thread
-instead let a lagging thread's peers handle later batches beyond the bound.
+only past such an in-order prefix, and saves the prefix completed so far
+before it submits again, so the events handled but not saved are always
+among the counted ones (at most ``capacity``). Counting by thread instead
+let a lagging thread's peers handle later batches beyond the bound.
 The threads themselves never wait for each other; only the reader waits. A
 slow handler therefore slows the reader down instead of filling memory.
 """
