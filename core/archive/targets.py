@@ -3,8 +3,9 @@
 Back-ends are imported lazily, only when a URL needs them, with an error that
 names the extra to install. A target is opened only when the configuration
 allows it, and credentials and endpoints come from configuration
-(:mod:`.access`), never from the URL or the database. File systems are created on first use in the process that uses
-them (fsspec's async file systems are not fork-safe) and cached per process.
+(:mod:`.access`), never from the URL or the database. File systems are
+created on first use in the process that uses them (fsspec's async file
+systems are not fork-safe) and cached per process.
 
 Every write goes to a temporary name, is read back and checked against its
 SHA-256, and only then moved to its final name: an upload that dies half-way

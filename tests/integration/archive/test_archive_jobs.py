@@ -109,3 +109,41 @@ def test_archive_job_on_workers_survives_a_sigkilled_pool(
         # and the archive restores to the original rows, byte for byte
         restore_archive(store, run.manifest_url)
         assert raw_rows(store) == original
+
+
+def test_a_worker_refuses_a_run_row_pointing_at_a_target_not_allowed(
+    database_url: str, tmp_path: Path, namespace: str
+) -> None:
+    # Outside the tests' allowed folders (EVSTORE_ARCHIVE_TARGETS, see conftest)
+    evil = Path("/tmp") / f"evstore-not-allowed-{uuid.uuid4().hex[:8]}"
+    settings = load_job_settings(namespace=namespace, min_backoff_ms=200, max_backoff_ms=1000)
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [1], streams=1, per_stream=4)
+        original = raw_rows(store)
+        policy = ArchivalPolicy(name="rows", strategy="count_based", keep_events=0,
+                                target_url=f"file://{tmp_path}/archive", segment_size=2)
+        engine = JobEngine(store, make_broker(REDIS_URL, settings), settings)
+        job_id = start_archive_job(engine, policy, created_by="test")
+
+        # When someone with write access to the database rewrites the run's target
+        # before the workers pick the job up
+        with store.connection() as conn:
+            conn.execute(f"UPDATE {store.table('archive_runs')} SET target_url = %s",
+                         [f"file://{evil}"])
+
+        def refused() -> bool:
+            return any("not an allowed archive target" in e.error
+                       for e in engine.detail(job_id).errors)
+
+        with pool(database_url, namespace, tmp_path, "refuse"):
+            wait_for(refused, 60, what="a batch refused on its target")
+
+        # Then the worker's batches fail naming the reason, and nothing went there
+        try:
+            assert not evil.exists()
+        finally:
+            if evil.exists():
+                import shutil
+
+                shutil.rmtree(evil)
+        assert raw_rows(store) == original
