@@ -50,9 +50,14 @@ def ev(event_type: str = "ItemAdded", data: dict[str, Any] | None = None, *,
 
 
 def refused(conn: psycopg.Connection, statement: str, *params: Any) -> None:
-    """``statement`` fails with a permission error (and nothing of it is kept)."""
-    with pytest.raises(DENIED):
+    """``statement`` is refused by the role's grants: a permission error from PostgreSQL's
+    privilege checks ("permission denied for ...", "must be owner of ..."), not from the
+    append-only trigger, which raises the same SQLSTATE but would let a role that holds
+    the privilege through."""
+    with pytest.raises(DENIED) as refusal:
         conn.execute(statement, params or None)
+    message = refusal.value.diag.message_primary or ""
+    assert message.startswith(("permission denied", "must be owner")), refusal.value
 
 
 def partitions(secured: Secured) -> dict[str, tuple[str, str]]:
