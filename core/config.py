@@ -46,6 +46,15 @@ class Settings(BaseSettings):
         default=None, ge=1, validation_alias="EVENT_STORE_RETENTION_DAYS"
     )
     verify_reads: bool = Field(default=True, validation_alias="EVENT_STORE_VERIFY_READS")
+    # The largest event accepted (its data and metadata as JSON text, before compression).
+    max_event_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+        validation_alias="EVENT_STORE_MAX_EVENT_BYTES",
+    )
+    # The most bytes of event JSON one read_all page or read_stream call returns at once.
+    max_page_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, validation_alias="EVENT_STORE_MAX_PAGE_BYTES"
+    )
     pool_size: int = Field(default=10, ge=1, le=500, validation_alias="EVENT_STORE_POOL_SIZE")
     home: Path = Field(
         default_factory=lambda: default_home(), validation_alias="EVSTORE_HOME"

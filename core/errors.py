@@ -71,9 +71,14 @@ class IntegrityError(EventStoreError):
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"event {event_id} (global position {global_position}) fails its checksum: "
-            f"stored {expected[:16]}…, computed {actual[:16]}…"
+            f"event {event_id} (global position {global_position}) fails its checksum "
+            f"(stored {expected[:20]}…, {actual}): it was changed outside the store, or the "
+            "store's secret key (EVSTORE_SECRET_KEY) is not the one it was written with"
         )
+
+
+class ReadLimitError(EventStoreError, ValueError):
+    """A read would return more than the configured page byte cap: read it in pages."""
 
 
 class UnknownEventTypeError(EventStoreError, ValueError):

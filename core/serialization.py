@@ -15,6 +15,7 @@ import json
 import operator
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from .errors import EventValidationError
@@ -133,10 +134,123 @@ def checksum_of(
                     event_type, event_version, iso(created_at)], data_json, metadata_json)
 
 
-def encode_json(value: Any, what: str, index: int) -> str:
+# -- the stored form: jsonb's own text ----------------------------------------------
+#
+# Checksums of version 2 (core/checksums.py) hash the JSON text exactly as
+# PostgreSQL sends a jsonb value back, so a read verifies the bytes it
+# received and decodes them once. An append therefore writes that same text:
+# keys sorted by their UTF-8 length and then bytes, ", " and ": " between
+# items, numbers as numeric prints them (no exponent, no negative zero), and
+# strings escaped as jsonb escapes them (which is json's own escaping with
+# ensure_ascii off). tests/integration/core/test_canonical_json.py checks it
+# against the server.
+
+# The deepest nesting accepted in event data or metadata (a documented limit:
+# deeper documents are refused, not a RecursionError).
+MAX_DEPTH = 64
+_JSONB_ENCODER = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=False, allow_nan=False)
+
+
+class _OddFloats(Exception):
+    """A float numeric prints otherwise than Python (1e-07, 1e+16, -0.0): take the slow path."""
+
+
+def _key_order(item: tuple[str, Any]) -> tuple[int, str]:
+    key = item[0]
+    # UTF-8 preserves code point order, so the key itself sorts like its bytes.
+    return (len(key) if key.isascii() else len(key.encode("utf-8", "surrogatepass")), key)
+
+
+def _jsonb_value(value: Any, depth: int, odd: list[bool]) -> Any:
+    """``value`` with every object's keys in jsonb's order; refuses what jsonb cannot hold."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+        if value == 0.0 and str(value)[0] == "-" or "e" in repr(value):
+            odd[0] = True
+        return value
+    if depth >= MAX_DEPTH:
+        raise _TooDeep()
+    if t is dict:
+        items = []
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise _BadKey(key)
+                key = str.__str__(key)
+            items.append((key, _jsonb_value(item, depth + 1, odd)))
+        items.sort(key=_key_order)
+        return dict(items)
+    if t is list or t is tuple:
+        return [_jsonb_value(item, depth + 1, odd) for item in value]
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return _jsonb_value(float(value), depth, odd)
+    if isinstance(value, dict | list | tuple):
+        return _jsonb_value(dict(value) if isinstance(value, dict) else list(value), depth, odd)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _BadKey(Exception):
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+
+def _number_text(value: float) -> str:
+    """A float as numeric prints it: positional, never an exponent, no negative zero."""
+    if value == 0.0:
+        return "0.0"  # numeric has no negative zero
+    text = repr(value)
+    if "e" in text:
+        # An integral float as its exact integer (it reads back equal), any
+        # other in positional notation, as numeric prints them.
+        text = str(int(value)) if value.is_integer() else format(Decimal(text), "f")
+    return text
+
+
+def _slow_jsonb(value: Any) -> str:
+    """The jsonb text of an already ordered value, written by hand (floats with exponents)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_string(k)}: {_slow_jsonb(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_slow_jsonb(v) for v in value) + "]"
+    if isinstance(value, float):
+        return _number_text(value)
+    return _JSONB_ENCODER.encode(value)
+
+
+_string = json.encoder.py_encode_basestring  # type: ignore[attr-defined]
+
+
+def jsonb_text(value: Any, what: str = "value", index: int | None = None) -> str:
+    """The text PostgreSQL gives back for ``value`` stored as jsonb; refuses what jsonb cannot hold.
+
+    Raises EventValidationError naming ``what`` (and the event ``index``) for
+    a value that is not JSON, a non-string key, nesting deeper than
+    ``MAX_DEPTH``, a NUL character or a lone surrogate.
+    """
+    odd = [False]
     try:
-        text = dumps(value)
-    except (TypeError, ValueError) as exc:
+        ordered = _jsonb_value(value, 0, odd)
+        text = _slow_jsonb(ordered) if odd[0] else _JSONB_ENCODER.encode(ordered)
+    except _TooDeep:
+        raise EventValidationError(f"{what} is nested deeper than {MAX_DEPTH} levels",
+                                   index=index) from None
+    except _BadKey as exc:
+        raise EventValidationError(
+            f"{what} has a key that is not a string ({type(exc.key).__name__}): JSON object keys "
+            "must be strings", index=index) from None
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EventValidationError(f"{what} is not JSON-serializable: {exc}", index=index) from None
     # jsonb refuses NUL characters and lone surrogates in strings.
     if "\\u0000" in text and _NUL.search(text):
@@ -146,3 +260,8 @@ def encode_json(value: Any, what: str, index: int) -> str:
     except UnicodeEncodeError:
         raise EventValidationError(f"{what} contains an invalid Unicode surrogate", index=index) from None
     return text
+
+
+def encode_json(value: Any, what: str, index: int) -> str:
+    """The stored (jsonb) text of an event's data or metadata, or EventValidationError."""
+    return jsonb_text(value, what, index)

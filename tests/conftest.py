@@ -32,6 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from evstore.core.embedded import ensure_runtime_dir  # noqa: E402
 
+# One secret for the whole run (keyed checksums, signed manifests), inherited by
+# every worker and command the tests start; never a file in the user's home.
+os.environ.setdefault("EVSTORE_SECRET_KEY", "5e" * 32)
+
 ensure_runtime_dir()
 
 PRIMARY = "primary" if os.environ.get("DATABASE_URL") else "embedded"

@@ -4,7 +4,7 @@
 
 -- name: subject_events_for_update
 SELECT event_id, created_at, stream_id, stream_position, aggregate_id, aggregate_type,
-       event_type, event_version, event_data::text AS event_data, payload,
+       event_type, event_version, aggregate_version, event_data::text AS event_data, payload,
        metadata::text AS metadata, compression
   FROM {schema}.events
  WHERE (metadata->>'user_id' = %(user)s OR aggregate_id = %(user)s)

@@ -45,9 +45,8 @@ DELETE FROM {schema}.event_snapshots
                  ORDER BY aggregate_version DESC LIMIT %(keep)s) AS newest));
 
 -- name: stream_events_after
-SELECT {columns} FROM {schema}.events
- WHERE stream_id = %(stream_id)s AND stream_position > %(after)s
- ORDER BY stream_position;
+-- Through stream_events(): only the month partitions that hold the stream.
+SELECT {columns} FROM {schema}.stream_events(%(stream_id)s, %(after)s + 1, NULL, false);
 
 -- name: due_aggregates
 -- Aggregates of one type past a threshold: at least %(min_new)s events since

@@ -5,18 +5,24 @@
 
 -- name: lock_stream
 -- Serialises writers of one stream *before* any of them takes a transaction id,
--- so transaction ids of one stream's appends follow its positions.
-SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0));
+-- so transaction ids of one stream's appends follow its positions; and takes
+-- the store's append lock (shared), which write_horizon() looks for.
+SELECT pg_advisory_xact_lock_shared(hashtextextended('evstore-append:{schema}', 0)),
+       pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0));
 
 -- name: create_stream
-INSERT INTO {schema}.streams (stream_id, aggregate_id, aggregate_type, version)
-VALUES (%(stream_id)s, %(aggregate_id)s, %(aggregate_type)s, %(new_version)s)
+INSERT INTO {schema}.streams (stream_id, aggregate_id, aggregate_type, version,
+                              first_event_at, last_event_at)
+VALUES (%(stream_id)s, %(aggregate_id)s, %(aggregate_type)s, %(new_version)s,
+        %(first_at)s, %(last_at)s)
 ON CONFLICT (stream_id) DO NOTHING
 RETURNING version;
 
 -- name: advance_stream
 UPDATE {schema}.streams
-   SET version = %(new_version)s, updated_at = now()
+   SET version = %(new_version)s, updated_at = now(),
+       first_event_at = least(first_event_at, %(first_at)s),
+       last_event_at = greatest(last_event_at, %(last_at)s)
  WHERE stream_id = %(stream_id)s
    AND version = %(expected)s
    AND aggregate_id = %(aggregate_id)s
@@ -27,10 +33,14 @@ RETURNING version;
 SELECT version, aggregate_id, aggregate_type FROM {schema}.streams WHERE stream_id = %s;
 
 -- name: stream_event_ids
-SELECT stream_position, event_id, checksum, global_position, transaction_id
-  FROM {schema}.events
- WHERE stream_id = %s AND event_id = ANY(%s)
- ORDER BY stream_position;
+-- Which of these events the stream holds already (a retry), found through the
+-- index so that only their month partitions are probed.
+SELECT e.stream_position, e.event_id, e.checksum, e.global_position, e.transaction_id,
+       e.created_at
+  FROM {schema}.event_index i
+  JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
+ WHERE i.stream_id = %s AND i.event_id = ANY(%s)
+ ORDER BY e.stream_position;
 
 -- name: remember_event_type
 INSERT INTO {schema}.event_types (event_type) VALUES (%s) ON CONFLICT DO NOTHING;
@@ -42,12 +52,19 @@ SELECT event_type FROM {schema}.event_types ORDER BY event_type;
 SELECT nextval('{schema}.events_global_position_seq') FROM generate_series(1, %s);
 
 -- name: read_all
-SELECT {columns} FROM {schema}.events
- WHERE (transaction_id, global_position) > (%(tx)s::text::xid8, %(pos)s)
-   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-   {filters}
- ORDER BY transaction_id, global_position
- LIMIT %(limit)s;
+-- At most %(limit)s events, and no more than %(max_bytes)s bytes of event data
+-- (the first event always): the running total is of original_size.
+SELECT {columns} FROM (
+    SELECT *, sum(original_size::bigint) OVER (ORDER BY transaction_id, global_position) AS page_bytes
+      FROM {schema}.events
+     WHERE (transaction_id, global_position) > (%(tx)s::text::xid8, %(pos)s)
+       AND transaction_id < %(horizon)s::text::xid8
+       {filters}
+     ORDER BY transaction_id, global_position
+     LIMIT %(limit)s
+) AS page
+ WHERE page_bytes - original_size < %(max_bytes)s
+ ORDER BY transaction_id, global_position;
 
 -- name: month_partitions
 SELECT c.relname,
@@ -75,20 +92,28 @@ SELECT v.* FROM s, (VALUES {rows}) AS v
 RETURNING stream_position, global_position, transaction_id;
 
 -- name: append_stream_create
-INSERT INTO {schema}.streams (stream_id, aggregate_id, aggregate_type, version)
-SELECT %(stream_id)s, %(aggregate_id)s, %(aggregate_type)s, %(new_version)s
- WHERE (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))) AS l) = 1
+INSERT INTO {schema}.streams (stream_id, aggregate_id, aggregate_type, version,
+                              first_event_at, last_event_at)
+SELECT %(stream_id)s, %(aggregate_id)s, %(aggregate_type)s, %(new_version)s,
+       %(first_at)s::timestamptz, %(last_at)s::timestamptz
+ WHERE (SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(
+                                  hashtextextended('evstore-append:{schema}', 0)),
+                              pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))) AS l) = 1
 ON CONFLICT (stream_id) DO NOTHING
 RETURNING version
 
 -- name: append_stream_advance
 UPDATE {schema}.streams
-   SET version = %(new_version)s, updated_at = now()
+   SET version = %(new_version)s, updated_at = now(),
+       first_event_at = least(first_event_at, %(first_at)s::timestamptz),
+       last_event_at = greatest(last_event_at, %(last_at)s::timestamptz)
  WHERE stream_id = %(stream_id)s
    AND version = %(expected)s
    AND aggregate_id = %(aggregate_id)s
    AND aggregate_type = %(aggregate_type)s
-   AND (SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))) AS l) = 1
+   AND (SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(
+                                  hashtextextended('evstore-append:{schema}', 0)),
+                              pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))) AS l) = 1
 RETURNING version
 
 -- name: append_types_cte
@@ -111,21 +136,13 @@ COPY {schema}.events ({columns}, global_position) FROM STDIN;
 SELECT pg_current_xact_id();
 
 -- name: any_stored_event_id
--- Which of these event ids is stored already (in any stream).
-SELECT event_id FROM {schema}.events WHERE event_id = ANY(%s) LIMIT 1;
+-- Which of these event ids is stored already (in any stream), and where.
+SELECT event_id, stream_id, stream_position FROM {schema}.event_index
+ WHERE event_id = ANY(%s) LIMIT 1;
 
--- name: read_stream_forwards
-SELECT {columns} FROM {schema}.events
- WHERE stream_id = %s AND stream_position >= %s
- ORDER BY stream_position ASC {limit};
-
--- name: read_stream_backwards
-SELECT {columns} FROM {schema}.events
- WHERE stream_id = %s AND stream_position <= %s
- ORDER BY stream_position DESC {limit};
-
--- name: limit_rows
- LIMIT %s
+-- name: read_stream
+-- stream_events() opens only the month partitions that hold the stream.
+SELECT {columns} FROM {schema}.stream_events(%s, %s, %s, %s);
 
 -- name: aggregate_streams
 SELECT stream_id FROM {schema}.streams WHERE aggregate_id = %s ORDER BY stream_id;
@@ -147,31 +164,71 @@ AND aggregate_type = ANY(%(aggregate_types)s)
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 
 -- name: read_horizon
-SELECT pg_snapshot_xmin(pg_current_snapshot());
+-- Before the rows' snapshot is taken (see write_horizon in migration 0006).
+SELECT {schema}.write_horizon()::text;
 
 -- name: commit
 COMMIT;
 
 -- name: verify_chunk
-SELECT {columns} FROM {schema}.events
+-- The last column: whether event_index holds the event at its place (an event
+-- stored twice before migration 0006, or a row written around the trigger, is not).
+SELECT {columns},
+       EXISTS (SELECT 1 FROM {schema}.event_index i
+                WHERE i.event_id = e.event_id AND i.stream_id = e.stream_id
+                  AND i.stream_position = e.stream_position AND i.created_at = e.created_at)
+       AS indexed
+  FROM {schema}.events e
  WHERE global_position > %s AND global_position <= %s
  ORDER BY global_position
  LIMIT %s;
+
+-- name: resign_event
+-- `evstore verify --upgrade`: a version-1 checksum, checked, replaced by version 2.
+UPDATE {schema}.events SET checksum = %(checksum)s
+ WHERE event_id = %(event_id)s AND created_at = %(created_at)s AND checksum = %(old)s;
 
 -- name: server_version
 SHOW server_version;
 
 -- name: metrics_totals
+-- From the catalog's statistics, not a scan: a scrape costs the same at any size.
+SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint AS events,
+       coalesce(sum(pg_relation_size(c.oid)), 0)::bigint AS heap_bytes
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = '{schema}.events'::regclass;
+
+-- name: metrics_streams
+SELECT greatest(reltuples, 0)::bigint FROM pg_catalog.pg_class
+ WHERE oid = '{schema}.streams'::regclass;
+
+-- name: metrics_types_estimate
+-- Events per type estimated from each partition's planner statistics (the most
+-- common values of event_type and their frequencies, times its row estimate).
+SELECT v.event_type, round(sum(v.freq * greatest(c.reltuples, 0)))::bigint
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname
+                            AND s.attname = 'event_type'
+ CROSS JOIN LATERAL unnest(s.most_common_vals::text::text[], s.most_common_freqs)
+       AS v(event_type, freq)
+ WHERE i.inhparent = '{schema}.events'::regclass
+ GROUP BY 1 ORDER BY 2 DESC;
+
+-- name: metrics_exact_totals
+-- `evstore metrics --exact`: a full scan, on demand only.
 SELECT count(*) AS events,
        coalesce(sum(original_size), 0) AS original_bytes,
        coalesce(sum(stored_size), 0) AS stored_bytes,
        count(*) FILTER (WHERE compression <> 'none') AS compressed
   FROM {schema}.events;
 
--- name: metrics_events_by_type
+-- name: metrics_exact_by_type
 SELECT event_type, count(*) FROM {schema}.events GROUP BY 1 ORDER BY 2 DESC;
 
--- name: metrics_streams
+-- name: metrics_exact_streams
 SELECT count(*) FROM {schema}.streams;
 
 -- name: advisory_lock
@@ -180,14 +237,14 @@ SELECT count(*) FROM {schema}.streams;
 -- month do not race each other's CREATE) and migrations ("evstore-migrate:<schema>").
 SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
 
--- name: month_partition_exists
-SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %s AND c.relname = %s;
-
 -- name: create_month_partition
--- {partition} is the quoted table name, {range_start} and {range_end} literals.
-CREATE TABLE {schema}.{partition} PARTITION OF {schema}.events
-   FOR VALUES FROM ({range_start}) TO ({range_end});
+-- Through the SECURITY DEFINER function (migration 0006): a writer may create it.
+SELECT {schema}.create_month_partition(%s);
+
+-- name: allow_rewrite
+-- The store's own rewriting paths (forget, archive, checksum upgrade) only:
+-- the append-only trigger lets this transaction UPDATE and DELETE events.
+SELECT set_config('evstore.rewrite', 'on', true);
 
 -- name: month_partition_count
 SELECT count(*) FROM {schema}.{partition};

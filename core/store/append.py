@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
@@ -54,7 +55,17 @@ from .persistence import (
     ExpectedVersion,
     StreamState,
 )
-from .prepare import INSERT_COLUMNS, ROW_TYPES, Prepared, insert_row, prepare, row_checksum
+from .. import checksums
+from ..keys import keyring
+from .prepare import (
+    INSERT_COLUMNS,
+    ROW_TYPES,
+    Prepared,
+    insert_row,
+    prepare,
+    row_message,
+    v1_checksum,
+)
 from .validation import validate_batch
 
 # The placeholders of one row of INSERT_COLUMNS in a multi-row VALUES.
@@ -81,6 +92,7 @@ class StoredEvent(NamedTuple):
     checksum: str
     global_position: int
     transaction_id: int
+    created_at: datetime
 
 
 class Conflict(Exception):
@@ -130,9 +142,16 @@ def expected_version(batch: Sequence[EventRecord], expected: ExpectedVersion | N
 
 
 def deduplicated(
-    stream_id: str, batch: list[Prepared], stored: list[StoredEvent], expected: int | None = None
+    stream_id: str, batch: list[Prepared], stored: list[StoredEvent],
+    expected: int | None = None,
 ) -> AppendResult:
-    """The same events are stored already: a retry. Accept it if they match exactly."""
+    """The same events are stored already: a retry. Accept it if they match.
+
+    They match when every event is stored at the place it would take now
+    with the same content. The time may differ: a producer that rebuilds an
+    event on retry gives it a new ``created_at``; the stored one stands (the
+    checksum is compared with the stored time), and the event is not stored twice.
+    """
     by_id = {s.event_id: s for s in stored}
     first = stored[0]
     start = int(first.stream_position)
@@ -143,7 +162,12 @@ def deduplicated(
             raise DuplicateEventError(stream_id, first.event_id, int(first.stream_position))
         if expected is not None and position != expected + i + 1:
             raise DuplicateEventError(stream_id, found.event_id, int(found.stream_position))
-        if found.checksum != row_checksum(stream_id, position, p):
+        same = checksums.matches(
+            p.ring, found.checksum,
+            lambda: row_message(stream_id, position, p, found.created_at),  # noqa: B023
+            lambda: v1_checksum(stream_id, position, p, found.created_at),  # noqa: B023
+        )
+        if not same:
             raise DuplicateEventError(stream_id, found.event_id, int(found.stream_position))
     return AppendResult(
         stream_id, start + len(batch) - 1, [int(s.global_position) for s in stored],
@@ -209,7 +233,8 @@ class Appender:
         batch = list(events)
         validate_batch(stream_id, batch)
         settings = self.store.settings
-        return [prepare(i, e, settings) for i, e in enumerate(batch)]
+        ring = keyring(settings)
+        return [prepare(i, e, settings, ring) for i, e in enumerate(batch)]
 
     def append(
         self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | StreamState
@@ -217,11 +242,15 @@ class Appender:
         """Lock, check, insert; a lost check or a duplicate id resolved after."""
         first = batch[0].event
         new_types = {p.event.event_type for p in batch} - self.known_types
+        times = [p.event.created_at for p in batch]
         params = {
             "lock_key": f"{self.store.db.schema}:{stream_id}",
             "stream_id": stream_id,
             "aggregate_id": first.aggregate_id,
             "aggregate_type": first.aggregate_type,
+            # The stream row keeps the times of its first and last events (month pruning).
+            "first_at": min(times),
+            "last_at": max(times),
         }
         try:
             if expected is ANY:
@@ -377,6 +406,8 @@ class Appender:
         row = conn.execute(self._any_stored_id, [ids]).fetchone()
         if row is None:
             return DuplicateEventError(stream_id, ids[0], None)
-        (event_id,) = row
+        (event_id, stored_stream, stored_position) = row
+        if stored_stream == stream_id:
+            return DuplicateEventError(stream_id, event_id, int(stored_position))
         return DuplicateEventError(stream_id, event_id, None)
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from psycopg.rows import namedtuple_row
-
-from ..errors import StoreUnavailableError
+from .. import checksums, codecs
+from ..errors import IntegrityError, StoreUnavailableError
+from ..keys import UnknownKeyError
 from ..migrations import current_version, latest_version
 from .partitions import MonthPartitions, add_months, month_of
 from .persistence import (
@@ -26,7 +26,7 @@ from .persistence import (
     StoreMetrics,
     VerifyReport,
 )
-from .reads import COLUMNS, MAX_POSITION, StoreReads, record_checksum
+from .reads import COLUMNS, MAX_POSITION, StoreReads, record_message
 
 
 def verify(
@@ -35,42 +35,77 @@ def verify(
     to_position: int | None,
     progress: Callable[[int], None] | None,
     chunk: int,
+    upgrade: bool = False,
 ) -> VerifyReport:
-    """Recompute the checksum of every event with a global position in the range."""
+    """Check the checksum of every event with a global position in the range.
+
+    A mismatch is reported, not raised: a changed event (``<does not match>``),
+    a payload that does not decompress (``<unreadable>``), a checksum made with
+    a key this process was not given (``<unknown key …>``), or an event the
+    index does not hold at its place (``<not indexed>``: stored twice before
+    migration 0006). ``upgrade`` re-signs each version-1 event that checks out
+    with a version-2 (keyed) checksum.
+    """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 (got {chunk})")
+    for name, value in (("from_position", from_position), ("to_position", to_position)):
+        if value is not None and not 0 <= value <= MAX_POSITION:
+            raise ValueError(f"{name} must be from 0 to 2**63-1 (got {value})")
     low = from_position or 0
     high = to_position if to_position is not None else MAX_POSITION
     statement = reads.db.sql("store", "verify_chunk", columns=COLUMNS)
-    checked = 0
+    checked = legacy = upgraded = 0
     mismatches: list[ChecksumMismatch] = []
     with reads.db.connection() as conn:
-        # Named rows (still tuples in COLUMNS order, as decode_row takes them).
-        cur = conn.cursor(row_factory=namedtuple_row)
         cursor_from = low - 1
         while True:
-            rows: list[Any] = cur.execute(statement, [cursor_from, high, chunk]).fetchall()
+            rows: list[Any] = conn.execute(statement, [cursor_from, high, chunk]).fetchall()
             if not rows:
                 break
             for row in rows:
-                record = _decode_lenient(reads, row)
-                computed = record_checksum(record, row.metadata) if record else "<unreadable>"
-                if computed != row.checksum:
-                    mismatches.append(ChecksumMismatch(
-                        row.event_id, row.global_position, row.stream_id, row.checksum, computed
-                    ))
+                *columns, indexed = row
+                problem = _check(reads, tuple(columns))
+                if problem is None and not indexed:
+                    problem = "<not indexed>"
+                if problem is not None:
+                    mismatches.append(ChecksumMismatch(columns[0], columns[8], columns[6],
+                                                       columns[18], problem))
+                elif checksums.version_of(columns[18]) == 1:
+                    legacy += 1
+                    if upgrade:
+                        upgraded += _resign(reads, conn, tuple(columns))
             checked += len(rows)
             if progress:
                 progress(len(rows))
-            cursor_from = rows[-1].global_position
-    return VerifyReport(checked, mismatches)
+            cursor_from = rows[-1][8]
+    return VerifyReport(checked, mismatches, legacy - upgraded, upgraded)
 
 
-def _decode_lenient(reads: StoreReads, row: tuple[Any, ...]) -> EventRecord | None:
+def _check(reads: StoreReads, row: tuple[Any, ...]) -> str | None:
+    """None when the event checks out, else what is wrong with it."""
     try:
-        return reads.decode_row(row, verify=False)
+        reads.decode_row(row, verify=True)
+    except IntegrityError as exc:
+        return exc.actual
+    except UnknownKeyError as exc:
+        return f"<unknown key {exc.kid}>"
     except Exception:  # a corrupt compressed payload is reported, not raised
-        return None
+        return "<unreadable>"
+    return None
+
+
+def _resign(reads: StoreReads, conn: Any, row: tuple[Any, ...]) -> int:
+    """Replace a checked version-1 checksum by version 2 (the store's rewrite path)."""
+    record = reads.decode_row(row, verify=False)
+    data_text, payload, metadata_text, compression = row[10], row[11], row[12], row[16]
+    data = codecs.decompress(compression, bytes(payload)) if payload is not None else data_text.encode()
+    new = checksums.sign(reads.ring(), record_message(record, data, metadata_text.encode()))
+    with conn.transaction():
+        conn.execute(reads.db.sql("store", "allow_rewrite"))
+        cur = conn.execute(reads.db.sql("store", "resign_event"), {
+            "checksum": new, "event_id": record.event_id, "created_at": record.created_at,
+            "old": row[18]})
+    return int(cur.rowcount)
 
 
 def health(reads: StoreReads, month_partitions: MonthPartitions) -> HealthReport:
@@ -108,20 +143,38 @@ def health(reads: StoreReads, month_partitions: MonthPartitions) -> HealthReport
     return HealthReport(checks)
 
 
-def metrics(reads: StoreReads, month_partitions: MonthPartitions) -> StoreMetrics:
-    """Counts and sizes of the events, streams and month partitions."""
+def metrics(reads: StoreReads, month_partitions: MonthPartitions, exact: bool = False) -> StoreMetrics:
+    """Counts and sizes of the events, streams and month partitions.
+
+    By default from the catalog's statistics (row estimates of the last
+    ANALYZE, sizes of the partitions): a Prometheus scrape costs the same
+    whatever the store holds. ``exact`` counts with full scans (and adds the
+    payload byte totals), for an operator who asks.
+    """
     db = reads.db
-    with db.connection() as conn:
-        totals = conn.execute(db.sql("store", "metrics_totals")).fetchone()
-        by_type = dict(conn.execute(db.sql("store", "metrics_events_by_type")).fetchall())
-        streams = conn.execute(db.sql("store", "metrics_streams")).fetchone()
-    assert totals is not None and streams is not None
-    (events, original_bytes, stored_bytes, compressed) = totals
-    (stream_count,) = streams
     parts = month_partitions.list_all()
+    total_bytes = sum(p.total_bytes for p in parts)
+    with db.connection() as conn:
+        if not exact:
+            totals = conn.execute(db.sql("store", "metrics_totals")).fetchone()
+            by_type = conn.execute(db.sql("store", "metrics_types_estimate")).fetchall()
+            streams = conn.execute(db.sql("store", "metrics_streams")).fetchone()
+            assert totals is not None and streams is not None
+            return StoreMetrics(
+                events=int(totals[0]), streams=int(streams[0]), partitions=len(parts),
+                total_bytes=total_bytes, original_payload_bytes=None, stored_payload_bytes=None,
+                compressed_events=None, events_by_type={k: int(v) for k, v in by_type},
+                exact=False,
+            )
+        row = conn.execute(db.sql("store", "metrics_exact_totals")).fetchone()
+        exact_types = conn.execute(db.sql("store", "metrics_exact_by_type")).fetchall()
+        exact_streams = conn.execute(db.sql("store", "metrics_exact_streams")).fetchone()
+    assert row is not None and exact_streams is not None
+    (events, original_bytes, stored_bytes, compressed) = row
     return StoreMetrics(
-        events=int(events), streams=int(stream_count), partitions=len(parts),
-        total_bytes=sum(p.total_bytes for p in parts),
+        events=int(events), streams=int(exact_streams[0]), partitions=len(parts),
+        total_bytes=total_bytes,
         original_payload_bytes=int(original_bytes), stored_payload_bytes=int(stored_bytes),
-        compressed_events=int(compressed), events_by_type={k: int(v) for k, v in by_type.items()},
+        compressed_events=int(compressed),
+        events_by_type={k: int(v) for k, v in exact_types}, exact=True,
     )

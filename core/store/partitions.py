@@ -39,32 +39,16 @@ def partition_name(month: date) -> str:
     return f"events_y{month.year:04d}m{month.month:02d}"
 
 
-def _bounds(month: date) -> tuple[datetime, datetime]:
-    start = datetime(month.year, month.month, 1, tzinfo=UTC)
-    nxt = add_months(month, 1)
-    return start, datetime(nxt.year, nxt.month, 1, tzinfo=UTC)
-
-
 def create_month_partition(db: Database, conn: psycopg.Connection, month: date) -> bool:
     """Create the month partition if it is missing; True when created.
 
-    Runs in its own transaction under an advisory lock, so concurrent writers
-    that need the same new month do not race each other's CREATE.
+    Through the store's SECURITY DEFINER function (migration 0006), under an
+    advisory lock, so a least-privilege writer can create next month's
+    partition and concurrent writers that need it do not race.
     """
-    start, end = _bounds(month)
-    name = partition_name(month)
-    with conn.transaction():
-        conn.execute(db.sql("store", "advisory_lock"), [f"evstore-partitions:{db.schema}"])
-        exists = conn.execute(db.sql("store", "month_partition_exists"), [db.schema, name]).fetchone()
-        if exists:
-            return False
-        conn.execute(db.sql(
-            "store", "create_month_partition",
-            partition=sql.Identifier(name).as_string(None),
-            range_start=sql.Literal(start).as_string(None),
-            range_end=sql.Literal(end).as_string(None),
-        ))
-    return True
+    row = conn.execute(db.sql("store", "create_month_partition"), [month]).fetchone()
+    assert row is not None
+    return bool(row[0])
 
 
 def list_month_partitions(db: Database, conn: psycopg.Connection, exact: bool = False) -> list[PartitionInfo]:

@@ -193,6 +193,9 @@ class ChecksumMismatch:
 class VerifyReport:
     checked: int
     mismatches: list[ChecksumMismatch]
+    # Events still under a version-1 (unkeyed) checksum, and those re-signed by --upgrade.
+    legacy: int = 0
+    upgraded: int = 0
 
     @property
     def ok(self) -> bool:
@@ -221,14 +224,17 @@ class StoreMetrics:
     streams: int
     partitions: int
     total_bytes: int
-    original_payload_bytes: int
-    stored_payload_bytes: int
-    compressed_events: int
+    # None when estimated (exact=False): only a full scan knows them.
+    original_payload_bytes: int | None
+    stored_payload_bytes: int | None
+    compressed_events: int | None
     events_by_type: dict[str, int]
+    # False: counts are the catalog's estimates (as of the last ANALYZE).
+    exact: bool = True
 
     @property
     def compression_ratio(self) -> float:
-        if not self.stored_payload_bytes:
+        if not self.stored_payload_bytes or self.original_payload_bytes is None:
             return 1.0
         return self.original_payload_bytes / self.stored_payload_bytes
 

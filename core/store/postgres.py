@@ -170,6 +170,16 @@ class PostgreSQLEventStore(EventStore):
     ) -> list[EventRecord]:
         return self._reads.read_stream(stream_id, from_version, max_count, backwards)
 
+    def iter_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        page_size: int | None = None,
+        backwards: bool = False,
+    ) -> Iterator[EventRecord]:
+        """One stream's events a page at a time: any length in bounded memory."""
+        return self._reads.iter_stream(stream_id, from_version, page_size, backwards)
+
     def get_events_for_aggregate(
         self, aggregate_id: str, aggregate_type: str | None = None, from_version: int = 1
     ) -> list[EventRecord]:
@@ -216,15 +226,21 @@ class PostgreSQLEventStore(EventStore):
         to_position: int | None = None,
         progress: Callable[[int], None] | None = None,
         chunk: int = 5000,
+        upgrade: bool = False,
     ) -> VerifyReport:
-        """Recompute the checksum of every event with a global position in the range."""
-        return integrity.verify(self._reads, from_position, to_position, progress, chunk)
+        """Check the checksum of every event with a global position in the range.
+
+        ``upgrade`` re-signs events still under a version-1 (unkeyed) checksum
+        with a version-2 (keyed) one once they check out.
+        """
+        return integrity.verify(self._reads, from_position, to_position, progress, chunk, upgrade)
 
     def health(self) -> HealthReport:
         return integrity.health(self._reads, self._month_partitions)
 
-    def metrics(self) -> StoreMetrics:
-        return integrity.metrics(self._reads, self._month_partitions)
+    def metrics(self, exact: bool = False) -> StoreMetrics:
+        """Counts and sizes: catalog estimates (cheap, for scrapes) unless ``exact`` (full scans)."""
+        return integrity.metrics(self._reads, self._month_partitions, exact)
 
     # -- plumbing -----------------------------------------------------------
 

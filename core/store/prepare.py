@@ -1,20 +1,24 @@
-"""An event ready to insert: canonical JSON, payload (compressed or not), checksum, row values.
+"""An event ready to insert: its stored JSON text, payload (compressed or not), checksum, row values.
 
 Everything an append computes before it touches the database, so the
 transaction holds the stream's lock only for the statements themselves. The
-checksum is computed from the canonical JSON (``serialization.checksum_of``),
-the one form that survives PostgreSQL's jsonb unchanged.
+JSON is written in the form PostgreSQL's jsonb gives back
+(``serialization.jsonb_text``), and the checksum (``core/checksums.py``,
+version 2) authenticates exactly those bytes, so a read verifies what it
+received without re-serialising anything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from .. import codecs
+from .. import checksums, codecs
 from ..config import Settings
 from ..errors import EventValidationError
-from ..serialization import checksum_of, encode_json
+from ..keys import KeyRing
+from ..serialization import checksum, dumps, encode_json
 from .persistence import EventMetadata, EventRecord
 
 INSERT_COLUMNS = (
@@ -34,6 +38,9 @@ class Prepared:
     event: EventRecord
     data_json: str
     metadata_json: str
+    data_bytes: bytes
+    metadata_bytes: bytes
+    ring: KeyRing
     event_data: str | None
     payload: bytes | None
     compression: str
@@ -41,7 +48,7 @@ class Prepared:
     stored_size: int
 
 
-def prepare(index: int, event: EventRecord, settings: Settings) -> Prepared:
+def prepare(index: int, event: EventRecord, settings: Settings, ring: KeyRing) -> Prepared:
     """Canonical JSON of the event, its payload compressed when that makes it smaller."""
     data_json = encode_json(event.event_data, "event_data", index)
     metadata = event.metadata if isinstance(event.metadata, EventMetadata) else None
@@ -49,19 +56,43 @@ def prepare(index: int, event: EventRecord, settings: Settings) -> Prepared:
         raise EventValidationError("metadata must be an EventMetadata", index=index)
     metadata_json = encode_json(metadata.to_dict(), "metadata", index)
     raw = data_json.encode()
+    meta = metadata_json.encode()
+    if len(raw) + len(meta) > settings.max_event_bytes:
+        raise EventValidationError(
+            f"event is {len(raw) + len(meta):,} bytes of JSON, more than the maximum of "
+            f"{settings.max_event_bytes:,} (EVENT_STORE_MAX_EVENT_BYTES)", index=index)
     codec = settings.compression
     if codec != "none" and len(raw) >= settings.compression_threshold:
         packed = codecs.compress(codec, raw)
         if len(packed) < len(raw):
-            return Prepared(event, data_json, metadata_json, None, packed, codec,
+            return Prepared(event, data_json, metadata_json, raw, meta, ring, None, packed, codec,
                             len(raw), len(packed))
-    return Prepared(event, data_json, metadata_json, data_json, None, "none", len(raw), len(raw))
+    return Prepared(event, data_json, metadata_json, raw, meta, ring, data_json, None, "none",
+                    len(raw), len(raw))
+
+
+def row_message(stream_id: str, position: int, p: Prepared, created_at: datetime | None = None) -> bytes:
+    """What the event's checksum authenticates at this position (``created_at``: another time)."""
+    e = p.event
+    # The stored aggregate_version is the stream position (insert_row).
+    return checksums.message(
+        e.event_id, stream_id, position, e.aggregate_id, e.aggregate_type, e.event_type,
+        e.event_version, position, created_at or e.created_at, p.data_bytes, p.metadata_bytes)
 
 
 def row_checksum(stream_id: str, position: int, p: Prepared) -> str:
-    """The checksum the event gets at this position of this stream."""
-    return checksum_of(p.event, p.data_json, p.metadata_json,
-                       stream_id=stream_id, stream_position=position)
+    """The (version 2) checksum the event gets at this position of this stream."""
+    return checksums.sign(p.ring, row_message(stream_id, position, p))
+
+
+def v1_checksum(stream_id: str, position: int, p: Prepared, created_at: datetime) -> str:
+    """The old (version 1) checksum of the event, to recognise a retry of an event stored before 0006."""
+    e = p.event
+    meta = e.metadata.to_dict() if isinstance(e.metadata, EventMetadata) else {}
+    return checksum(event_id=str(e.event_id), stream_id=stream_id, stream_position=position,
+                    aggregate_id=e.aggregate_id, aggregate_type=e.aggregate_type,
+                    event_type=e.event_type, event_version=e.event_version, created_at=created_at,
+                    data_json=dumps(e.event_data), metadata_json=dumps(meta))
 
 
 def insert_row(stream_id: str, position: int, p: Prepared) -> tuple[Any, ...]:

@@ -19,26 +19,43 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .. import codecs
-from ..errors import CodecError, IntegrityError, UnknownEventTypeError
+from .. import checksums, codecs
+from ..errors import CodecError, IntegrityError, ReadLimitError, UnknownEventTypeError
+from ..keys import KeyRing, keyring
 from ..serialization import checksum_of, dumps
 from .persistence import START, EventMetadata, EventRecord, EventStore, Position, ReadAllPage
 
+# The JSON columns come as the text jsonb prints: the bytes a version-2 checksum covers.
 COLUMNS = (
     "event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version, "
-    "stream_id, stream_position, global_position, transaction_id, event_data, payload, "
-    "metadata, created_at, stored_at, status, compression, encryption, checksum, "
-    "original_size, stored_size"
+    "stream_id, stream_position, global_position, transaction_id, event_data::text AS event_data, "
+    "payload, metadata::text AS metadata, created_at, stored_at, status, compression, encryption, "
+    "checksum, original_size, stored_size"
 )
 MAX_POSITION = 2**63 - 1
-# The largest page read_all returns at once (a page is held in memory).
+# The most events read_all returns at once (pages are also capped in bytes:
+# Settings.max_page_bytes).
 MAX_PAGE = 1_000_000
 
 
 def record_checksum(record: EventRecord, metadata: dict[str, Any]) -> str:
-    """The checksum recomputed from a decoded record and its stored metadata."""
+    """The version-1 checksum recomputed from a decoded record and its stored metadata."""
     assert record.stream_id is not None and record.stream_position is not None
     return checksum_of(record, dumps(record.event_data), dumps(metadata))
+
+
+def record_message(record: EventRecord, data: bytes, metadata: bytes) -> bytes:
+    """What a version-2 checksum of this stored event authenticates."""
+    assert record.stream_id is not None and record.stream_position is not None
+    return checksums.message(
+        record.event_id, record.stream_id, record.stream_position, record.aggregate_id,
+        record.aggregate_type, record.event_type, record.event_version, record.aggregate_version,
+        record.created_at, data, metadata)
+
+
+def byte_capped(total: int, settings: Any) -> bool:
+    """Whether a page of ``total`` bytes may have been cut by the page byte cap."""
+    return bool(total + settings.max_event_bytes > settings.max_page_bytes)
 
 
 class StoreReads:
@@ -52,14 +69,8 @@ class StoreReads:
         self.known_types: set[str] = set()
         self._types_checked_at = 0.0
         self._types_lock = threading.Lock()
-        limit = db.sql("store", "limit_rows")
-        self._read_stream = {
-            (backwards, limited): db.sql(
-                "store", "read_stream_backwards" if backwards else "read_stream_forwards",
-                columns=COLUMNS, limit=limit if limited else "",
-            )
-            for backwards in (False, True) for limited in (False, True)
-        }
+        self._read_stream = db.sql("store", "read_stream", columns=COLUMNS)
+        self._ring_for: tuple[Any, KeyRing] | None = None
         self._aggregate_streams = db.sql("store", "aggregate_streams")
         self._aggregate_streams_of_type = db.sql("store", "aggregate_streams_of_type")
         self._filter_event_types = db.sql("store", "filter_event_types")
@@ -87,12 +98,53 @@ class StoreReads:
             from_version = MAX_POSITION if backwards else 1
         if not 0 <= from_version <= MAX_POSITION:
             raise ValueError(f"from_version must be from 0 to 2**63-1 (got {from_version})")
-        args: list[Any] = [stream_id, from_version]
-        if max_count is not None:
-            args.append(max_count)
+        settings = self.store.settings
+        events: list[EventRecord] = []
+        total = 0
         with self.db.connection() as conn:
-            rows = conn.execute(self._read_stream[backwards, max_count is not None], args).fetchall()
-        return [self.decode_row(r) for r in rows]
+            while True:
+                # Pages of batch_size, so a long stream is never one huge result.
+                want = settings.batch_size if max_count is None else min(
+                    settings.batch_size, max_count - len(events))
+                if want <= 0:
+                    break
+                rows = conn.execute(self._read_stream,
+                                    [stream_id, from_version, want, backwards]).fetchall()
+                for r in rows:
+                    events.append(self.decode_row(r))
+                    total += r[19]  # original_size
+                if total > settings.max_page_bytes:
+                    raise ReadLimitError(
+                        f"stream {stream_id!r}: more than {settings.max_page_bytes:,} bytes of "
+                        "events in one read (EVENT_STORE_MAX_PAGE_BYTES); read it in pages with "
+                        "max_count or iter_stream()")
+                if len(rows) < want:
+                    break
+                last = events[-1].stream_position
+                assert last is not None
+                from_version = last - 1 if backwards else last + 1
+                if from_version < 0:
+                    break
+        return events
+
+    def iter_stream(
+        self, stream_id: str, from_version: int | None, page_size: int | None, backwards: bool
+    ) -> Iterator[EventRecord]:
+        """One stream's events, a page at a time (any length, bounded memory)."""
+        size = page_size or self.store.settings.batch_size
+        if not 1 <= size <= MAX_PAGE:
+            raise ValueError(f"page_size must be from 1 to {MAX_PAGE:,} (got {size})")
+        position = from_version
+        while True:
+            page = self.read_stream(stream_id, position, size, backwards)
+            yield from page
+            if len(page) < size:
+                return
+            last = page[-1].stream_position
+            assert last is not None
+            position = last - 1 if backwards else last + 1
+            if position < 0:
+                return
 
     def get_events_for_aggregate(
         self, aggregate_id: str, aggregate_type: str | None, from_version: int
@@ -124,19 +176,23 @@ class StoreReads:
             after = Position.parse(after)
         after = after or START
         filters, args = self._filters(event_types, aggregate_types, check_types)
-        args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit)
+        settings = self.store.settings
+        args.update(tx=str(after.transaction_id), pos=after.global_position, limit=limit,
+                    max_bytes=settings.max_page_bytes)
         statement = self.db.sql("store", "read_all", columns=COLUMNS, filters=filters)
-        # One snapshot for both statements: the horizon we report is exactly
-        # the one the rows were read under.
-        with self.db.connection() as conn, self.db.read_only_snapshot(conn), conn.pipeline():
-            horizon_cur = conn.execute(self._horizon)
-            rows_cur = conn.execute(statement, args)
-            horizon_row = horizon_cur.fetchone()
-            rows = rows_cur.fetchall()
-        assert horizon_row is not None
-        (horizon,) = horizon_row
+        with self.db.connection() as conn:
+            # The horizon first, then the rows in a snapshot taken after it:
+            # every transaction below the horizon that can write events has
+            # finished by then (write_horizon in migration 0006).
+            horizon_row = conn.execute(self._horizon).fetchone()
+            assert horizon_row is not None
+            (horizon,) = horizon_row
+            args["horizon"] = horizon
+            with self.db.read_only_snapshot(conn):
+                rows = conn.execute(statement, args).fetchall()
+        horizon = int(horizon)
         events = [self.decode_row(r) for r in rows]
-        at_end = len(events) < limit
+        at_end = len(events) < limit and not byte_capped(sum(r[19] for r in rows), settings)
         checkpoint = events[-1].position if events else after
         if at_end:
             # Every transaction below the horizon has finished: nothing can
@@ -198,17 +254,34 @@ class StoreReads:
 
     # -- rows -------------------------------------------------------------------------
 
+    def ring(self) -> KeyRing:
+        """The key ring of the store's settings (looked up again when they are replaced)."""
+        settings = self.store.settings
+        cached = self._ring_for
+        if cached is None or cached[0] is not settings:
+            cached = self._ring_for = (settings, keyring(settings))
+        return cached[1]
+
     def decode_row(self, row: tuple[Any, ...], verify: bool | None = None) -> EventRecord:
-        """An EventRecord from a row selected with ``COLUMNS``; checks the checksum."""
+        """An EventRecord from a row selected with ``COLUMNS``; checks the checksum.
+
+        A version-2 checksum is checked over the bytes received (the JSON text
+        and the decompressed payload), which are decoded once.
+        """
         (event_id, aggregate_id, aggregate_type, event_type, event_version, aggregate_version,
-         stream_id, stream_position, global_position, transaction_id, event_data, payload,
-         metadata, created_at, stored_at, status, compression, encryption, digest,
+         stream_id, stream_position, global_position, transaction_id, data_text, payload,
+         metadata_text, created_at, stored_at, status, compression, encryption, digest,
          original_size, stored_size) = row
         if payload is not None:
             try:
-                event_data = json.loads(codecs.decompress(compression, bytes(payload)))
+                data = codecs.decompress(compression, bytes(payload))
+                event_data = json.loads(data)
             except (CodecError, ValueError) as exc:  # a damaged payload, named like a mismatch
                 raise IntegrityError(event_id, global_position, digest, "<unreadable>") from exc
+        else:
+            data = None
+            event_data = json.loads(data_text)
+        metadata = json.loads(metadata_text)
         record = EventRecord(
             aggregate_id=aggregate_id, aggregate_type=aggregate_type, event_type=event_type,
             event_data=event_data, aggregate_version=aggregate_version,
@@ -220,7 +293,12 @@ class StoreReads:
             original_size=original_size, stored_size=stored_size,
         )
         if self.store.settings.verify_reads if verify is None else verify:
-            computed = record_checksum(record, metadata)
-            if computed != digest:
-                raise IntegrityError(event_id, global_position, digest, computed)
+            ok = checksums.matches(
+                self.ring(), digest,
+                lambda: record_message(record, data if data is not None else data_text.encode(),
+                                       metadata_text.encode()),
+                lambda: record_checksum(record, metadata),
+            )
+            if not ok:
+                raise IntegrityError(event_id, global_position, digest, "<does not match>")
         return record

@@ -45,6 +45,20 @@ def raw(url: str, autocommit: bool = True) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+@contextmanager
+def tamper(url: str) -> Iterator[psycopg.Connection]:
+    """A connection that rewrites events as an attacker with the owner's credential would.
+
+    The append-only trigger lets a transaction through that sets
+    evstore.rewrite, which the owner can do: what stops such a rewrite from
+    going unnoticed is the keyed checksum, whose secret is not in the database.
+    """
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT set_config('evstore.rewrite', 'on', true)")
+        yield conn
+        conn.commit()
+
+
 def counts(url: str, schema: str = "events") -> dict[str, Any]:
     """Rows in each table a failed append must leave untouched, plus every stream version."""
     with raw(url) as conn:

@@ -10,7 +10,7 @@ from evstore.core import codecs
 
 from evstore import IntegrityError, PostgreSQLEventStore, load_settings
 
-from .helpers import ev, raw, wait_visible
+from .helpers import ev, raw, tamper, wait_visible
 
 TAMPERING = {
     "event_data": "UPDATE events.events SET event_data = jsonb_set(event_data, '{email}', "
@@ -38,7 +38,7 @@ def test_tampered_row_is_caught_by_verify_and_reads(store: Any, pg_url: str, col
     wait_visible(store, 6)
     victim = events[3]
     # When one row is changed in SQL, bypassing the store
-    with raw(pg_url) as conn:
+    with tamper(pg_url) as conn:
         assert conn.execute(TAMPERING[column], [victim.event_id]).rowcount == 1
     # Then verify reports exactly that event
     report = store.verify()
@@ -61,7 +61,7 @@ def test_tampered_row_is_caught_by_verify_and_reads(store: Any, pg_url: str, col
 def test_verify_over_a_range(store: Any, pg_url: str) -> None:
     events = _seed(store)
     positions = [e.global_position for e in store.read_stream("User-1")]
-    with raw(pg_url) as conn:
+    with tamper(pg_url) as conn:
         conn.execute(TAMPERING["event_data"], [events[4].event_id])
     assert store.verify(positions[0], positions[3]).ok
     assert store.verify(positions[0], positions[3]).checked == 4
@@ -86,7 +86,7 @@ def test_tampered_compressed_payload_is_caught(pg_url: str, codec: str) -> None:
             ).fetchall()
         assert [r[1] for r in rows] == [codec] * 3
         forged = dict(events[0].event_data, bio="y" * 500)
-        with raw(pg_url) as conn:
+        with tamper(pg_url) as conn:
             # When one payload is replaced by a valid compression of other content
             conn.execute(
                 "UPDATE events.events SET payload = %s WHERE event_id = %s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import itertools
 from typing import Any
 
@@ -49,7 +51,9 @@ def test_read_stream_returns_complete_records(users: Any) -> None:
     first = users.read_stream("User-1", max_count=1)[0]
     assert (first.aggregate_id, first.aggregate_type, first.event_type) == ("1", "User", "UserCreated")
     assert (first.stream_id, first.aggregate_version, first.event_version) == ("User-1", 1, 1)
-    assert first.metadata.user_id == "tester" and first.checksum and len(first.checksum) == 64
+    assert first.metadata.user_id == "tester"
+    # a version-2 checksum: "2:<key id>:<HMAC-SHA256 hex>"
+    assert re.fullmatch(r"2:[0-9a-f]{8}:[0-9a-f]{64}", first.checksum or "")
     assert first.stored_at is not None and first.created_at.tzinfo is not None
     assert first.global_position is not None and first.transaction_id is not None
     assert first.position == Position(first.transaction_id, first.global_position)
