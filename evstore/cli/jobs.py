@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from evstore.core.errors import SchemaNotInitializedError
-from evstore.core.jobs.repository import Job, JobDetail, JobRepository
+from evstore.core.jobs.repository import MAX_LIST_LIMIT, Job, JobDetail, JobRepository
 
 from .common import (
     EXIT_FAILED,
@@ -34,7 +34,13 @@ from .common import (
     to_jsonable,
 )
 
+# Bounds of the numeric options: out of range is a usage error (exit 2), never a traceback.
+MAX_ID = 2**63 - 1  # bigint
+MAX_BATCH = 2**31 - 1  # integer
+MAX_PROCESSES = 256
+MAX_THREADS = 200  # each thread holds up to two database connections
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+JobId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The job's id (see 'evstore jobs list').")]
 
 
 def _job_json(job: Job) -> dict[str, Any]:
@@ -51,7 +57,8 @@ def _job_json(job: Job) -> dict[str, Any]:
 def list_jobs(
     status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only jobs of this kind (replay, ...).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(
+        min=1, max=MAX_LIST_LIMIT, help=f"At most this many, newest first (1-{MAX_LIST_LIMIT}).")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
@@ -107,7 +114,7 @@ def _detail_tables(detail: JobDetail) -> list[Any]:
 
 
 def show_job(
-    job_id: Annotated[int, typer.Argument(help="The job's id (see 'evstore jobs list').")],
+    job_id: JobId,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Show a live progress bar until the job ends.")] = False,
     tracebacks: Annotated[bool, typer.Option(
@@ -135,8 +142,9 @@ def show_job(
 
 
 def requeue_job(
-    job_id: Annotated[int, typer.Argument(help="The job's id.")],
-    batch: Annotated[int | None, typer.Option("--batch", help="Only this batch number.")] = None,
+    job_id: JobId,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", min=1, max=MAX_BATCH, help="Only this batch number.")] = None,
     include_cancelled: Annotated[bool, typer.Option(
         "--include-cancelled", help="Also resume cancelled batches.")] = False,
     stale: Annotated[bool, typer.Option(
@@ -156,7 +164,7 @@ def requeue_job(
                   f"{', '.join(map(str, numbers))}")
 
 
-def cancel_job(job_id: Annotated[int, typer.Argument(help="The job's id.")]) -> None:
+def cancel_job(job_id: JobId) -> None:
     """Cancel a job: batches not started are dropped; running ones finish."""
     with open_store() as store:
         repo = JobRepository(store)
@@ -177,13 +185,15 @@ def job_metrics() -> None:
 
 # -- evstore worker -------------------------------------------------------------
 
-Processes = Annotated[int, typer.Option("--processes", "-p", help="Worker processes.")]
+Processes = Annotated[int, typer.Option(
+    "--processes", "-p", min=1, max=MAX_PROCESSES, help=f"Worker processes (1-{MAX_PROCESSES}).")]
 Threads = Annotated[int, typer.Option(
-    "--threads", "-t", help="Threads per process (batches run at once).")]
+    "--threads", "-t", min=1, max=MAX_THREADS,
+    help=f"Threads per process (batches run at once; 1-{MAX_THREADS}).")]
 WorkerModules = Annotated[list[str] | None, typer.Option(
     "--handlers", help="A module that registers replay handlers (dotted path; repeat).")]
 ShutdownTimeout = Annotated[float, typer.Option(
-    help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")]
+    min=0, max=86_400, help="Seconds running batches get to finish on Ctrl-C / SIGTERM.")]
 PrintCommand = Annotated[bool, typer.Option(
     "--print-command", help="Print the equivalent `dramatiq` command line and exit.")]
 

@@ -41,8 +41,13 @@ def _parse_time(text: str | None, option: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _opt(*names: str, help: str) -> Any:
-    return typer.Option(*names, help=help)
+def _opt(*names: str, help: str, **bounds: Any) -> Any:
+    return typer.Option(*names, help=help, **bounds)
+
+
+# Out of range is a usage error (exit 2), never a traceback or a query error.
+MAX_POSITION = 2**63 - 1
+MAX_BATCH_SIZE = 1_000_000
 
 
 Handler = Annotated[list[str] | None, _opt(
@@ -50,8 +55,10 @@ Handler = Annotated[list[str] | None, _opt(
 HandlerModules = Annotated[list[str] | None, _opt(
     "--handlers", help="A module that registers handlers (dotted path; repeat). "
     "Also EVSTORE_HANDLER_MODULES.")]
-FromPosition = Annotated[int | None, _opt(help="First global position (inclusive).")]
-ToPosition = Annotated[int | None, _opt(help="Last global position (inclusive).")]
+FromPosition = Annotated[int | None, _opt(help="First global position (inclusive).", min=0,
+                                          max=MAX_POSITION)]
+ToPosition = Annotated[int | None, _opt(help="Last global position (inclusive).", min=0,
+                                        max=MAX_POSITION)]
 FromTime = Annotated[str | None, _opt(
     help="Events created at or after this ISO time (UTC if no zone).")]
 ToTime = Annotated[str | None, _opt(help="Events created before this ISO time.")]
@@ -61,11 +68,13 @@ AggregateTypes = Annotated[list[str] | None, _opt(
     "--aggregate-type", help="Only these aggregate types (repeat).")]
 EventTypes = Annotated[list[str] | None, _opt("--event-type", help="Only these event types (repeat).")]
 BatchSize = Annotated[int | None, _opt(
-    help="Events per batch (whole streams); default EVENT_STORE_BATCH_SIZE.")]
+    help="Events per batch (whole streams); default EVENT_STORE_BATCH_SIZE.", min=1,
+    max=MAX_BATCH_SIZE)]
 StopOnError = Annotated[bool, _opt(
     "--stop-on-error", help="A failed batch cancels the batches not started yet.")]
 Wait = Annotated[bool, _opt("--wait", help="Show a progress bar and the result when it ends.")]
-Timeout = Annotated[float | None, _opt(help="With --wait: give up waiting after this many seconds.")]
+Timeout = Annotated[float | None, _opt(help="With --wait: give up waiting after this many seconds.",
+                                       min=0)]
 Json = Annotated[bool, _opt("--json", help="Print JSON for scripts.")]
 
 

@@ -130,6 +130,31 @@ def test_bad_input_gives_a_clear_error_and_an_exit_code(job_env, jobs_store) -> 
     assert _jobs(jobs_store) == 0
 
 
+@pytest.mark.parametrize("args, message", [
+    (["jobs", "list", "--limit", "-1"], "--limit"),
+    (["jobs", "list", "--limit", "0"], "--limit"),
+    (["jobs", "list", "--limit", "10001"], "--limit"),
+    (["jobs", "show", "-5"], "-5"),
+    (["jobs", "show", "99999999999999999999"], "Invalid value for 'job_id'"),
+    (["jobs", "cancel", "0"], "Invalid value for 'job_id'"),
+    (["jobs", "requeue", "1", "--batch", "-1"], "--batch"),
+    (["worker", "--processes", "0"], "--processes"),
+    (["worker", "--threads", "-3"], "--threads"),
+    (["worker", "--processes", "100000"], "--processes"),
+    (["worker", "--shutdown-timeout", "-1"], "--shutdown-timeout"),
+    (["replay", "--handler", "record", "--batch-size", "0"], "--batch-size"),
+    (["replay", "--handler", "record", "--from-position", "-2"], "--from-position"),
+    (["replay", "--handler", "record", "--to-position", "-2"], "--to-position"),
+    (["replay", "--handler", "record", "--wait", "--timeout", "-1"], "--timeout"),
+])
+def test_numeric_options_out_of_range_are_refused(job_env, jobs_store, args, message) -> None:  # noqa: F811
+    out = evstore(args, job_env)
+    assert out.returncode == 2, (args, out.stdout, out.stderr)
+    assert message in out.stderr, (args, out.stderr)
+    assert "Traceback" not in out.stderr
+    assert _jobs(jobs_store) == 0
+
+
 @pytest.mark.slow
 def test_worker_command_runs_jobs_and_stops_on_sigterm(job_env, jobs_store, service) -> None:  # noqa: F811
     seed(jobs_store, 20, 3)
