@@ -25,7 +25,9 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape  # for the command modules: stored text in markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from evstore.core.config import Settings, load_settings
 from evstore.core.errors import (
@@ -67,8 +69,38 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``error: message`` (as text: it may quote stored data) and the exit to raise."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False,
+                      soft_wrap=True)
     return typer.Exit(code)
+
+
+class OptionError(ValueError):
+    """A command-line value out of its range (exit 2, one line)."""
+
+
+def check_range(
+    option: str, value: float | None, *, minimum: float | None = None,
+    maximum: float | None = None, above: float | None = None,
+) -> None:
+    """Refuse ``value`` of ``option`` outside its range; None (not given) passes.
+
+    Click's own range checks print a usage box; this one line names the option,
+    the range and the value, like every other bad input of the command.
+    """
+    if value is None:
+        return
+    if minimum is not None and value < minimum:
+        raise OptionError(f"{option} must be at least {minimum:g} (got {value:g})")
+    if above is not None and value <= above:
+        raise OptionError(f"{option} must be more than {above:g} (got {value:g})")
+    if maximum is not None and value > maximum:
+        raise OptionError(f"{option} must be at most {maximum:g} (got {value:g})")
+
+
+def plain(value: object) -> Text:
+    """Stored data (stream ids, event types, payloads, names) as text, never Rich markup."""
+    return Text(str(value))
 
 
 def handle_errors(func: F) -> F:
@@ -119,8 +151,8 @@ def database_url(cfg: Settings | None = None) -> Iterator[str]:
 
     server = EmbeddedPostgres(Path(cfg.home) / "pgdata")
     err_console.print(
-        f"[dim]DATABASE_URL not set: using the embedded PostgreSQL in {server.pgdata}[/]",
-        highlight=False,
+        f"DATABASE_URL not set: using the embedded PostgreSQL in {server.pgdata}",
+        style="dim", highlight=False, markup=False,
     )
     with server:
         yield server.url

@@ -14,7 +14,16 @@ from rich.table import Table
 
 from evstore.core.store.persistence import START, Position
 
-from .common import add_group, console, handle_errors, open_store, print_json, to_jsonable
+from .common import (
+    add_group,
+    console,
+    escape,
+    handle_errors,
+    open_store,
+    plain,
+    print_json,
+    to_jsonable,
+)
 
 Group = Annotated[str, typer.Option("--group", "-g", help="The consumer group ('' for none).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -59,11 +68,11 @@ def list_consumers(
         filters = ", ".join([*(g.event_types or []), *(g.aggregate_types or [])]) or "-"
         lag_events = (f"≥{g.lag_events:,}" if g.lag_capped else f"{g.lag_events:,}") if lag else "-"
         table.add_row(
-            g.checkpoint_name, g.consumer_group or "-", str(g.partitions),
+            plain(g.checkpoint_name), plain(g.consumer_group or "-"), str(g.partitions),
             f"{g.members} ({g.owners} leasing)" if g.members else "[dim]none running[/]",
             _position(g.checkpoint), f"{g.events_processed:,}", lag_events,
             _ago(g.lag_seconds) if lag else "-", g.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-            filters,
+            plain(filters),
         )
     console.print(table)
 
@@ -95,13 +104,13 @@ def show_consumer(
                     "lag_seconds": lag_seconds,
                     "partitions": [{**to_jsonable(p), "position": str(p.position)} for p in parts]})
         return
-    console.print(f"[bold]{name}[/] group {group or '-'}: lag {lag_events:,} events, "
+    console.print(f"[bold]{escape(name)}[/] group {escape(group or '-')}: lag {lag_events:,} events, "
                   f"{_ago(lag_seconds)}")
     table = Table()
     for col in ("partition", "checkpoint", "owner", "lease", "processed", "saved (UTC)"):
         table.add_column(col)
     for p in parts:
-        table.add_row(str(p.partition), _position(p.position), p.owner or "-",
+        table.add_row(str(p.partition), _position(p.position), plain(p.owner or "-"),
                       "live" if p.leased else "-", f"{p.events_processed:,}",
                       p.updated_at.strftime("%Y-%m-%d %H:%M:%S"))
     console.print(table)
@@ -150,7 +159,7 @@ def reset_consumer(
         count = cps.reset(name, group, position, force=force)
         lag_events, _ = cps.lag(name, group)
     console.print(f"{name} (group {group or '-'}): {count} partition(s) set to "
-                  f"{_position(position)}; {lag_events:,} events to read")
+                  f"{_position(position)}; {lag_events:,} events to read", markup=False)
 
 
 def delete_consumer(
@@ -169,7 +178,8 @@ def delete_consumer(
         if busy and not force:
             raise ConsumerBusyError(name, group, busy)
         cps.delete(name, group)
-    console.print(f"deleted consumer {name} (group {group or '-'}, {len(parts)} partition(s))")
+    console.print(f"deleted consumer {name} (group {group or '-'}, {len(parts)} partition(s))",
+                  markup=False)
 
 
 def register(app: typer.Typer) -> None:

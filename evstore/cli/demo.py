@@ -28,7 +28,16 @@ from evstore.core.store.persistence import Position
 from evstore.core.store.postgres import PostgreSQLEventStore
 from evstore.workload import UserAccount, UserScript, email_domains, generate, power_user_script
 
-from .common import console, err_console, handle_errors, human_bytes, open_store
+from .common import (
+    check_range,
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    human_bytes,
+    open_store,
+    plain,
+)
 
 
 def _append_user(store: PostgreSQLEventStore, script: UserScript, rng_split: int) -> int:
@@ -60,6 +69,11 @@ def demo(
     ] = True,
 ) -> None:
     """Run the identity-service demo: append, read back, verify, summarise."""
+    check_range("--users", users, minimum=0, maximum=1_000_000)
+    check_range("--writers", writers, minimum=1, maximum=64)
+    check_range("--power-users", power_users, minimum=0, maximum=100)
+    check_range("--power-logins", power_logins, minimum=1, maximum=1_000_000)
+    check_range("--worker-processes", worker_processes, minimum=1, maximum=32)
     run_id = uuid.uuid4().hex[:8]
     scripts = generate(users, seed=seed, run_id=run_id)
     rng = random.Random(None if seed is None else f"{seed}-service-accounts")  # not the users' ids
@@ -67,10 +81,10 @@ def demo(
     busy = [power_user_script(rng, now, power_logins, run_id) for _ in range(power_users)]
     total = sum(len(s.events) for s in scripts) + sum(len(s.events) for s in busy)
     with open_store(initialize=True) as store:
-        before = store.metrics().events
+        before = store.metrics(exact=True).events
         start_checkpoint = _head(store)
         console.print(Panel.fit(
-            f"store: {store!r}\nevents already stored: {before:,}\n"
+            f"store: {escape(repr(store))}\nevents already stored: {before:,}\n"
             f"this run ({run_id}): {users:,} users, {total:,} events, {writers} writers",
             title="evstore demo",
         ))
@@ -131,7 +145,7 @@ def demo(
             task = progress.add_task("verifying", total=before + total)
             report = store.verify(progress=lambda n: progress.advance(task, n))
         verify_s = time.perf_counter() - t0
-        metrics = store.metrics()
+        metrics = store.metrics(exact=True)
         health = store.health()
         parts = store.list_partitions()
 
@@ -157,7 +171,7 @@ def demo(
     table.add_row("checksums verified", f"{report.checked:,} in {verify_s:.1f} s, {verdict}")
     table.add_row("events in the store", f"{before:,} before, {metrics.events:,} now")
     table.add_row("streams", f"{metrics.streams:,}")
-    table.add_row("partitions", ", ".join(p.month for p in parts))
+    table.add_row("partitions", plain(", ".join(p.month for p in parts)))
     table.add_row("on disk", human_bytes(metrics.total_bytes))
     table.add_row("health", "[green]ok[/]" if health.ok else "[red]unhealthy[/]")
     if replayed is not None:
@@ -173,14 +187,14 @@ def demo(
             + ("[green]ok[/]" if archived["verified"] else "[red]FAILED[/]")
             + f", {archived['restored']:,} restored",
         )
-        table.add_row("archive folder", archived["url"])
+        table.add_row("archive folder", plain(archived["url"]))
     console.print(table)
     domains = Table(title="read model: users per e-mail domain (consumer group, 2 members)",
                     title_justify="left")
     domains.add_column("domain")
     domains.add_column("users", justify="right")
     for domain, count in sorted(model.domains().items()):
-        domains.add_row(domain, f"{count:,}")
+        domains.add_row(plain(domain), f"{count:,}")
     console.print(domains)
     console.print(
         f"members handled {' + '.join(str(n) for n in model.per_member.values())} events; "
@@ -191,7 +205,7 @@ def demo(
     for col in ("user", "events", "full replay", "from snapshot", "speed-up", "same state"):
         snaps.add_column(col, justify="left" if col == "user" else "right")
     for row in snapshot_rows:
-        snaps.add_row(row["user"][:8], f"{row['events']:,}", f"{row['full_ms']:.1f} ms",
+        snaps.add_row(plain(row["user"][:8]), f"{row['events']:,}", f"{row['full_ms']:.1f} ms",
                       f"{row['snap_ms']:.1f} ms", f"{row['full_ms'] / max(row['snap_ms'], 1e-6):.0f}x",
                       "[green]yes[/]" if row["same"] else "[red]NO[/]")
     if snapshot_rows:
@@ -200,7 +214,7 @@ def demo(
     types.add_column("event type")
     types.add_column("events", justify="right")
     for name, count in seen.most_common():
-        types.add_row(name, f"{count:,}")
+        types.add_row(plain(name), f"{count:,}")
     console.print(types)
     ok = read_total == total and per_stream_ok and not stream_mismatch and report.ok and health.ok
     ok = ok and model.domains() == expected_domains and all(r["same"] for r in snapshot_rows)
@@ -305,7 +319,7 @@ def _replay(store: PostgreSQLEventStore, processes: int) -> Any:
         return run_replay_demo(
             store,
             processes=processes,
-            announce=lambda text: err_console.print(f"[dim]{text}[/]", highlight=False),
+            announce=lambda text: err_console.print(text, style="dim", highlight=False, markup=False),
             on_started=lambda job_id, job: bar.update(task, total=job.items_total),
             on_progress=lambda job: bar.update(task, completed=job.items_done),
         )
@@ -329,19 +343,22 @@ def _archive(store: PostgreSQLEventStore) -> dict[str, Any] | None:
     folder = Path(store.settings.home) / "archive"
     folder.mkdir(parents=True, exist_ok=True)
     archiver = EventArchiver(store)
-    archiver.register_policy(ArchivalPolicy(
+    # The policy itself, not its name: the demo never reads the operator's
+    # configuration file (one broken policy there must not stop it).
+    policy = ArchivalPolicy(
         name="demo-oldest-month", strategy=ArchivalStrategy.TIME_BASED,
         retention_days=retention_days, target_url=folder.as_uri(),
-    ))
-    preview = archiver.preview("demo-oldest-month", now=now)
+    )
+    preview = archiver.preview(policy, now=now)
     console.print(
         f"archive preview (dry run): {preview.events:,} events of {preview.streams:,} streams in "
-        f"{', '.join(preview.partitions) or 'no partition'}, {human_bytes(preview.bytes)} in PostgreSQL"
+        f"{', '.join(preview.partitions) or 'no partition'}, {human_bytes(preview.bytes)} in PostgreSQL",
+        markup=False,
     )
     if not preview.events:
         return None
-    with err_console.status(f"archiving {oldest.month} to {folder}"):
-        result = archiver.archive("demo-oldest-month")
+    with err_console.status(plain(f"archiving {oldest.month} to {folder}")):
+        result = archiver.archive(policy)
     url = result.run.manifest_url
     assert url is not None
     after = {p.month for p in store.list_partitions()}

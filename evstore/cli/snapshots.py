@@ -15,12 +15,14 @@ from rich.table import Table
 
 from .common import (
     add_group,
+    check_range,
     console,
     err_console,
     follow_job,
     human_bytes,
     open_broker,
     open_store,
+    plain,
     print_json,
     to_jsonable,
 )
@@ -47,10 +49,10 @@ def stats(as_json: Json = False) -> None:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
-            r.aggregate_type, f"{r.aggregates:,}", f"{r.events:,}", f"{r.snapshots:,}",
+            plain(r.aggregate_type), f"{r.aggregates:,}", f"{r.events:,}", f"{r.snapshots:,}",
             f"{r.snapshotted_aggregates:,}", human_bytes(r.original_bytes),
             human_bytes(r.stored_bytes), f"{r.compression_ratio:.1f}x" if r.snapshots else "-",
-            ", ".join(r.codecs) or "-",
+            plain(", ".join(r.codecs) or "-"),
             f"{r.ms_per_event:.3f} (+{r.base_ms:.1f})" if r.ms_per_event is not None else "-",
             r.latest.strftime("%Y-%m-%d %H:%M:%S") if r.latest else "-",
         )
@@ -87,6 +89,12 @@ def build(
 ) -> None:
     """Snapshot the aggregates past their strategy's threshold."""
     from evstore.core.snapshots.policy import SnapshotConfig, plan_batches, run_sweep
+
+    check_range("--every", every, minimum=1)
+    check_range("--max-age", max_age, above=0)
+    check_range("--budget-ms", budget_ms, above=0)
+    check_range("--min-events", min_events, minimum=0)
+    check_range("--batch-size", batch_size, minimum=1, maximum=100_000)
 
     cls = _import(aggregate_class)
     config = SnapshotConfig(strategy=strategy.strip().lower(), every_n_events=every,  # type: ignore[arg-type]

@@ -4,16 +4,19 @@ verify, health, stats and metrics."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from evstore.core.errors import EventValidationError
 from evstore.core.store.persistence import ANY, NO_STREAM, EventMetadata, EventRecord, Position
@@ -21,13 +24,17 @@ from evstore.core.store.persistence import ANY, NO_STREAM, EventMetadata, EventR
 from .common import (
     EXIT_FAILED,
     EXIT_INTEGRITY,
+    EXIT_USAGE,
     add_group,
+    check_range,
     console,
     err_console,
+    escape,
     fail,
     handle_errors,
     human_bytes,
     open_store,
+    plain,
     print_json,
     to_jsonable,
 )
@@ -35,16 +42,22 @@ from .common import (
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
-def _event_row(e: EventRecord) -> list[str]:
-    return [
-        str(e.global_position), str(e.position), e.stream_id or "", str(e.stream_position),
+# Most events one page of read-all may ask for (the store pages beyond it).
+MAX_PAGE = 10_000
+MAX_MONTHS_AHEAD = 120
+
+
+def _event_row(e: EventRecord) -> list[Text]:
+    """One event as table cells: stored text is shown as text, never as markup."""
+    return [plain(v) for v in (
+        e.global_position, e.position, e.stream_id or "", e.stream_position,
         e.event_type, e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         json.dumps(e.event_data, ensure_ascii=False)[:60],
-    ]
+    )]
 
 
 def _events_table(events: list[EventRecord], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     for col in ("global", "checkpoint", "stream", "pos", "type", "created (UTC)", "data"):
         table.add_column(col, overflow="fold")
     for e in events:
@@ -60,10 +73,11 @@ def init(
     months_ahead: Annotated[int, typer.Option(help="Monthly partitions to create ahead.")] = 3,
 ) -> None:
     """Create (or upgrade) the event store's tables and partitions. Idempotent."""
+    check_range("--months-ahead", months_ahead, minimum=0, maximum=MAX_MONTHS_AHEAD)
     with open_store(check_schema=False) as store:
         store.initialize_schema(months_ahead=months_ahead)
         console.print(
-            f"schema [bold]{store.schema}[/] ready at migration {store.schema_version()}, "
+            f"schema [bold]{escape(store.schema)}[/] ready at migration {store.schema_version()}, "
             f"{len(store.list_partitions())} partitions"
         )
 
@@ -117,11 +131,10 @@ def append(
     """
     from evstore.core.store.validation import validate_batch
 
-    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")
     parsed: list[tuple[str, EventRecord, Any, int]] = []
     problems: list[str] = []
-    with stream:
-        for number, line in enumerate(stream, start=1):
+    with _open_source(source) as stream:
+        for number, line in _lines(stream, source):
             if not line.strip():
                 continue
             try:
@@ -132,34 +145,80 @@ def append(
             except json.JSONDecodeError as exc:
                 problems.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
             except EventValidationError as exc:
-                msg = str(exc).replace("event #0: ", "")
-                problems.append(msg if msg.startswith("line ") else f"line {number}: {msg}")
+                problems.append(_line_problem(exc, number))
     if problems:
-        for p in problems[:50]:
-            err_console.print(f"[red]{p}[/]", highlight=False)
-        raise fail(f"{len(problems)} malformed line(s); nothing was appended", 2)
+        _refuse(problems)
     if not parsed:
-        raise fail("no events in the input", 2)
-    groups: list[tuple[str, list[EventRecord], Any, int]] = []
+        raise fail("no events in the input", EXIT_USAGE)
+    groups: list[tuple[str, list[EventRecord], Any, list[int]]] = []
     for stream_id, record, expected, number in parsed:
         if groups and groups[-1][0] == stream_id and expected is None:
             groups[-1][1].append(record)
+            groups[-1][3].append(number)
         else:
-            groups.append((stream_id, [record], expected, number))
+            groups.append((stream_id, [record], expected, [number]))
     results = []
     with open_store() as store:
+        # Every check an append makes, on every batch, before the first write:
+        # a line that cannot be stored (a lone surrogate, a NUL in the data)
+        # refuses the whole input, whatever its place in it.
+        for stream_id, records, _expected, numbers in groups:
+            try:
+                store.validate_events(stream_id, records)
+            except EventValidationError as exc:
+                problems.append(_line_problem(exc, numbers[exc.index or 0]))
+        if problems:
+            _refuse(problems)
         with _progress(disable=as_json) as progress:
             task = progress.add_task("appending", total=len(parsed))
-            for stream_id, records, expected, number in groups:
+            for stream_id, records, expected, numbers in groups:
                 try:
                     results.append(store.append_events(stream_id, records, expected_version=expected))
                 except EventValidationError as exc:
-                    raise EventValidationError(f"line {number}: {exc}") from None
+                    raise EventValidationError(_line_problem(exc, numbers[exc.index or 0])) from None
                 progress.advance(task, len(records))
     if as_json:
         print_json({"appended": len(parsed), "appends": [to_jsonable(r) for r in results]})
     else:
         console.print(f"appended {len(parsed)} events in {len(results)} appends")
+
+
+def _open_source(source: str) -> IO[str]:
+    """Standard input, or the named file; a file that cannot be opened is one line, exit 2."""
+    if source == "-":
+        return sys.stdin
+    try:
+        return Path(source).open(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail(f"{source}: no such file", EXIT_USAGE) from None
+    except OSError as exc:
+        raise fail(f"{source}: cannot read it ({exc.strerror or type(exc).__name__})", EXIT_USAGE) from None
+
+
+def _lines(stream: IO[str], source: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines; text that is not UTF-8 (or a folder) stops with one line, exit 2."""
+    where = "standard input" if source == "-" else source
+    try:
+        yield from enumerate(stream, start=1)
+    except UnicodeDecodeError:
+        raise fail(f"{where} is not UTF-8 text; nothing was appended", EXIT_USAGE) from None
+    except OSError as exc:
+        raise fail(f"{where}: cannot read it ({exc.strerror or type(exc).__name__})", EXIT_USAGE) from None
+
+
+_EVENT_PREFIX = re.compile(r"^event #\d+: ")
+
+
+def _line_problem(exc: EventValidationError, number: int) -> str:
+    """The error of one event, named by its line (not its index in a batch)."""
+    message = _EVENT_PREFIX.sub("", str(exc))
+    return message if message.startswith("line ") else f"line {number}: {message}"
+
+
+def _refuse(problems: list[str]) -> None:
+    for problem in problems[:50]:
+        err_console.print(problem, style="red", highlight=False, markup=False)
+    raise fail(f"{len(problems)} malformed line(s); nothing was appended", EXIT_USAGE)
 
 
 def read(
@@ -170,6 +229,8 @@ def read(
     as_json: JsonOpt = False,
 ) -> None:
     """Read one stream's events in stream order."""
+    check_range("--from", from_version, minimum=0)
+    check_range("--max", max_count, minimum=1)
     with open_store() as store:
         events = store.read_stream(stream_id, from_version, max_count, backwards)
         if as_json:
@@ -188,19 +249,21 @@ AggOpt = Annotated[
 
 def read_all(
     after: Annotated[str | None, typer.Option(help="Checkpoint to read after ('tx:pos').")] = None,
-    limit: Annotated[int, typer.Option(help="Page size.")] = 100,
+    limit: Annotated[int, typer.Option(help=f"Page size (at most {MAX_PAGE:,}).")] = 100,
     event_type: TypeOpt = None,
     aggregate_type: AggOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read one page of the global order after a checkpoint; prints the next checkpoint."""
+    check_range("--limit", limit, minimum=1, maximum=MAX_PAGE)
     with open_store() as store:
         page = store.read_all(_parse_position(after), limit, event_type, aggregate_type)
     if as_json:
         print_json({"events": page.events, "checkpoint": str(page.checkpoint), "at_end": page.at_end})
         return
     console.print(_events_table(page.events, f"{len(page.events)} events"))
-    console.print(f"next checkpoint: [bold]{page.checkpoint}[/]" + ("  (at the head)" if page.at_end else ""))
+    head = "  (at the head)" if page.at_end else ""
+    console.print(f"next checkpoint: [bold]{escape(str(page.checkpoint))}[/]{head}")
 
 
 def tail(
@@ -219,6 +282,9 @@ def tail(
     Starts at the current head unless --after or --from-start is given. Every
     line carries the event's checkpoint; pass the last one to --after to resume.
     """
+    check_range("--interval", interval, above=0)
+    check_range("--max-events", max_events, minimum=1)
+    check_range("--idle-timeout", idle_timeout, minimum=0)
     seen = 0
     with open_store() as store:
         position = _parse_position(after)
@@ -259,7 +325,7 @@ def partitions_list(
     for col, just in (("month", "left"), ("partition", "left"), ("rows", "right"), ("size", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for p in parts:
-        table.add_row(p.month, p.name, f"{p.row_count:,}", human_bytes(p.total_bytes))
+        table.add_row(plain(p.month), plain(p.name), f"{p.row_count:,}", human_bytes(p.total_bytes))
     console.print(table)
 
 
@@ -267,6 +333,7 @@ def partitions_ensure(
     months_ahead: Annotated[int, typer.Option(help="Months after the current one.")] = 3,
 ) -> None:
     """Create this month's partition and the next ones where missing."""
+    check_range("--months-ahead", months_ahead, minimum=0, maximum=MAX_MONTHS_AHEAD)
     with open_store() as store:
         created = store.create_partitions_ahead(months_ahead)
     console.print(
@@ -281,8 +348,10 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every event's SHA-256 checksum in a range; exit 5 on any mismatch."""
+    check_range("--from", from_position, minimum=0)
+    check_range("--to", to_position, minimum=max(0, from_position or 0))
     with open_store() as store:
-        total = store.metrics().events if not as_json else None
+        total = max(store.metrics().events, 1) if not as_json else None  # an estimate
         with _progress(disable=as_json) as progress:
             task = progress.add_task("verifying", total=total)
             report = store.verify(from_position, to_position, progress=lambda n: progress.advance(task, n))
@@ -296,8 +365,8 @@ def verify(
             for col in ("global", "event id", "stream", "stored", "computed"):
                 table.add_column(col)
             for m in report.mismatches[:100]:
-                table.add_row(str(m.global_position), str(m.event_id), m.stream_id,
-                              m.stored[:16], m.computed[:16])
+                table.add_row(*(plain(v) for v in (m.global_position, m.event_id, m.stream_id,
+                                                   m.stored[:16], m.computed[:16])))
             console.print(table)
     if not report.ok:
         raise typer.Exit(EXIT_INTEGRITY)
@@ -315,16 +384,20 @@ def health(as_json: JsonOpt = False) -> None:
         table.add_column("status")
         table.add_column("detail")
         for c in report.checks:
-            table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", c.detail)
+            table.add_row(plain(c.name), "[green]ok[/]" if c.ok else "[red]FAIL[/]", plain(c.detail))
         console.print(table)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
-def stats(as_json: JsonOpt = False) -> None:
+def stats(
+    exact: Annotated[bool, typer.Option(
+        "--exact/--estimate", help="Count with full scans, or from the catalog's estimates (fast).")] = True,
+    as_json: JsonOpt = False,
+) -> None:
     """Event counts, sizes and compression of the store."""
     with open_store() as store:
-        m = store.metrics()
+        m = store.metrics(exact=exact)
     if as_json:
         print_json({**to_jsonable(m), "compression_ratio": m.compression_ratio})
         return
@@ -335,17 +408,22 @@ def stats(as_json: JsonOpt = False) -> None:
     table.add_row("streams", f"{m.streams:,}")
     table.add_row("partitions", str(m.partitions))
     table.add_row("on disk", human_bytes(m.total_bytes))
-    table.add_row("payloads (original)", human_bytes(m.original_payload_bytes))
-    table.add_row("payloads (stored)", human_bytes(m.stored_payload_bytes))
-    table.add_row("compressed events", f"{m.compressed_events:,}")
+    table.add_row("payloads (original)", _maybe(m.original_payload_bytes, human_bytes))
+    table.add_row("payloads (stored)", _maybe(m.stored_payload_bytes, human_bytes))
+    table.add_row("compressed events", _maybe(m.compressed_events, "{:,}".format))
     table.add_row("compression ratio", f"{m.compression_ratio:.2f}")
     console.print(table)
     types = Table(title="events by type", title_justify="left")
     types.add_column("type")
     types.add_column("events", justify="right")
     for name, count in m.events_by_type.items():
-        types.add_row(name, f"{count:,}")
+        types.add_row(plain(name), f"{count:,}")
     console.print(types)
+
+
+def _maybe(value: int | None, show: Any) -> str:
+    """A figure only a full scan knows ('-' for an estimate)."""
+    return "-" if value is None else str(show(value))
 
 
 def metrics() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from evstore import PostgreSQLEventStore
 from evstore.core.jobs.model import BatchPlan
 from evstore.core.jobs.repository import JobRepository
+
+from evstore import PostgreSQLEventStore
 
 from .helpers import evstore
 

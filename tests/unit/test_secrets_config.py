@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from evstore.core.keys import keyring
 
 from evstore import ConfigurationError, load_settings
-from evstore.core.keys import keyring
 
 
 @pytest.mark.parametrize("variable", ["EVSTORE_SECRET_KEY", "EVSTORE_PREVIOUS_SECRET_KEYS"])

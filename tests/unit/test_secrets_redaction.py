@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from evstore.core.config import _hide_password
 from evstore.core.db import redact as db_redact
 from evstore.core.redaction import redact
