@@ -27,6 +27,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM PUBLIC, {roles};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema} FROM PUBLIC, {roles};
 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC, {roles};
 GRANT USAGE ON SCHEMA {schema} TO {roles};
+-- Every component checks the schema's migration before it starts (open_store).
+GRANT SELECT ON {schema}.schema_migrations TO {roles};
 
 -- name: grant_database
 -- CONNECT for every role and TEMP for the worker (archive planning and restore

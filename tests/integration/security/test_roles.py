@@ -258,7 +258,8 @@ def test_apply_as_the_owner_is_idempotent_and_grants_nothing_more(owner_only: Se
     tables = {(t, p) for _, t, p in rows}
     assert tables == {("events", "INSERT"), ("events", "SELECT"), ("streams", "INSERT"),
                       ("streams", "SELECT"), ("event_types", "INSERT"),
-                      ("event_types", "SELECT"), ("event_index", "SELECT")}
+                      ("event_types", "SELECT"), ("event_index", "SELECT"),
+                      ("schema_migrations", "SELECT")}
 
 
 def test_apply_by_a_user_who_cannot_create_roles_fails_clearly(secured: Secured) -> None:
