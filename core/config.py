@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         default=None, ge=1, validation_alias="EVENT_STORE_RETENTION_DAYS"
     )
     verify_reads: bool = Field(default=True, validation_alias="EVENT_STORE_VERIFY_READS")
+    # Accept events still under a version-1 (unkeyed) checksum. Off by default:
+    # anyone who can write a row can forge one. Turn it on only between an
+    # upgrade to migration 0006 and `evstore verify --upgrade`.
+    accept_legacy_checksums: bool = Field(
+        default=False, validation_alias="EVENT_STORE_ACCEPT_LEGACY_CHECKSUMS"
+    )
     # The largest event accepted (its data and metadata as JSON text, before compression).
     max_event_bytes: int = Field(
         default=1024 * 1024, ge=1024, le=256 * 1024 * 1024,

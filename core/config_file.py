@@ -1,7 +1,9 @@
 """Archive and schedule configuration: one TOML file plus environment overrides.
 
-``EVSTORE_CONFIG`` names a TOML file (default ``evstore.toml`` in the working
-directory, when present)::
+``EVSTORE_CONFIG`` (or ``evstore --config FILE``) names a TOML file; without
+it, ``$EVSTORE_HOME/evstore.toml`` is read when present. Never a file of the
+current folder: a stray ``evstore.toml`` where a command happens to run
+must not change what it does (nor who it uploads data to)::
 
     [storage.s3]                       # options for every s3:// target
     endpoint_url = "http://127.0.0.1:5555"
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config import default_home
 from .errors import ConfigurationError
 
 CONFIG_ENV = "EVSTORE_CONFIG"
@@ -47,14 +50,21 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def config_path() -> Path | None:
+    """EVSTORE_CONFIG (which must exist), else ``$EVSTORE_HOME/evstore.toml`` when present."""
     named = os.environ.get(CONFIG_ENV)
     if named:
         path = Path(named)
         if not path.is_file():
             raise ConfigurationError(f"{CONFIG_ENV}: no such file {named!r}")
         return path
-    default = Path("evstore.toml")
+    default = home_config_path()
     return default if default.is_file() else None
+
+
+def home_config_path() -> Path:
+    """The configuration file read when EVSTORE_CONFIG is not set."""
+    home = os.environ.get("EVSTORE_HOME")
+    return (Path(home) if home else default_home()) / "evstore.toml"
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -126,6 +136,29 @@ def storage_options_for(url: str) -> dict[str, Any]:
     for prefix in prefixes:
         options.update(tables[prefix])
     return _expand(options, f"storage options for {url}")  # type: ignore[no-any-return]
+
+
+def config_source() -> str:
+    """The file the configuration comes from, for messages ("no configuration file" if none)."""
+    path = config_path()
+    return str(path) if path is not None else "no configuration file"
+
+
+def policy_table(name: str) -> dict[str, Any] | None:
+    """One ``[archive.policies.NAME]`` table (None when the file has no such policy).
+
+    A command that uses one policy reads only that one, so that another,
+    broken policy of the same file stops only the commands that use it.
+    """
+    section = load_config().get("archive", {}).get("policies", {})
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"{config_source()}: [archive.policies] must be a table of policies")
+    table = section.get(name)
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{config_source()}: [archive.policies.{name}] must be a table")
+    return _expand(dict(table), f"archive.policies.{name}")  # type: ignore[no-any-return]
 
 
 def policy_tables() -> dict[str, dict[str, Any]]:

@@ -98,7 +98,7 @@ def export_segment(
                 store.db.sql("archive", "segment_failed"),
                 {"run_id": run_id, "segment_no": number, "error": message},
             )
-        if isinstance(exc, EventStoreError):
+        if isinstance(exc, EventStoreError | OSError):
             raise
         # Not chained: a logged traceback would print the original text.
         raise ArchiveError(message) from None
@@ -106,8 +106,9 @@ def export_segment(
 
 def describe_failure(exc: BaseException, context: str) -> str:
     """``context: Type: message`` for evstore's own errors (written with ids, never
-    event values); ``context: Type`` alone for any other exception."""
-    if isinstance(exc, EventStoreError):
+    event values) and the target's OSErrors (a path, a refused connection);
+    ``context: Type`` alone for any other exception."""
+    if isinstance(exc, EventStoreError | OSError):
         return f"{context}: {type(exc).__name__}: {exc}"
     return f"{context}: {type(exc).__name__} (its message is not kept: it may quote event data)"
 

@@ -26,7 +26,7 @@ from .persistence import (
     StoreMetrics,
     VerifyReport,
 )
-from .reads import COLUMNS, MAX_POSITION, StoreReads, record_message
+from .reads import COLUMNS, LEGACY, MAX_POSITION, StoreReads, record_message
 
 
 def verify(
@@ -64,7 +64,7 @@ def verify(
                 break
             for row in rows:
                 *columns, indexed = row
-                problem = _check(reads, tuple(columns))
+                problem = _check(reads, tuple(columns), upgrade)
                 if problem is None and not indexed:
                     problem = "<not indexed>"
                 if problem is not None:
@@ -81,11 +81,13 @@ def verify(
     return VerifyReport(checked, mismatches, legacy - upgraded, upgraded)
 
 
-def _check(reads: StoreReads, row: tuple[Any, ...]) -> str | None:
+def _check(reads: StoreReads, row: tuple[Any, ...], upgrade: bool) -> str | None:
     """None when the event checks out, else what is wrong with it."""
     try:
         reads.decode_row(row, verify=True)
     except IntegrityError as exc:
+        if exc.actual == LEGACY and upgrade:
+            return None  # checked against its version-1 checksum; re-signed next
         return exc.actual
     except UnknownKeyError as exc:
         return f"<unknown key {exc.kid}>"

@@ -33,6 +33,13 @@ class EventMetadata:
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Ids given as uuid.UUID (as the spec's examples do) are stored as their canonical text.
+        for name in ("user_id", "correlation_id", "causation_id"):
+            value = getattr(self, name)
+            if isinstance(value, uuid.UUID):
+                object.__setattr__(self, name, str(value))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)
         for name in _METADATA_FIELDS:
@@ -83,6 +90,11 @@ class EventRecord:
     encryption: str = "none"
     original_size: int | None = None
     stored_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # An aggregate id given as uuid.UUID (as the spec's examples do) is its canonical text.
+        if type(self.aggregate_id) is not str and isinstance(self.aggregate_id, uuid.UUID):
+            object.__setattr__(self, "aggregate_id", str(self.aggregate_id))
 
     @property
     def position(self) -> Position:

@@ -53,6 +53,11 @@ def record_message(record: EventRecord, data: bytes, metadata: bytes) -> bytes:
         record.created_at, data, metadata)
 
 
+# What a read says of a version-1 checksum the settings do not accept.
+LEGACY = ("<an unkeyed version-1 checksum, which anyone who can write the row could forge: "
+          "run 'evstore verify --upgrade' (or set EVENT_STORE_ACCEPT_LEGACY_CHECKSUMS=true until then)>")
+
+
 def byte_capped(total: int, settings: Any) -> bool:
     """Whether a page of ``total`` bytes may have been cut by the page byte cap."""
     return bool(total + settings.max_event_bytes > settings.max_page_bytes)
@@ -301,4 +306,6 @@ class StoreReads:
             )
             if not ok:
                 raise IntegrityError(event_id, global_position, digest, "<does not match>")
+            if digest[1] != ":" and not self.store.settings.accept_legacy_checksums:
+                raise IntegrityError(event_id, global_position, digest, LEGACY)
         return record

@@ -22,7 +22,9 @@ MAX_NAME = 200
 
 def _check_text(value: Any, what: str, index: int) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise EventValidationError(f"{what} must be a non-empty string (got {value!r})", index=index)
+        raise EventValidationError(
+            f"{what} must be a non-empty string (got {type(value).__name__}"
+            f"{' of length ' + str(len(value)) if isinstance(value, str) else ''})", index=index)
     if len(value) > MAX_NAME:
         raise EventValidationError(f"{what} is longer than {MAX_NAME} characters", index=index)
     if "\x00" in value:
