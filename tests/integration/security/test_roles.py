@@ -332,3 +332,36 @@ def test_password_is_sent_as_a_scram_verifier_libpq_agrees_with(secured: Secured
         (stored,) = admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s",
                                   [secured.names["reader"]]).fetchone() or (None,)
     assert stored.startswith("SCRAM-SHA-256$4096:") and "pencil" not in stored
+
+
+def test_real_worker_processes_run_a_job_as_the_worker_role(
+        secured: Secured, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from evstore.workers.broker import make_broker
+    from evstore.workers.engine import JobEngine
+    from evstore.workers.pool import WorkerPool, wait_for
+
+    monkeypatch.setenv("EVENT_STORE_SCHEMA", secured.schema)
+    before = partitions(secured)
+    # Given a pool of real `dramatiq` worker processes logged in as the worker role,
+    pool = WorkerPool(secured.url("worker"), redis_url, processes=1, threads=1,
+                      env={"EVENT_STORE_SCHEMA": secured.schema, "EVSTORE_JOB_SWEEP_INTERVAL": "0.5",
+                           "dramatiq_worker_timeout": "250"},
+                      log_path=tmp_path / "workers.log", cwd=ROOT).start()
+    broker = make_broker(redis_url)
+    try:
+        with secured.store("worker") as worker:
+            # when the worker role starts a partition-upkeep job,
+            engine = JobEngine(worker, broker)
+            job_id = engine.start("partitions", {"months_ahead": 5})
+            # then a worker process claims and completes its batch.
+            job = wait_for(lambda: (j := engine.repo.get(job_id)).status in
+                           ("succeeded", "failed") and j, timeout=120, what="the job to finish")
+            assert job.status == "succeeded", (tmp_path / "workers.log").read_text()[-3000:]
+    finally:
+        pool.terminate()
+        pool.stop(timeout=20)
+        broker.client.close()
+    created = set(partitions(secured)) - set(before)
+    assert len(created) == 2  # this month and 3 ahead existed; 4 and 5 ahead are new
+    assert {partitions(secured)[m][1] for m in created} == {secured.names["owner"]}
