@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from evstore.core.serialization import checksum, dumps
+from evstore.core import checksums
+from evstore.core.keys import keyring
+from evstore.core.serialization import jsonb_text
 
-from evstore import ANY, START, EventRecord, Position
+from evstore import ANY, START, EventRecord, Position, load_settings
 
 from .helpers import ev, raw
 
@@ -122,13 +124,11 @@ def test_reader_sees_every_event_once_while_writers_run(store: Any) -> None:
 
 def _insert_late(conn: Any, event: EventRecord, stream_id: str) -> None:
     """Write one event the way an append does, with raw SQL, inside conn's transaction."""
-    data_json, metadata_json = dumps(event.event_data), dumps(event.metadata.to_dict())
-    digest = checksum(
-        event_id=str(event.event_id), stream_id=stream_id, stream_position=1,
-        aggregate_id=event.aggregate_id, aggregate_type=event.aggregate_type,
-        event_type=event.event_type, event_version=event.event_version,
-        created_at=event.created_at, data_json=data_json, metadata_json=metadata_json,
-    )
+    data_json = jsonb_text(event.event_data)
+    metadata_json = jsonb_text(event.metadata.to_dict())
+    digest = checksums.sign(keyring(load_settings()), checksums.message(
+        event.event_id, stream_id, 1, event.aggregate_id, event.aggregate_type, event.event_type,
+        event.event_version, 1, event.created_at, data_json.encode(), metadata_json.encode()))
     conn.execute(
         "INSERT INTO events.streams (stream_id, aggregate_id, aggregate_type, version) "
         "VALUES (%s, %s, %s, 1)", [stream_id, event.aggregate_id, event.aggregate_type],
