@@ -96,7 +96,8 @@ strategy = "count_based"
 keep_events = 0
 target = "s3://evstore-down/events"
 """)
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "EVSTORE_ARCHIVE_STORAGE_OPTIONS")}
     env.update(DATABASE_URL=database_url, EVSTORE_CONFIG=str(config))
     with PostgreSQLEventStore(database_url) as store:
         populate(store, [1], streams=1, per_stream=3)
@@ -121,7 +122,8 @@ strategy = "count_based"
 keep_events = 0
 target = "file://{tmp_path}/archive"
 """)
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EVSTORE_ARCHIVE_TARGETS")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "EVSTORE_ARCHIVE_TARGETS", "EVSTORE_ARCHIVE_STORAGE_OPTIONS")}
     env.update(DATABASE_URL=database_url, EVSTORE_CONFIG=str(config))
     with PostgreSQLEventStore(database_url) as store:
         populate(store, [1], streams=1, per_stream=3)
