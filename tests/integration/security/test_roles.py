@@ -365,3 +365,19 @@ def test_real_worker_processes_run_a_job_as_the_worker_role(
     created = set(partitions(secured)) - set(before)
     assert len(created) == 2  # this month and 3 ahead existed; 4 and 5 ahead are new
     assert {partitions(secured)[m][1] for m in created} == {secured.names["owner"]}
+
+
+def test_scheduler_firings_run_as_the_worker_role(secured: Secured) -> None:
+    from evstore.core.jobs import firings
+
+    at = datetime(2031, 1, 1, tzinfo=UTC)
+    with secured.store("worker") as worker:
+        assert firings.claim_firing(worker, "nightly", at, "replica-a")
+        assert not firings.claim_firing(worker, "nightly", at, "replica-b")
+        assert firings.stale_claims(worker, ["nightly"], 0) == [("nightly", at)]
+        assert firings.take_over_firing(worker, "nightly", at, "replica-b", 0) is not None
+        assert firings.record_firing(worker, "nightly", at, status="enqueued", job_kind="partitions",
+                                     job_id="1", replica="replica-b")
+        assert firings.last_firings(worker)["nightly"].status == "enqueued"
+    with secured.store("writer") as writer, pytest.raises(DENIED):
+        firings.claim_firing(writer, "nightly", at, "intruder")
