@@ -93,7 +93,7 @@ def safe_detail(exc: BaseException) -> str:
     """An enqueue error as stored and logged: type and message, URLs reduced to their host."""
     lines = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return scrub(text, quoted=False)
+    return str(scrub(text, quoted=False))
 
 
 def engine_enqueue(engine: JobEngine) -> Enqueue:

@@ -36,6 +36,7 @@ from evstore.core.jobs.model import BatchPlan, StartedBatch
 from evstore.core.store.persistence import EventStore
 from structlog.typing import FilteringBoundLogger
 
+
 @dataclass(frozen=True)
 class Plan:
     params: dict[str, Any]

@@ -124,7 +124,7 @@ def aggregate_class(path: str, settings: JobSettings | None = None) -> type[Any]
         )
     try:
         with no_implicit_cwd():
-            cls = import_class(path)
+            cls: type[Any] = import_class(path)
     except ConfigurationError as exc:
         raise InvalidJobError(f"EVSTORE_AGGREGATE_CLASSES: {exc}") from exc
     with _LOCK:

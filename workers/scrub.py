@@ -54,7 +54,7 @@ def _host_only(match: re.Match[str]) -> str:
 
 def without_urls(text: str) -> str:
     """Every URL in ``text`` reduced to ``scheme://host:port`` (then redacted once more)."""
-    return redact(_URL.sub(_host_only, text))
+    return str(redact(_URL.sub(_host_only, text)))
 
 
 def leaf_values(*documents: Any) -> Iterator[str]:
@@ -112,7 +112,7 @@ def safe_traceback(exc: BaseException, values: Iterable[Any] = ()) -> str:
         seen.add(id(current))
         chain.append(current)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    parts = []
+    parts: list[str] = []
     for link in reversed(chain):
         if parts:
             parts.append("\nThe above exception led to:\n\n")

@@ -12,6 +12,7 @@ import threading
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from evstore.core.errors import SchemaNotInitializedError
@@ -80,7 +81,7 @@ def list_jobs(
             batches += f" ({j.batches_failed} failed)"
         table.add_row(str(j.job_id), j.kind, styled_status(j.status), f"{j.items_done:,}/{j.items_total:,}",
                       f"{j.items_failed:,}", batches, f"{j.rate:,.0f}", clock(j.elapsed),
-                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), j.created_by or "")
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), escape(j.created_by or ""))
     console.print(table)
 
 
@@ -97,18 +98,19 @@ def _detail_tables(detail: JobDetail) -> list[Any]:
     summary.add_row("rate", f"{j.rate:,.0f}/s, elapsed {clock(j.elapsed)}, "
                     f"ETA {clock(eta) if eta is not None else '-'}")
     shown = {k: v for k, v in j.params.items() if not k.startswith("_") and v is not None}
-    summary.add_row("params", ", ".join(f"{k}={v}" for k, v in shown.items()))
+    summary.add_row("params", escape(", ".join(f"{k}={v}" for k, v in shown.items())))
     table = Table(title="batches", title_justify="left")
     for col in ("#", "status", "items", "attempts", "covers", "worker", "seconds", "error"):
         table.add_column(col, overflow="fold")
     for b in detail.batches:
         error = ""
         if b.last_error:
-            error = (f"[red]{b.last_error}[/]" if b.status == "failed" else b.last_error)
+            text = escape(b.last_error)  # stored text, never markup
+            error = f"[red]{text}[/]" if b.status == "failed" else text
             if b.error_item:
-                error += f" [dim](item {b.error_item})[/]"
+                error += f" [dim](item {escape(b.error_item)})[/]"
         table.add_row(str(b.number), styled_status(b.status), f"{b.items_done:,}/{b.items_total:,}",
-                      str(b.attempts), b.label, b.worker or "",
+                      str(b.attempts), escape(b.label), escape(b.worker or ""),
                       f"{b.duration:.2f}" if b.duration is not None else "", error)
     return [summary, table]
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from evstore.core.errors import ConfigurationError
@@ -95,9 +96,8 @@ def replay(
     as_json: Json = False,
 ) -> None:
     """Start a replay job: the workers deliver the selected events to the handlers."""
-    from evstore.workers.replay import EventReplayService, ReplayConfig
-
     from evstore.workers.registry import load_configured
+    from evstore.workers.replay import EventReplayService, ReplayConfig
 
     load_configured(extra=handlers or ())  # never from the current folder
     config = ReplayConfig(
@@ -139,9 +139,9 @@ def _print_result(result: Any) -> None:
                   f"failed, of {result.total_events:,}")
     table.add_row("duration", f"{result.duration:.2f} s ({result.events_per_second:,.0f} events/s)")
     for name, count in sorted(result.handler_counts.items()):
-        table.add_row(f"handler {name}", f"{count:,} events")
+        table.add_row(f"handler {escape(name)}", f"{count:,} events")
     for err in result.errors:
-        table.add_row(f"batch {err.batch}", f"[red]{err.error}[/] (event {err.event_id}, "
+        table.add_row(f"batch {err.batch}", f"[red]{escape(err.error)}[/] (event {err.event_id}, "
                       f"{err.attempts} attempts)")
     console.print(table)
     if result.errors:
