@@ -8,6 +8,9 @@ inside the commands, so ``evstore --help`` works with the core install alone.
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,6 +24,8 @@ COMMAND_MODULES = [
     "evstore.cli.scheduler",
     "evstore.cli.consumers",
     "evstore.cli.snapshots",
+    "evstore.cli.keys",
+    "evstore.cli.roles",
 ]
 
 app = typer.Typer(
@@ -31,7 +36,9 @@ app = typer.Typer(
         "Configuration comes from the environment: DATABASE_URL (without it, an embedded "
         "PostgreSQL under EVSTORE_HOME is used), REDIS_URL, EVENT_STORE_SCHEMA, "
         "EVENT_STORE_COMPRESSION, EVENT_STORE_BATCH_SIZE, EVENT_STORE_CACHE_TTL, "
-        "EVENT_STORE_ENCRYPTION, EVENT_STORE_RETENTION_DAYS.\n\n"
+        "EVENT_STORE_ENCRYPTION, EVENT_STORE_RETENTION_DAYS, EVSTORE_SECRET_KEY.\n\n"
+        "Archive policies and schedules come from the file named by --config or "
+        "EVSTORE_CONFIG, else $EVSTORE_HOME/evstore.toml (never the current folder).\n\n"
         "Exit codes: 0 ok, 1 a check failed, 2 bad input, 3 service unavailable, "
         "4 version conflict, 5 integrity failure."
     ),
@@ -40,6 +47,19 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
+
+
+@app.callback()
+def _options(
+    config: Annotated[Path | None, typer.Option(
+        "--config", metavar="FILE", show_default=False,
+        help="The configuration file (archive policies, schedules, storage options); "
+             "sets EVSTORE_CONFIG for this command and the processes it starts.",
+    )] = None,
+) -> None:
+    if config is not None:
+        os.environ["EVSTORE_CONFIG"] = str(config.absolute())
+
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

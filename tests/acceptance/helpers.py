@@ -4,8 +4,8 @@
 (text stdout and stderr); ``start_evstore(args, env)`` starts a long-running
 one (``worker``, ``scheduler``) and returns the Popen. Both run
 ``python -m evstore.cli`` of this interpreter from the repository root (so
-handler and aggregate modules of tests/ import), 200 columns wide so tables
-do not wrap.
+handler and aggregate modules of tests/ import; ``cwd`` runs it elsewhere),
+200 columns wide so tables do not wrap.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ def _env(env: dict[str, str]) -> dict[str, str]:
 
 
 def evstore(
-    args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 180
+    args: list[str], env: dict[str, str], stdin: str | None = None, timeout: float = 180,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EVSTORE, *args], env=_env(env), cwd=ROOT, input=stdin,
+    return subprocess.run([*EVSTORE, *args], env=_env(env), cwd=cwd or ROOT, input=stdin,
                           capture_output=True, text=True, timeout=timeout)
 
 
