@@ -381,3 +381,19 @@ def test_scheduler_firings_run_as_the_worker_role(secured: Secured) -> None:
         assert firings.last_firings(worker)["nightly"].status == "enqueued"
     with secured.store("writer") as writer, pytest.raises(DENIED):
         firings.claim_firing(writer, "nightly", at, "intruder")
+
+
+def test_worker_archives_and_deletes_archived_events(
+        secured: Secured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evstore.core.archive import ArchivalPolicy, EventArchiver
+
+    target = tmp_path / "archive"
+    monkeypatch.setenv("EVSTORE_ARCHIVE_TARGETS", str(target))
+    with secured.store("writer") as writer:
+        writer.append_events("cart-1", [ev(), ev(), ev()])
+    policy = ArchivalPolicy(name="keep-one", strategy="count_based", keep_events=1,
+                            target_url=str(target))
+    with secured.store("worker") as worker:
+        result = EventArchiver(worker).archive(policy)
+        assert result.events == 2 and result.run.status == "completed"
+        assert [e.stream_position for e in worker.read_stream("cart-1")] == [3]
