@@ -101,6 +101,9 @@ def test_postgres_init_then_owner_init_and_roles_then_each_service(
     read = service("reader", "read-all", "--json")
     assert read.returncode == 0, read.stderr
     assert "ItemAdded" in read.stdout
+    for command in (["read", "Cart-c1"], ["verify"], ["health"], ["partitions", "list"], ["consumers"]):
+        done = service("reader", *command)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
     refused = service("reader", "append", "-", stdin=json.dumps(line) + "\n")
     assert refused.returncode != 0 and "permission denied" in refused.stderr
 
