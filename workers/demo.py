@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from evstore.core.embedded import private_dir, private_umask
 from evstore.core.jobs.model import Job
 from evstore.core.store.postgres import PostgreSQLEventStore
 
@@ -48,7 +49,7 @@ def run_replay_demo(
     config = config or ReplayConfig(handler_names=["noop"])
     settings = store.settings
     log_path = log_path or Path(settings.home) / "logs" / "demo-workers.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     namespace = f"evstore-demo-{uuid.uuid4().hex[:8]}"
     from .settings import load_job_settings
 
@@ -58,7 +59,8 @@ def run_replay_demo(
         pool = WorkerPool(store.url, url, processes=processes, threads=threads,
                           log_path=log_path, env={"EVSTORE_DRAMATIQ_NAMESPACE": namespace})
         try:
-            pool.start()
+            with private_umask():  # the workers and their log file inherit it
+                pool.start()
             wait_for(lambda: broker.client.zcard(f"{namespace}:__heartbeats__") >= processes,
                      timeout=60, what="the demo's workers to start")
             service = EventReplayService(store, engine=JobEngine(store, broker, job_settings))

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from evstore.core.embedded import PRIVATE_UMASK
+
 # The order is the order of ``evstore --help``: commands first, then groups.
 COMMAND_MODULES = [
     "evstore.cli.store",
@@ -57,6 +59,9 @@ def _options(
              "sets EVSTORE_CONFIG for this command and the processes it starts.",
     )] = None,
 ) -> None:
+    # What the command and the processes it starts create (embedded servers'
+    # data, logs, archives, keys) is the user's alone: 0700 folders, 0600 files.
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     if config is not None:
         os.environ["EVSTORE_CONFIG"] = str(config.absolute())
 

@@ -340,8 +340,9 @@ def _archive(store: PostgreSQLEventStore) -> dict[str, Any] | None:
     # Whole months entirely older than the cutoff are archived: put the cutoff
     # inside the month after the oldest one, so that only the oldest is taken.
     retention_days = max(1, (now - oldest.range_end).days)
-    folder = Path(store.settings.home) / "archive"
-    folder.mkdir(parents=True, exist_ok=True)
+    from evstore.core.embedded import private_dir
+
+    folder = private_dir(Path(store.settings.home) / "archive")
     archiver = EventArchiver(store)
     # The policy itself, not its name: the demo never reads the operator's
     # configuration file (one broken policy there must not stop it).
