@@ -138,3 +138,39 @@ def test_configured_aggregate_classes_and_handlers_still_run(
             planted["log"].read_text()
         assert engine.wait(replay_job, timeout=90).status == "succeeded"
     assert engine.get(snapshot_job).items_done == 3
+
+
+def test_configured_modules_are_never_imported_from_the_current_folder(
+    planted: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evstore.core.errors import ConfigurationError
+    from evstore.workers.registry import load_configured
+
+    # Given a module only in the current folder, which is on sys.path (as `dramatiq --path .` does)
+    monkeypatch.chdir(planted["cwd"])
+    monkeypatch.syspath_prepend(str(planted["cwd"]))
+    monkeypatch.syspath_prepend("")
+    # Then naming it as a handler module does not import it
+    with pytest.raises(ConfigurationError, match="cannot import replay handler module 'evil_in_cwd'"):
+        load_configured(extra=["evil_in_cwd"])
+    assert not planted["markers"]["evil_in_cwd"].exists()
+    # unless the operator named the folder in PYTHONPATH
+    monkeypatch.setenv("PYTHONPATH", str(planted["cwd"]))
+    assert load_configured(extra=["evil_in_cwd"]) == ["evil_in_cwd"]
+    assert planted["markers"]["evil_in_cwd"].exists()
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("EVSTORE_HANDLER_MODULES", "myapp.handlers, ../etc/x"),
+    ("EVSTORE_HANDLER_MODULES", "myapp handlers"),
+    ("EVSTORE_AGGREGATE_CLASSES", "myapp.domain.User"),
+    ("EVSTORE_AGGREGATE_CLASSES", "myapp.domain:User:x"),
+])
+def test_bad_configured_names_are_refused(variable: str, value: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from evstore.core.errors import ConfigurationError
+    from evstore.workers.settings import load_job_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=variable):
+        load_job_settings()
