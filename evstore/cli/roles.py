@@ -28,6 +28,7 @@ app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    subcommand_metavar="",
 )
 
 

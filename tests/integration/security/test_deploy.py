@@ -73,8 +73,7 @@ def test_postgres_init_then_owner_init_and_roles_then_each_service(
     password_files = [a for c in ("writer", "reader", "worker", "privacy")
                       for a in ("--password-file", f"{c}={secrets[c]}")]
     init = run(["sh", str(DEPLOY / "entrypoint.sh"), "sh", "-c",
-                'evstore init && "$0" -m evstore.cli.roles --apply "$@"', sys.executable,
-                *password_files],
+                'evstore init && evstore roles --apply "$@"', "init", *password_files],
                {**common, "DATABASE_URL": as_role(url, names["owner"]),
                 "PGPASSWORD_FILE": str(secrets["owner"])})
     assert init.returncode == 0, init.stderr

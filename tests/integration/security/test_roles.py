@@ -240,7 +240,7 @@ def roles_cli(args: list[str], url: str | None, schema: str = "shop",
     full = {"PATH": "/usr/bin:/bin", "EVENT_STORE_SCHEMA": schema, "COLUMNS": "200", **env}
     if url:
         full["DATABASE_URL"] = url
-    return subprocess.run([sys.executable, "-m", "evstore.cli.roles", *args], env=full,
+    return subprocess.run([sys.executable, "-m", "evstore.cli", "roles", *args], env=full,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
