@@ -397,3 +397,26 @@ def test_worker_archives_and_deletes_archived_events(
         result = EventArchiver(worker).archive(policy)
         assert result.events == 2 and result.run.status == "completed"
         assert [e.stream_position for e in worker.read_stream("cart-1")] == [3]
+
+
+def test_apply_refuses_an_existing_role_with_more_than_least_privilege(owner_only: Secured) -> None:
+    s = owner_only
+    with psycopg.connect(s.admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{s.names["worker"]}" LOGIN CREATEDB BYPASSRLS')
+    done = roles_cli(["--apply", "--prefix", s.prefix], s.url("owner"))
+    assert done.returncode == 1
+    assert "CREATEDB, BYPASSRLS" in done.stderr and "nothing was changed" in done.stderr
+    with psycopg.connect(s.admin_url) as admin:
+        assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                             [s.names["writer"]]).fetchone() == (0,)
+
+
+def test_no_login_makes_group_roles(owner_only: Secured) -> None:
+    s = owner_only
+    done = roles_cli(["--apply", "--prefix", s.prefix, "--no-login"], s.url("owner"))
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(s.admin_url) as admin:
+        rows = dict(admin.execute("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s)",
+                                  [list(s.names.values())]).fetchall())
+    assert rows == {**{s.names[c]: False for c in ("writer", "reader", "worker", "privacy")},
+                    s.names["owner"]: True}
