@@ -152,7 +152,8 @@ def _load(source: tuple[str, ...]) -> KeyRing:
     if kind == "env":
         current = parse_secret(value, "EVSTORE_SECRET_KEY")
     elif kind == "file":
-        current = parse_secret(_read(Path(value), "EVSTORE_SECRET_KEY_FILE"), f"EVSTORE_SECRET_KEY_FILE {value}")
+        where = f"EVSTORE_SECRET_KEY_FILE {value}"
+        current = parse_secret(_read(Path(value), "EVSTORE_SECRET_KEY_FILE"), where)
     else:
         current = parse_secret(_read_or_create(Path(value)), str(value))
     previous = tuple(

@@ -169,7 +169,7 @@ def _jsonb_value(value: Any, depth: int, odd: list[bool]) -> Any:
     if t is float:
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
-        if value == 0.0 and str(value)[0] == "-" or "e" in repr(value):
+        if (value == 0.0 and str(value)[0] == "-") or "e" in repr(value):
             odd[0] = True
         return value
     if depth >= MAX_DEPTH:
@@ -229,7 +229,7 @@ def _slow_jsonb(value: Any) -> str:
     return _JSONB_ENCODER.encode(value)
 
 
-_string = json.encoder.py_encode_basestring  # type: ignore[attr-defined]
+_string = json.encoder.py_encode_basestring
 
 
 def jsonb_text(value: Any, what: str = "value", index: int | None = None) -> str:

@@ -20,7 +20,6 @@ from ..migrations import current_version, latest_version
 from .partitions import MonthPartitions, add_months, month_of
 from .persistence import (
     ChecksumMismatch,
-    EventRecord,
     HealthCheck,
     HealthReport,
     StoreMetrics,

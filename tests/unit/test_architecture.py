@@ -43,8 +43,9 @@ PACKAGES = {
     "evstore": "evstore",
 }
 
-BASE = ("errors", "config", "codecs", "serialization", "sql", "config_file", "db", "migrations", "embedded")
-FEATURES = ("reader", "snapshots", "archive", "jobs", "privacy")
+BASE = ("errors", "config", "codecs", "serialization", "sql", "config_file", "db", "migrations", "embedded",
+        "keys", "checksums", "redaction")
+FEATURES = ("reader", "snapshots", "archive", "jobs", "privacy", "roles")
 CONCRETE_STORE = "evstore.core.store.postgres"
 MAX_CORE_LINES = 400
 SQL_KEYWORDS = (

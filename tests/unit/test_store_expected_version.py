@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from evstore.core.store.append import expected_version
+from evstore.core.store.versions import expected_version
 
 from evstore import ANY, NO_STREAM, EventRecord, EventValidationError
 
