@@ -28,7 +28,7 @@ from psycopg.types.numeric import IntLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import sql as named_sql
-from .errors import SchemaNotInitializedError, StoreUnavailableError
+from .errors import PermissionDeniedError, SchemaNotInitializedError, StoreUnavailableError
 
 XID8_OID = 5069
 _SCHEMA_ERRORS = (
@@ -142,6 +142,11 @@ class Database:
                 f"the event store schema {self.schema!r} is missing or incomplete: "
                 f"run 'evstore init' ({exc.diag.message_primary})"
             )
+        if isinstance(exc, pgerrors.InsufficientPrivilege):
+            hint = exc.diag.message_hint or (
+                "the role this process connects as lacks that right: see 'evstore roles' "
+                "and docs/security.md")
+            return PermissionDeniedError(f"the database refused: {exc.diag.message_primary} ({hint})")
         if isinstance(exc, psycopg.OperationalError):
             return StoreUnavailableError(f"database unavailable: {exc}")
         return exc

@@ -20,6 +20,10 @@ class StoreUnavailableError(EventStoreError):
     """The database cannot be reached, or refused the connection."""
 
 
+class PermissionDeniedError(EventStoreError):
+    """The database role this process connects as may not do that (least-privilege roles)."""
+
+
 class SchemaNotInitializedError(EventStoreError):
     """The event store's tables are missing: run ``evstore init``."""
 

@@ -97,7 +97,10 @@ class KeyRing:
     @property
     def kid(self) -> str:
         """The id of the current secret."""
-        return key_id(self.current)
+        kid = self._derived.get(("", ""))
+        if kid is None:
+            kid = self._derived[("", "")] = key_id(self.current).encode()
+        return kid.decode()
 
     def key(self, purpose: str, kid: str | None = None) -> bytes:
         """The key for ``purpose`` derived from the current secret (or the one with ``kid``)."""

@@ -17,6 +17,8 @@ WORKER_ENV = {
     "EVSTORE_JOB_SWEEP_INTERVAL": "0.5",
     "EVSTORE_JOB_MAX_RETRIES": "0",
     "dramatiq_worker_timeout": "250",
+    # Workers build snapshots only of aggregate classes their operator configured.
+    "EVSTORE_AGGREGATE_CLASSES": "tests.integration.snapshots.domain:Account",
 }
 
 
