@@ -21,7 +21,7 @@ def generate() -> None:
     err_console.print(
         "set it as EVSTORE_SECRET_KEY (or in a 0600 file named by EVSTORE_SECRET_KEY_FILE) "
         "for every process that shares the database; keep it out of the database and of git",
-        style="dim", highlight=False, markup=False,
+        style="dim", highlight=False, markup=False, soft_wrap=True,
     )
 
 
