@@ -271,7 +271,7 @@ def follow_job(repo: JobRepository, job_id: int, poll: float = 0.5) -> Job:
                TextColumn("{task.fields[info]}"))
     started_waiting = time.monotonic()
     with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(f"job {job_id} ({job.kind})", total=max(job.items_total, 1), info="")
+        task = progress.add_task(f"job {job_id} ({escape(job.kind)})", total=max(job.items_total, 1), info="")
         try:
             while True:
                 eta = job.eta
