@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -251,17 +250,6 @@ def open_broker() -> Iterator[Any]:
             yield broker
         finally:
             close_broker(broker)
-
-
-def import_handler_modules(modules: list[str] | None) -> list[str]:
-    """Import handler modules named on the command line and in EVSTORE_HANDLER_MODULES."""
-    from evstore.workers.handlers import load_handler_modules
-    from evstore.workers.settings import load_job_settings
-
-    wanted = [*load_job_settings().modules, *(modules or [])]
-    if os.getcwd() not in sys.path:  # as `dramatiq` does (--path .)
-        sys.path.insert(0, os.getcwd())
-    return load_handler_modules(dict.fromkeys(wanted))
 
 
 def follow_job(repo: JobRepository, job_id: int, poll: float = 0.5) -> Job:

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Annotated, Any
 
 import typer
@@ -61,10 +59,13 @@ def stats(as_json: Json = False) -> None:
 
 def _import(path: str) -> type[Any]:
     from evstore.core.snapshots.aggregate import import_class
+    from evstore.workers.registry import no_implicit_cwd
 
-    if os.getcwd() not in sys.path:  # as `dramatiq` does: the project's modules
-        sys.path.insert(0, os.getcwd())
-    return import_class(path)
+    # From installed packages or PYTHONPATH, never a file that happens to lie
+    # in the folder the command runs in (as the workers, docs/jobs.md).
+    with no_implicit_cwd():
+        cls: type[Any] = import_class(path)
+    return cls
 
 
 def build(
@@ -97,7 +98,7 @@ def build(
     check_range("--batch-size", batch_size, minimum=1, maximum=100_000)
 
     cls = _import(aggregate_class)
-    config = SnapshotConfig(strategy=strategy.strip().lower(), every_n_events=every,  # type: ignore[arg-type]
+    config = SnapshotConfig(strategy=strategy.strip().lower(), every_n_events=every,
                             max_age_seconds=max_age, load_budget_ms=budget_ms,
                             min_events=min_events, compression=codec)
     with open_store() as store:

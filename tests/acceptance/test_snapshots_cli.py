@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from evstore.core.snapshots.store import SnapshotStore
 
 from tests.integration.snapshots.domain import Account, deposits
 
-from .helpers import evstore
+from .helpers import ROOT, evstore
 
 CLASS = "tests.integration.snapshots.domain:Account"
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    """The aggregate class is imported from PYTHONPATH (never the current folder)."""
+    return {**env, "PYTHONPATH": str(ROOT)}
 
 
 def test_build_in_process_and_stats(env: dict[str, str], pstore: Any) -> None:
