@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import io
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +107,45 @@ def compress(name: str, data: bytes) -> bytes:
     return get_codec(name).compress(data)
 
 
-def decompress(name: str, data: bytes) -> bytes:
+def decompress(name: str, data: bytes, limit: int | None = None) -> bytes:
+    """``data`` decompressed; with ``limit``, refused (CodecError) past that many bytes.
+
+    The bounded form never holds more than ``limit + 1`` bytes of output, so a
+    small crafted input that would decompress to gigabytes costs nothing.
+    """
     try:
-        return get_codec(name).decompress(data)
+        if limit is None:
+            return get_codec(name).decompress(data)
+        out = _bounded(name, data, limit)
     except CodecError:
         raise
     except Exception as exc:  # each library raises its own class for corrupt input
         raise CodecError(f"cannot decompress {name} data: {exc}") from exc
+    if len(out) > limit:
+        raise CodecError(f"{name} data decompresses to more than the {limit:,} bytes expected")
+    return out
+
+
+def _bounded(name: str, data: bytes, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``data`` decompressed (one more tells it is too big)."""
+    if name == "none":
+        return data
+    if name == "gzip":
+        return zlib.decompressobj(wbits=31).decompress(data, limit + 1)
+    if name == "lz4":
+        frame = _import("lz4.frame", "lz4")
+        out: bytes = frame.LZ4FrameDecompressor().decompress(data, max_length=limit + 1)
+        return out
+    if name == "zstd":
+        zstandard = _import("zstandard", "zstandard")
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = reader.read(min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    out = get_codec(name).decompress(data)  # a registered codec: no streaming form known
+    return out

@@ -176,16 +176,24 @@ def _jsonb_value(value: Any, depth: int, odd: list[bool]) -> Any:
         raise _TooDeep()
     if t is dict:
         items = []
+        append = items.append
         for key, item in value.items():
             if type(key) is not str:
                 if not isinstance(key, str):
                     raise _BadKey(key)
                 key = str.__str__(key)
-            items.append((key, _jsonb_value(item, depth + 1, odd)))
-        items.sort(key=_key_order)
+            leaf = type(item)
+            # (the common leaves inline: this walk runs for every appended event)
+            if leaf is str or leaf is int or leaf is bool or item is None:
+                append((key, item))
+            else:
+                append((key, _jsonb_value(item, depth + 1, odd)))
+        if len(items) > 1:
+            items.sort(key=_key_order)
         return dict(items)
     if t is list or t is tuple:
-        return [_jsonb_value(item, depth + 1, odd) for item in value]
+        return [item if type(item) is str or type(item) is int
+                else _jsonb_value(item, depth + 1, odd) for item in value]
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, bool | int):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from psycopg.rows import dict_row
 
 from ..errors import ArchiveError, EventStoreError
+from ..keys import keyring
 from ..privacy.gdpr import anonymize_line, get_anonymizer
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
 from .segments import build_segment, check_checksums, row_to_line, sha256
@@ -130,13 +131,14 @@ def _export(
             "since planning); nothing was uploaded"
         )
     lines = [row_to_line(r) for r in rows]
+    ring = keyring(store.settings)
     check_checksums(lines, lambda line, _computed: (
         f"event {line['event_id']} (global position {line['global_position']}) fails "
         f"its checksum in PostgreSQL; it is not archived (run 'evstore verify')"
-    ))
+    ), ring)
     if policy.anonymize_before_archive:
         anonymizer = get_anonymizer(policy.anonymizer)
-        lines = [anonymize_line(line, anonymizer) for line in lines]
+        lines = [anonymize_line(line, anonymizer, ring) for line in lines]
     data, manifest = build_segment(
         run.run_id, run.policy, seg.number, lines, bool(policy.anonymize_before_archive)
     )

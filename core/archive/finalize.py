@@ -82,6 +82,8 @@ def _drop_partition(conn: psycopg.Connection, store: EventStore, run: ArchiveRun
         (total,) = conn.execute(
             db.sql("archive", "partition_rows", partition=partition)
         ).fetchone() or (0,)
+        conn.execute(db.sql("store", "allow_rewrite"))  # the store's own rewrite path
+        conn.execute(db.sql("archive", "unindex_partition", partition=partition))
         conn.execute(db.sql("archive", "detach_partition", partition=partition))
         conn.execute(db.sql("archive", "drop_partition", partition=partition))
         conn.execute(db.sql("archive", "run_add_deleted"),
@@ -139,6 +141,7 @@ def finalize_run(
                     if seg.status != "verified":
                         continue
                     with conn.transaction():
+                        conn.execute(store.db.sql("store", "allow_rewrite"))  # the store's rewrite path
                         (n,) = conn.execute(
                             store.db.sql("archive", "delete_segment_events"),
                             {"run_id": run_id, "segment_no": seg.number},

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import re
@@ -31,10 +32,10 @@ from typing import Any, ClassVar, TypeVar
 
 import zstandard
 
-from .. import codecs
+from .. import checksums, codecs
 from ..config import load_settings
 from ..errors import ArchiveIntegrityError
-from ..keys import MANIFEST, UnknownKeyError, keyring
+from ..keys import CHECKSUM, MANIFEST, KeyRing, UnknownKeyError, keyring
 from ..serialization import checksum_of, dumps, iso
 
 SEGMENT_FORMAT = "evstore-archive-segment/1"
@@ -88,24 +89,39 @@ def row_to_line(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def line_checksum(line: dict[str, Any]) -> str:
-    """Recompute an archived event's checksum from the line alone."""
+def line_checksum(line: dict[str, Any], ring: KeyRing | None = None) -> str:
+    """Recompute an archived event's checksum from the line alone, in the line's own version.
+
+    Version 2 (``2:<key id>:…``) is the keyed HMAC over the exact JSON text
+    the line holds (as PostgreSQL printed it), with the key the checksum
+    names (UnknownKeyError when this process lacks it); version 1 the old
+    unkeyed digest. A payload is decompressed no further than its recorded size.
+    """
     if line["payload"] is not None:
-        raw = codecs.decompress(line["compression"], base64.b64decode(line["payload"]))
-        data = json.loads(raw)
+        data = codecs.decompress(line["compression"], base64.b64decode(line["payload"]),
+                                 limit=int(line["original_size"]))
     else:
-        data = json.loads(line["event_data"])
-    return checksum_of(line, dumps(data), dumps(json.loads(line["metadata"])))
+        data = line["event_data"].encode()
+    stored = line["checksum"]
+    if checksums.version_of(stored) == 2:
+        ring = ring or keyring(load_settings())
+        kid = stored.split(":")[1]
+        mac = hmac.digest(ring.key(CHECKSUM, kid), checksums.message_of(
+            line, data, line["metadata"].encode()), "sha256").hex()
+        return f"2:{kid}:{mac}"
+    return checksum_of(line, dumps(json.loads(data)), dumps(json.loads(line["metadata"])))
 
 
 def check_checksums(
-    lines: Iterable[dict[str, Any]], problem: Callable[[dict[str, Any], str], str]
+    lines: Iterable[dict[str, Any]], problem: Callable[[dict[str, Any], str], str],
+    ring: KeyRing | None = None,
 ) -> None:
     """ArchiveIntegrityError(problem(line, computed)) for the first line whose
     recomputed checksum differs from its own."""
+    ring = ring or keyring(load_settings())
     for line in lines:
-        computed = line_checksum(line)
-        if computed != line["checksum"]:
+        computed = line_checksum(line, ring)
+        if not hmac.compare_digest(computed, line["checksum"]):
             raise ArchiveIntegrityError(problem(line, computed))
 
 

@@ -186,6 +186,12 @@ SET LOCAL lock_timeout = '30s';
 -- name: lock_partition
 LOCK TABLE {schema}.events, {partition} IN ACCESS EXCLUSIVE MODE;
 
+-- name: unindex_partition
+-- The events of a month partition about to be dropped leave event_index
+-- (DROP TABLE fires no DELETE trigger); inside the store's rewrite path.
+DELETE FROM {schema}.event_index i USING {partition} p
+ WHERE i.event_id = p.event_id AND i.created_at = p.created_at;
+
 -- name: detach_partition
 ALTER TABLE {schema}.events DETACH PARTITION {partition};
 

@@ -279,7 +279,8 @@ class StoreReads:
          original_size, stored_size) = row
         if payload is not None:
             try:
-                data = codecs.decompress(compression, bytes(payload))
+                # (no further than its recorded size: a crafted payload cannot balloon)
+                data = codecs.decompress(compression, bytes(payload), limit=original_size)
                 event_data = json.loads(data)
             except (CodecError, ValueError) as exc:  # a damaged payload, named like a mismatch
                 raise IntegrityError(event_id, global_position, digest, "<unreadable>") from exc

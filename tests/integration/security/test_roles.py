@@ -30,12 +30,14 @@ from evstore.core.snapshots.store import SnapshotStore
 from evstore.core.store.persistence import EventMetadata
 from psycopg import errors as pgerrors
 
-from evstore import EventRecord
+from evstore import EventRecord, PermissionDeniedError
 
 from .conftest import Secured, drop_roles, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[3]
 DENIED = pgerrors.InsufficientPrivilege
+# The same refusal through the store: one evstore error, no driver error (the command prints one line).
+STORE_DENIED = PermissionDeniedError
 # A month no partition exists for (initialize_schema creates this month and 3 ahead).
 FAR_MONTH = datetime(2031, 5, 17, 12, 0, tzinfo=UTC)
 
@@ -136,7 +138,7 @@ def test_reader_reads_and_keeps_its_checkpoints_and_leases(secured: Secured) -> 
 
 
 def test_reader_cannot_append_or_write_events(secured: Secured) -> None:
-    with secured.store("reader") as reader, pytest.raises(DENIED):
+    with secured.store("reader") as reader, pytest.raises(STORE_DENIED, match="permission denied"):
         reader.append_events("cart-9", [ev(aggregate_id="cart-9")])
     s = secured.schema
     with secured.connect("reader") as conn:
@@ -190,7 +192,7 @@ def test_worker_claims_a_batch_and_completes_it_with_a_snapshot(secured: Secured
 
 
 def test_worker_cannot_append_or_rewrite_events(secured: Secured) -> None:
-    with secured.store("worker") as worker, pytest.raises(DENIED):
+    with secured.store("worker") as worker, pytest.raises(STORE_DENIED, match="permission denied"):
         worker.append_events("cart-9", [ev(aggregate_id="cart-9")])
     s = secured.schema
     with secured.connect("worker") as conn:
@@ -223,7 +225,7 @@ def test_privacy_operator_forgets_a_subject(secured: Secured) -> None:
 
 
 def test_privacy_operator_cannot_append_or_read_jobs(secured: Secured) -> None:
-    with secured.store("privacy") as privacy, pytest.raises(DENIED):
+    with secured.store("privacy") as privacy, pytest.raises(STORE_DENIED, match="permission denied"):
         privacy.append_events("cart-9", [ev(aggregate_id="cart-9")])
     s = secured.schema
     with secured.connect("privacy") as conn:
@@ -379,7 +381,7 @@ def test_scheduler_firings_run_as_the_worker_role(secured: Secured) -> None:
         assert firings.record_firing(worker, "nightly", at, status="enqueued", job_kind="partitions",
                                      job_id="1", replica="replica-b")
         assert firings.last_firings(worker)["nightly"].status == "enqueued"
-    with secured.store("writer") as writer, pytest.raises(DENIED):
+    with secured.store("writer") as writer, pytest.raises(STORE_DENIED, match="permission denied"):
         firings.claim_firing(writer, "nightly", at, "intruder")
 
 
