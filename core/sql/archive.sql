@@ -30,7 +30,9 @@ SELECT run_id::text AS run_id FROM {schema}.archive_runs
  ORDER BY created_at LIMIT 1;
 
 -- name: horizon
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
+-- The store's write horizon (migration 0006): transactions of other databases
+-- and idle ones that never append here do not hold it back.
+SELECT {schema}.write_horizon()::text AS horizon;
 
 -- name: preview
 SELECT count(*) AS events,
