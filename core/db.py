@@ -18,7 +18,6 @@ pool time-out (``make_pool`` connects once first).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..config import load_settings
-from ..config_file import policy_tables
+from ..config_file import config_source, policy_table, policy_tables
 from ..errors import ConfigurationError
 from .targets import check_backend
 
@@ -150,24 +150,47 @@ def unregister_policy(name: str) -> None:
         _registry.pop(name, None)
 
 
-def list_policies() -> dict[str, ArchivalPolicy]:
-    """Policies of the configuration file, then those registered in this process."""
+def _from_file(name: str, table: dict[str, Any]) -> ArchivalPolicy:
+    """One policy of the configuration file; a clear error naming the file, policy and key."""
     default_days = load_settings().retention_days  # EVENT_STORE_RETENTION_DAYS
+    if default_days is not None and str(table.get("strategy", "")).lower() in (
+        ArchivalStrategy.TIME_BASED.value, ArchivalStrategy.GDPR_BASED.value
+    ):
+        table = {"retention_days": default_days, **table}
+    try:
+        return ArchivalPolicy.from_dict(table, name)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{config_source()}: [archive.policies.{name}]: {exc}") from None
+
+
+def list_policies(broken: dict[str, str] | None = None) -> dict[str, ArchivalPolicy]:
+    """Policies of the configuration file, then those registered in this process.
+
+    A policy of the file that does not parse raises, unless ``broken`` is
+    given: it then collects ``{name: error}`` and the others are listed.
+    """
     found = {}
     for name, table in policy_tables().items():
-        if default_days is not None and str(table.get("strategy", "")).lower() in (
-            ArchivalStrategy.TIME_BASED.value, ArchivalStrategy.GDPR_BASED.value
-        ):
-            table = {"retention_days": default_days, **table}
-        found[name] = ArchivalPolicy.from_dict(table, name)
+        try:
+            found[name] = _from_file(name, table)
+        except ConfigurationError as exc:
+            if broken is None:
+                raise
+            broken[name] = str(exc)
     with _lock:
         found.update(_registry)
     return dict(sorted(found.items()))
 
 
 def get_policy(name: str) -> ArchivalPolicy:
-    policies = list_policies()
-    if name not in policies:
-        known = ", ".join(policies) or "none configured"
+    """The policy ``name``: only it is read, so another broken policy does not stop this one."""
+    with _lock:
+        if name in _registry:
+            return _registry[name]
+    table = policy_table(name)
+    if table is None:
+        with _lock:
+            registered = set(_registry)
+        known = ", ".join(sorted(set(policy_tables()) | registered)) or "none configured"
         raise ConfigurationError(f"unknown archival policy {name!r} (known: {known})")
-    return policies[name]
+    return _from_file(name, table)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from evstore.core.errors import ArchiveIntegrityError, ArchiveTargetError
 
@@ -57,11 +58,13 @@ def policies(as_json: JsonOpt = False) -> None:
     """List the archival policies (configuration file and registered ones)."""
     from evstore.core.archive import list_policies
 
-    found = list_policies()
+    broken: dict[str, str] = {}
+    found = list_policies(broken)
     if as_json:
-        print_json([p.to_dict() for p in found.values()])
+        print_json([p.to_dict() for p in found.values()]
+                   + [{"name": name, "error": error} for name, error in sorted(broken.items())])
         return
-    if not found:
+    if not found and not broken:
         console.print("no archival policies: add [archive.policies.NAME] tables to the file "
                       "named by EVSTORE_CONFIG (see docs/archive.md)")
         return
@@ -75,6 +78,8 @@ def policies(as_json: JsonOpt = False) -> None:
                 "size_based": f"keep under {human_bytes(p.max_bytes or 0)}"}[p.strategy.value]
         table.add_row(p.name, p.strategy.value, rule, p.target_url,
                       "yes" if p.delete_after_archive else "no", p.schedule or "-")
+    for name, error in sorted(broken.items()):
+        table.add_row(Text(name), Text("invalid", style="red"), Text(error), "-", "-", "-")
     console.print(table)
 
 

@@ -156,3 +156,32 @@ target = "file://{tmp_path}/archive"
         # A folder the configuration does not allow: exit 2, nothing read
         other = evstore(["archive", "verify", str(tmp_path / "elsewhere")], env)
         assert other.returncode == 2 and "not an allowed archive target" in other.stderr
+
+
+def test_a_broken_policy_stops_only_the_commands_that_use_it(database_url: str, tmp_path: Path) -> None:
+    # Given a configuration file with a good policy and one missing retention_days
+    config = tmp_path / "evstore.toml"
+    config.write_text(f"""
+[archive.policies.good]
+strategy = "count_based"
+keep_events = 5
+target = "file://{tmp_path}/archive"
+
+[archive.policies.broken]
+strategy = "time_based"
+target = "file://{tmp_path}/archive"
+""")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "EVENT_STORE_RETENTION_DAYS")}
+    env.update(DATABASE_URL=database_url, EVSTORE_CONFIG=str(config))
+    # Then the good policy's commands work
+    preview = evstore(["archive", "preview", "good", "--json"], env)
+    assert preview.returncode == 0, preview.stderr
+    # And the broken one's fail in one line naming the file, the policy and the key
+    broken = evstore(["archive", "preview", "broken"], env)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert str(config) in broken.stderr and "[archive.policies.broken]" in broken.stderr
+    assert "retention_days" in broken.stderr
+    # And the list shows both, the broken one with its error
+    listed = as_json(evstore(["archive", "policies", "--json"], env))
+    assert [p["name"] for p in listed] == ["good", "broken"]
+    assert "retention_days" in listed[1]["error"]
