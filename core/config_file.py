@@ -67,7 +67,7 @@ def home_config_path() -> Path:
     return (Path(home) if home else default_home()) / "evstore.toml"
 
 
-def _expand(value: Any, where: str) -> Any:
+def expand(value: Any, where: str) -> Any:
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
@@ -77,9 +77,9 @@ def _expand(value: Any, where: str) -> Any:
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: expand(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, where) for v in value]
+        return [expand(v, where) for v in value]
     return value
 
 
@@ -100,7 +100,7 @@ def load_config() -> dict[str, Any]:
     return _load_file(str(path), path.stat().st_mtime)
 
 
-def _env_storage() -> dict[str, Any]:
+def env_storage() -> dict[str, Any]:
     raw = os.environ.get(STORAGE_ENV)
     if not raw:
         return {}
@@ -119,23 +119,6 @@ def protocol_of(url: str) -> str:
     """The URL's protocol (``file`` for a plain path, Windows drive letters included)."""
     scheme = urlsplit(url).scheme.lower()
     return scheme if scheme and len(scheme) > 1 else "file"  # "C:/..." is a path
-
-
-def storage_options_for(url: str) -> dict[str, Any]:
-    """fsspec options for a target URL: its protocol's table, then matching URL prefixes."""
-    tables: dict[str, dict[str, Any]] = {}
-    for source in (load_config().get("storage", {}), _env_storage()):
-        for key, table in source.items():
-            tables.setdefault(key, {}).update(table)
-    protocol = protocol_of(url)
-    options: dict[str, Any] = {}
-    aliases = {"gcs": "gs", "s3a": "s3", "abfs": "az", "abfss": "az"}
-    for name in {protocol, aliases.get(protocol, protocol)}:
-        options.update(tables.get(name, {}))
-    prefixes = sorted((k for k in tables if "://" in k and url.startswith(k.rstrip("/"))), key=len)
-    for prefix in prefixes:
-        options.update(tables[prefix])
-    return _expand(options, f"storage options for {url}")  # type: ignore[no-any-return]
 
 
 def config_source() -> str:
@@ -158,7 +141,7 @@ def policy_table(name: str) -> dict[str, Any] | None:
         return None
     if not isinstance(table, dict):
         raise ConfigurationError(f"{config_source()}: [archive.policies.{name}] must be a table")
-    return _expand(dict(table), f"archive.policies.{name}")  # type: ignore[no-any-return]
+    return expand(dict(table), f"archive.policies.{name}")  # type: ignore[no-any-return]
 
 
 def policy_tables() -> dict[str, dict[str, Any]]:
@@ -166,7 +149,7 @@ def policy_tables() -> dict[str, dict[str, Any]]:
     section = load_config().get("archive", {}).get("policies", {})
     if not isinstance(section, dict):
         raise ConfigurationError("[archive.policies] must be a table of policies")
-    return {name: _expand(dict(table), f"archive.policies.{name}") for name, table in section.items()}
+    return {name: expand(dict(table), f"archive.policies.{name}") for name, table in section.items()}
 
 
 def schedule_tables() -> dict[str, dict[str, Any]]:
@@ -174,4 +157,4 @@ def schedule_tables() -> dict[str, dict[str, Any]]:
     section = load_config().get("schedules", {})
     if not isinstance(section, dict):
         raise ConfigurationError("[schedules] must be a table of schedules")
-    return {name: _expand(dict(table), f"schedules.{name}") for name, table in section.items()}
+    return {name: expand(dict(table), f"schedules.{name}") for name, table in section.items()}

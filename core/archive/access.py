@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_settings
-from ..config_file import _env_storage, _expand, load_config, protocol_of
+from ..config_file import env_storage, expand, load_config, protocol_of
 from ..errors import ConfigurationError
 
 ALLOW_ENV = "EVSTORE_ARCHIVE_TARGETS"
@@ -61,7 +61,7 @@ def _configured_policy_targets(config: dict[str, Any]) -> list[str]:
         if not isinstance(target, str):
             continue
         try:
-            found.append(str(_expand(target, f"archive.policies.{name}.target")))
+            found.append(str(expand(target, f"archive.policies.{name}.target")))
         except ConfigurationError:
             continue  # a broken policy fails where it is used, not every target check
     return found
@@ -76,7 +76,7 @@ def allowed_targets() -> list[str]:
         listed = [listed]
     if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
         raise ConfigurationError("[archive] targets must be a list of URLs")
-    found += [str(_expand(t, "archive.targets")) for t in listed]
+    found += [str(expand(t, "archive.targets")) for t in listed]
     found += _configured_policy_targets(config)
     found.append(str(Path(load_settings().home) / "archive"))
     return found
@@ -99,7 +99,7 @@ def storage_options(url: str) -> dict[str, Any]:
     """fsspec options for ``url``: its protocol's table, then the ``[storage."<url>"]``
     tables it lies within, shortest first (so the longest wins)."""
     tables: dict[str, dict[str, Any]] = {}
-    for source in (load_config().get("storage", {}), _env_storage()):
+    for source in (load_config().get("storage", {}), env_storage()):
         for key, table in source.items():
             tables.setdefault(key, {}).update(table)
     protocol = protocol_of(url)
@@ -111,4 +111,4 @@ def storage_options(url: str) -> dict[str, Any]:
                 if "://" in key and within(target, canonical(key))]
     for _length, key in sorted(matching):
         options.update(tables[key])
-    return _expand(options, f"storage options for {url}")  # type: ignore[no-any-return]
+    return expand(options, f"storage options for {url}")  # type: ignore[no-any-return]

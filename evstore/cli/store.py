@@ -345,19 +345,26 @@ def partitions_ensure(
 def verify(
     from_position: Annotated[int | None, typer.Option("--from", help="First global position.")] = None,
     to_position: Annotated[int | None, typer.Option("--to", help="Last global position.")] = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade", help="Re-sign events still under a version-1 (unkeyed) checksum with the "
+        "keyed version 2, each once it checks out (after migrating to 0006).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute every event's SHA-256 checksum in a range; exit 5 on any mismatch."""
+    """Check every event's keyed checksum in a range; exit 5 on any mismatch."""
     check_range("--from", from_position, minimum=0)
     check_range("--to", to_position, minimum=max(0, from_position or 0))
     with open_store() as store:
         total = max(store.metrics().events, 1) if not as_json else None  # an estimate
         with _progress(disable=as_json) as progress:
             task = progress.add_task("verifying", total=total)
-            report = store.verify(from_position, to_position, progress=lambda n: progress.advance(task, n))
+            report = store.verify(from_position, to_position,
+                                  progress=lambda n: progress.advance(task, n), upgrade=upgrade)
     if as_json:
-        print_json({"checked": report.checked, "ok": report.ok, "mismatches": report.mismatches})
+        print_json({"checked": report.checked, "ok": report.ok, "mismatches": report.mismatches,
+                    "legacy": report.legacy, "upgraded": report.upgraded})
     else:
+        if report.upgraded:
+            console.print(f"re-signed {report.upgraded:,} version-1 checksums as version 2")
         if report.ok:
             console.print(f"[green]ok[/]: {report.checked:,} events verified, no mismatch")
         else:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 from evstore.core.archive import targets
-from evstore.core.config_file import STORAGE_ENV, protocol_of, storage_options_for
+from evstore.core.archive.access import storage_options as storage_options_for
+from evstore.core.config_file import STORAGE_ENV, protocol_of
 
 
 @pytest.mark.parametrize(("url", "protocol"), [
@@ -40,3 +41,5 @@ def test_storage_options_protocol_then_longest_prefix(
     assert storage_options_for("s3://cold/events/2024") == {
         "endpoint_url": "http://b", "secret": "s3cr3t", "key": "k",
     }
+    # options of s3://cold stop at its path boundary: s3://cold-evil is another bucket
+    assert storage_options_for("s3://cold-evil/x") == {"endpoint_url": "http://a", "secret": "s3cr3t"}
