@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
+import psycopg
+from evstore.core.store.reads import COLUMNS
 
-from benchmarks.scratch import DEFAULT_URL, scratch_database  # noqa: E402
-from evstore import EventMetadata, EventRecord, PostgreSQLEventStore, load_settings  # noqa: E402
-from evstore.core.store.reads import COLUMNS  # noqa: E402
+from benchmarks.scratch import DEFAULT_URL, scratch_database
+from evstore import EventMetadata, EventRecord, PostgreSQLEventStore, load_settings
 
 STREAMS = 300
 EVENTS = 10
@@ -74,6 +74,31 @@ def timed(fn: object, calls: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def measure(url: str, store: PostgreSQLEventStore, schema: str, calls: int) -> dict[str, float]:
+    """Median microseconds per call of each way to read one stream."""
+    q = f'"{schema}"'
+    flat_sql = (f"SELECT {COLUMNS} FROM {q}.flat WHERE stream_id = %s "
+                "AND stream_position >= %s ORDER BY stream_position")
+    part_sql = flat_sql.replace(f"{q}.flat", f"{q}.events")
+    ours_sql = store.db.sql("store", "read_stream", columns=COLUMNS)
+    with psycopg.connect(url, autocommit=True) as conn:
+        def fetch(sql: str, args: list[object]) -> None:
+            for row in conn.execute(sql, args).fetchall():
+                json.loads(row[10]), json.loads(row[12])
+
+        figures: dict[str, float] = {}
+        for _ in range(2):  # warm, then measure in turn
+            figures = {
+                "store SQL": timed(lambda i: fetch(ours_sql, [f"User-{i % STREAMS}", 1, 1000, False]),
+                                   calls),
+                "read_stream": timed(lambda i: store.read_stream(f"User-{i % STREAMS}"), calls),
+                "raw flat": timed(lambda i: fetch(flat_sql, [f"User-{i % STREAMS}", 1]), calls),
+                "raw partitioned": timed(lambda i: fetch(part_sql, [f"User-{i % STREAMS}", 1]),
+                                         calls),
+            }
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
@@ -85,33 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         for months in args.months:
             schema = f"m{months}"
             store = build(url, schema, months)
-            q = f'"{schema}"'
-            flat_sql = (f"SELECT {COLUMNS} FROM {q}.flat WHERE stream_id = %s "
-                        "AND stream_position >= %s ORDER BY stream_position")
-            part_sql = flat_sql.replace(f"{q}.flat", f"{q}.events")
-            with psycopg.connect(url, autocommit=True) as conn:
-                def raw(sql: str):  # type: ignore[no-untyped-def]
-                    def run(i: int) -> None:
-                        for row in conn.execute(sql, [f"User-{i % STREAMS}", 1]).fetchall():
-                            json.loads(row[10]), json.loads(row[12])
-                    return run
-
-                ours_sql = store.db.sql("store", "read_stream", columns=COLUMNS)
-
-                def store_sql(i: int) -> None:
-                    rows = conn.execute(ours_sql, [f"User-{i % STREAMS}", 1, 1000, False]).fetchall()
-                    for row in rows:
-                        json.loads(row[10]), json.loads(row[12])
-
-                figures = {}
-                for _ in range(2):  # warm, then measure in turn
-                    figures = {
-                        "store SQL": timed(store_sql, args.calls),
-                        "read_stream": timed(lambda i: store.read_stream(f"User-{i % STREAMS}"),
-                                             args.calls),
-                        "raw flat": timed(raw(flat_sql), args.calls),
-                        "raw partitioned": timed(raw(part_sql), args.calls),
-                    }
+            figures = measure(url, store, schema, args.calls)
             store.close()
             base = figures["raw flat"]
             results.append({"months": months, **{k: round(v, 1) for k, v in figures.items()},

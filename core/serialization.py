@@ -175,7 +175,7 @@ def _jsonb_value(value: Any, depth: int, odd: list[bool]) -> Any:
     if depth >= MAX_DEPTH:
         raise _TooDeep()
     if t is dict:
-        items = []
+        items: list[tuple[str, Any]] = []
         append = items.append
         for key, item in value.items():
             if type(key) is not str:
