@@ -354,7 +354,7 @@ def verify(
     check_range("--from", from_position, minimum=0)
     check_range("--to", to_position, minimum=max(0, from_position or 0))
     with open_store() as store:
-        total = max(store.metrics().events, 1) if not as_json else None  # an estimate
+        total = (store.metrics().events or None) if not as_json else None  # an estimate
         with _progress(disable=as_json) as progress:
             task = progress.add_task("verifying", total=total)
             report = store.verify(from_position, to_position,
@@ -369,12 +369,19 @@ def verify(
             console.print(f"[green]ok[/]: {report.checked:,} events verified, no mismatch")
         else:
             table = Table(title=f"{len(report.mismatches)} checksum mismatches", title_justify="left")
-            for col in ("global", "event id", "stream", "stored", "computed"):
+            for col in ("global", "event id", "stream", "stored", "problem"):
                 table.add_column(col)
             for m in report.mismatches[:100]:
                 table.add_row(*(plain(v) for v in (m.global_position, m.event_id, m.stream_id,
-                                                   m.stored[:16], m.computed[:16])))
+                                                   m.stored[:20], m.computed.split(":")[0] + ">"
+                                                   if m.computed.startswith("<an unkeyed")
+                                                   else m.computed)))
             console.print(table)
+            legacy = sum(1 for m in report.mismatches if m.computed.startswith("<an unkeyed"))
+            if legacy:
+                console.print(f"{legacy:,} events carry an unkeyed version-1 checksum (stored "
+                              "before migration 0006): run 'evstore verify --upgrade' to check "
+                              "and re-sign them")
     if not report.ok:
         raise typer.Exit(EXIT_INTEGRITY)
 

@@ -78,6 +78,33 @@ def test_verify_reports_a_tampered_row_with_exit_5(env: dict[str, str], database
     assert read.returncode == 5 and "fails its checksum" in read.stderr
 
 
+def test_verify_upgrade_re_signs_version_1_checksums(env: dict[str, str], database_url: str) -> None:
+    # Given events whose checksums are version 1 (as stored before migration 0006)
+    from evstore.core.serialization import checksum, dumps
+
+    lines = "\n".join(_line(str(i), "UserRegistered", 1, n=i) for i in range(3))
+    assert evstore(["append", "-"], env, stdin=lines).returncode == 0
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        rows = conn.execute(
+            "SELECT event_id, stream_id, aggregate_id, event_type, created_at, event_data, metadata"
+            " FROM events.events").fetchall()
+        for event_id, stream, agg, event_type, created, data, meta in rows:
+            old = checksum(event_id=str(event_id), stream_id=stream, stream_position=1,
+                           aggregate_id=agg, aggregate_type="User", event_type=event_type,
+                           event_version=1, created_at=created, data_json=dumps(data),
+                           metadata_json=dumps(meta))
+            conn.execute("UPDATE events.events SET checksum = %s WHERE event_id = %s", [old, event_id])
+    # Then plain verify refuses them (exit 5), naming the way out
+    out = evstore(["verify"], env)
+    assert out.returncode == 5 and "verify --upgrade" in out.stdout + out.stderr
+    # And verify --upgrade checks and re-signs each, after which all verify
+    up = evstore(["verify", "--upgrade", "--json"], env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert json.loads(up.stdout)["upgraded"] == 3
+    assert evstore(["verify"], env).returncode == 0
+
+
 def test_tail_follows_from_start(env: dict[str, str]) -> None:
     lines = "\n".join(_line(str(i), "UserLoggedIn", 1, n=i) for i in range(4))
     assert evstore(["append", "-"], env, stdin=lines).returncode == 0
