@@ -131,7 +131,8 @@ DELETE FROM {schema}.consumer_members
 LISTEN {channel};
 
 -- name: horizon
-SELECT pg_snapshot_xmin(pg_current_snapshot());
+-- The store's write horizon (migration 0006; docs/global-order.md).
+SELECT {schema}.write_horizon();
 
 -- name: committed_after
 -- Rows committed after a checkpoint that read_all may not show yet (an older
@@ -178,6 +179,8 @@ SELECT transaction_id, global_position FROM {schema}.events
 -- name: streaming_start
 -- In one snapshot: the horizon, and the transactions above it that already
 -- committed (a STREAMING reader skips them: they were appended before it started).
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
-       ARRAY(SELECT DISTINCT transaction_id::text::bigint FROM {schema}.events
-              WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()));
+WITH h AS MATERIALIZED (SELECT {schema}.write_horizon() AS x)
+SELECT h.x::text::bigint,
+       ARRAY(SELECT DISTINCT e.transaction_id::text::bigint FROM {schema}.events e
+              WHERE e.transaction_id >= h.x)
+  FROM h;
