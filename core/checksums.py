@@ -19,22 +19,17 @@ Two versions are in use; the text says which:
 from __future__ import annotations
 
 import hmac
-import json
+import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .keys import CHECKSUM, KeyRing, UnknownKeyError
+from .keys import CHECKSUM, HmacSha256, KeyRing, UnknownKeyError
 
 VERSION = 2
 _PREFIX = "2:"
-_HEAD = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _iso(ts: datetime) -> str:
-    if ts.tzinfo is not UTC:
-        ts = ts.astimezone(UTC)
-    return ts.isoformat(timespec="microseconds")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def message(
@@ -42,10 +37,17 @@ def message(
     event_type: str, event_version: int, aggregate_version: int, created_at: datetime,
     data: bytes, metadata: bytes,
 ) -> bytes:
-    """The bytes a version-2 checksum authenticates."""
-    head = _HEAD.encode([str(event_id), stream_id, stream_position, aggregate_id, aggregate_type,
-                         event_type, event_version, aggregate_version, _iso(created_at)])
-    return b"".join((b"evstore-event-v2\n", head.encode(), b"\n", data, b"\n", metadata))
+    """The bytes a version-2 checksum authenticates.
+
+    The head's fields are joined by NUL, which none of them can hold (names
+    with a NUL are refused on append); the id is its 32 hex digits, the time
+    its microseconds since 1970 (UTC). Then the data and metadata bytes.
+    """
+    eid = event_id.hex if type(event_id) is uuid.UUID else uuid.UUID(str(event_id)).hex
+    head = (f"evstore-event-v2\0{eid}\0{stream_id}\0{stream_position}\0{aggregate_id}\0"
+            f"{aggregate_type}\0{event_type}\0{event_version}\0{aggregate_version}\0"
+            f"{(created_at - _EPOCH) // _MICROSECOND}\0")
+    return b"".join((head.encode(), data, b"\0", metadata))
 
 
 def message_of(fields: Mapping[str, Any], data: bytes, metadata: bytes) -> bytes:
@@ -61,7 +63,13 @@ def message_of(fields: Mapping[str, Any], data: bytes, metadata: bytes) -> bytes
 
 def sign(ring: KeyRing, msg: bytes) -> str:
     """The version-2 checksum of ``msg`` (from :func:`message`) with the current key."""
-    return f"{_PREFIX}{ring.kid}:{hmac.digest(ring.key(CHECKSUM), msg, 'sha256').hex()}"
+    mac, prefix = signer(ring)
+    return prefix + mac.hexdigest(msg)
+
+
+def signer(ring: KeyRing) -> tuple[HmacSha256, str]:
+    """The current checksum HMAC and the text a checksum made with it starts with."""
+    return ring.hmac(CHECKSUM), f"{_PREFIX}{ring.kid}:"
 
 
 def version_of(stored: str) -> int:
@@ -76,8 +84,7 @@ def matches(ring: KeyRing, stored: str, msg: Callable[[], bytes], v1: Callable[[
     """
     if stored.startswith(_PREFIX):
         kid, _, mac = stored[2:].partition(":")
-        expected = hmac.digest(ring.key(CHECKSUM, kid), msg(), "sha256").hex()
-        return hmac.compare_digest(expected, mac)
+        return hmac.compare_digest(ring.hmac(CHECKSUM, kid).hexdigest(msg()), mac)
     return hmac.compare_digest(v1(), stored)
 
 

@@ -151,6 +151,24 @@ MAX_DEPTH = 64
 _JSONB_ENCODER = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=False, allow_nan=False)
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder itself, made once (JSONEncoder.encode builds one per call): no
+# circular check (the walk before it bounds the depth), NaN refused.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+if _c_encoder is not None:
+    _C_JSONB = _c_encoder(None, _not_json, json.encoder.c_encode_basestring,  # type: ignore[attr-defined]
+                          None, ": ", ", ", False, False, False)
+
+    def _encode(value: Any) -> str:
+        return "".join(_C_JSONB(value, 0))
+else:  # pragma: no cover (CPython always has it)
+    def _encode(value: Any) -> str:
+        return _JSONB_ENCODER.encode(value)
+
+
 class _OddFloats(Exception):
     """A float numeric prints otherwise than Python (1e-07, 1e+16, -0.0): take the slow path."""
 
@@ -175,6 +193,23 @@ def _jsonb_value(value: Any, depth: int, odd: list[bool]) -> Any:
     if depth >= MAX_DEPTH:
         raise _TooDeep()
     if t is dict:
+        if not value:
+            return value
+        try:
+            keys = sorted(value)
+        except TypeError:  # keys of types that do not compare: not all strings
+            keys = []
+        if keys and type(keys[0]) is str and type(keys[-1]) is str and "".join(keys).isascii():
+            # The common case: ASCII string keys (only strings compare with
+            # strings), ordered by length then text: a stable sort by length.
+            keys.sort(key=len)
+            out = {}
+            for key in keys:
+                item = value[key]
+                leaf = type(item)
+                out[key] = (item if leaf is str or leaf is int or leaf is bool or item is None
+                            else _jsonb_value(item, depth + 1, odd))
+            return out
         items: list[tuple[str, Any]] = []
         append = items.append
         for key, item in value.items():
@@ -182,14 +217,8 @@ def _jsonb_value(value: Any, depth: int, odd: list[bool]) -> Any:
                 if not isinstance(key, str):
                     raise _BadKey(key)
                 key = str.__str__(key)
-            leaf = type(item)
-            # (the common leaves inline: this walk runs for every appended event)
-            if leaf is str or leaf is int or leaf is bool or item is None:
-                append((key, item))
-            else:
-                append((key, _jsonb_value(item, depth + 1, odd)))
-        if len(items) > 1:
-            items.sort(key=_key_order)
+            append((key, _jsonb_value(item, depth + 1, odd)))
+        items.sort(key=_key_order)
         return dict(items)
     if t is list or t is tuple:
         return [item if type(item) is str or type(item) is int
@@ -250,7 +279,7 @@ def jsonb_text(value: Any, what: str = "value", index: int | None = None) -> str
     odd = [False]
     try:
         ordered = _jsonb_value(value, 0, odd)
-        text = _slow_jsonb(ordered) if odd[0] else _JSONB_ENCODER.encode(ordered)
+        text = _slow_jsonb(ordered) if odd[0] else _encode(ordered)
     except _TooDeep:
         raise EventValidationError(f"{what} is nested deeper than {MAX_DEPTH} levels",
                                    index=index) from None

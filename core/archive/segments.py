@@ -106,8 +106,8 @@ def line_checksum(line: dict[str, Any], ring: KeyRing | None = None) -> str:
     if checksums.version_of(stored) == 2:
         ring = ring or keyring(load_settings())
         kid = stored.split(":")[1]
-        mac = hmac.digest(ring.key(CHECKSUM, kid), checksums.message_of(
-            line, data, line["metadata"].encode()), "sha256").hex()
+        mac = ring.hmac(CHECKSUM, kid).hexdigest(checksums.message_of(
+            line, data, line["metadata"].encode()))
         return f"2:{kid}:{mac}"
     return checksum_of(line, dumps(json.loads(data)), dumps(json.loads(line["metadata"])))
 

@@ -37,6 +37,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg.rows import class_row
 
+from .. import checksums
 from ..errors import ConcurrencyError, DuplicateEventError, StoreUnavailableError
 from ..keys import keyring
 from .partitions import MonthPartitions, month_of
@@ -109,7 +110,8 @@ class Appender:
         validate_batch(stream_id, batch)
         settings = self.store.settings
         ring = keyring(settings)
-        return [prepare(i, e, settings, ring) for i, e in enumerate(batch)]
+        signing = checksums.signer(ring)
+        return [prepare(i, e, settings, ring, signing) for i, e in enumerate(batch)]
 
     def append(
         self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | StreamState

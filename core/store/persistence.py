@@ -33,19 +33,13 @@ class EventMetadata:
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        # Ids given as uuid.UUID (as the spec's examples do) are stored as their canonical text.
-        for name in ("user_id", "correlation_id", "causation_id"):
-            value = getattr(self, name)
-            if isinstance(value, uuid.UUID):
-                object.__setattr__(self, name, str(value))
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)
         for name in _METADATA_FIELDS:
             value = getattr(self, name)
             if value is not None:
-                out[name] = value
+                # Ids given as uuid.UUID (as the spec's examples do) are stored as their text.
+                out[name] = str(value) if isinstance(value, uuid.UUID) else value
         return out
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any
 from .. import checksums, codecs
 from ..config import Settings
 from ..errors import EventValidationError
-from ..keys import KeyRing
+from ..keys import HmacSha256, KeyRing
 from ..serialization import checksum, dumps, encode_json
 from .persistence import EventMetadata, EventRecord
 
@@ -41,6 +41,8 @@ class Prepared:
     data_bytes: bytes
     metadata_bytes: bytes
     ring: KeyRing
+    # The current checksum key and its "2:<kid>:" prefix (checksums.signer), once per append.
+    signing: tuple[HmacSha256, str]
     event_data: str | None
     payload: bytes | None
     compression: str
@@ -48,9 +50,11 @@ class Prepared:
     stored_size: int
 
 
-def prepare(index: int, event: EventRecord, settings: Settings, ring: KeyRing) -> Prepared:
+def prepare(index: int, event: EventRecord, settings: Settings, ring: KeyRing,
+            signing: tuple[HmacSha256, str] | None = None) -> Prepared:
     """Canonical JSON of the event, its payload compressed when that makes it smaller."""
     data_json = encode_json(event.event_data, "event_data", index)
+    signing = signing or checksums.signer(ring)
     metadata = event.metadata if isinstance(event.metadata, EventMetadata) else None
     if metadata is None:
         raise EventValidationError("metadata must be an EventMetadata", index=index)
@@ -65,10 +69,10 @@ def prepare(index: int, event: EventRecord, settings: Settings, ring: KeyRing) -
     if codec != "none" and len(raw) >= settings.compression_threshold:
         packed = codecs.compress(codec, raw)
         if len(packed) < len(raw):
-            return Prepared(event, data_json, metadata_json, raw, meta, ring, None, packed, codec,
-                            len(raw), len(packed))
-    return Prepared(event, data_json, metadata_json, raw, meta, ring, data_json, None, "none",
-                    len(raw), len(raw))
+            return Prepared(event, data_json, metadata_json, raw, meta, ring, signing, None,
+                            packed, codec, len(raw), len(packed))
+    return Prepared(event, data_json, metadata_json, raw, meta, ring, signing, data_json, None,
+                    "none", len(raw), len(raw))
 
 
 def row_message(stream_id: str, position: int, p: Prepared, created_at: datetime | None = None) -> bytes:
@@ -82,7 +86,8 @@ def row_message(stream_id: str, position: int, p: Prepared, created_at: datetime
 
 def row_checksum(stream_id: str, position: int, p: Prepared) -> str:
     """The (version 2) checksum the event gets at this position of this stream."""
-    return checksums.sign(p.ring, row_message(stream_id, position, p))
+    mac, prefix = p.signing
+    return prefix + mac.hexdigest(row_message(stream_id, position, p))
 
 
 def v1_checksum(stream_id: str, position: int, p: Prepared, created_at: datetime) -> str:

@@ -307,8 +307,7 @@ class StoreReads:
                     event_id, stream_id, stream_position, aggregate_id, aggregate_type, event_type,
                     event_version, aggregate_version, created_at,
                     data if data is not None else data_text.encode(), metadata_text.encode())
-                expected = hmac.digest(self.ring().key(CHECKSUM, kid), msg, "sha256").hex()
-                if not hmac.compare_digest(expected, mac):
+                if not hmac.compare_digest(self.ring().hmac(CHECKSUM, kid).hexdigest(msg), mac):
                     raise IntegrityError(event_id, global_position, digest, "<does not match>")
             elif not hmac.compare_digest(record_checksum(record, metadata), digest):
                 raise IntegrityError(event_id, global_position, digest, "<does not match>")
