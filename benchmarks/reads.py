@@ -15,7 +15,6 @@ one measurement; the figure is the median segment rate.
 from __future__ import annotations
 
 import json
-
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
