@@ -59,6 +59,14 @@ LEGACY = ("<an unkeyed version-1 checksum, which anyone who can write the row co
           "run 'evstore verify --upgrade' (or set EVENT_STORE_ACCEPT_LEGACY_CHECKSUMS=true until then)>")
 
 
+def _after(page: list[EventRecord], backwards: bool) -> int | None:
+    """The stream position a full page's next page starts at (None: there is none)."""
+    last = page[-1].stream_position
+    assert last is not None
+    after = last - 1 if backwards else last + 1
+    return after if after >= 0 else None
+
+
 def byte_capped(total: int, settings: Any) -> bool:
     """Whether a page of ``total`` bytes may have been cut by the page byte cap."""
     return bool(total + settings.max_event_bytes > settings.max_page_bytes)
@@ -124,13 +132,10 @@ class StoreReads:
                         f"stream {stream_id!r}: more than {settings.max_page_bytes:,} bytes of "
                         "events in one read (EVENT_STORE_MAX_PAGE_BYTES); read it in pages with "
                         "max_count or iter_stream()")
-                if len(rows) < want:
+                after = None if len(rows) < want else _after(events, backwards)
+                if after is None:
                     break
-                last = events[-1].stream_position
-                assert last is not None
-                from_version = last - 1 if backwards else last + 1
-                if from_version < 0:
-                    break
+                from_version = after
         return events
 
     def iter_stream(
@@ -144,12 +149,8 @@ class StoreReads:
         while True:
             page = self.read_stream(stream_id, position, size, backwards)
             yield from page
-            if len(page) < size:
-                return
-            last = page[-1].stream_position
-            assert last is not None
-            position = last - 1 if backwards else last + 1
-            if position < 0:
+            position = None if len(page) < size else _after(page, backwards)
+            if position is None:
                 return
 
     def get_events_for_aggregate(
