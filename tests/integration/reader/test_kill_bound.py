@@ -162,11 +162,17 @@ def test_the_reader_saves_what_was_handled_before_it_reads_on(pstore: Any) -> No
                  is not None, "the reader's checkpoint row")
         # When the held batch completes, the reader's save waits for the row
         gate.set()
-        wait_for(lambda: lock.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND query LIKE '%unnest(%'"  # save_checkpoint
-        ).fetchone()[0] >= 1,  # type: ignore[index]  (a periodic save may wait too)
-                 "the reader's save to wait for the locked row")
+        # (pg_stat_activity is read once per transaction unless the snapshot is
+        # cleared, and this connection keeps its transaction open: clear it each time)
+        def save_waiting() -> bool:
+            lock.execute("SELECT pg_stat_clear_snapshot()")
+            row = lock.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%unnest(%'"  # save_checkpoint
+            ).fetchone()
+            return row is not None and row[0] >= 1  # (a periodic save may wait too)
+
+        wait_for(save_waiting, "the reader's save to wait for the locked row")
         wait_for(lambda: (m := reader.metrics()).processed == m.events_read,
                  "the handlers to handle what was read")
         # Then it read nothing more meanwhile: nothing handled beyond the queue is unsaved
