@@ -112,7 +112,8 @@ def archive_round(store: Any, url: str, db_url: str, processes: int, namespace: 
                             retention_days=0, target_url=url, segment_size=10_000)
     pool = WorkerPool(db_url, REDIS, processes=processes, threads=1,
                       env={"EVSTORE_DRAMATIQ_NAMESPACE": namespace,
-                           STORAGE_ENV: os.environ.get(STORAGE_ENV, "{}")},
+                           STORAGE_ENV: os.environ.get(STORAGE_ENV, "{}"),
+                           "EVSTORE_ARCHIVE_TARGETS": os.environ.get("EVSTORE_ARCHIVE_TARGETS", "")},
                       log_path=folder / f"workers-{processes}.log").start()
     try:
         time.sleep(2.0)  # let the workers import and connect before the clock starts
@@ -150,6 +151,8 @@ def main() -> None:
     os.environ[STORAGE_ENV] = json.dumps({"s3": {
         "key": "bench", "secret": "bench", "endpoint_url": f"http://127.0.0.1:{port}",
         "client_kwargs": {"region_name": "eu-west-1"}}})
+    # Archive targets must be allowed by configuration (workers inherit this).
+    os.environ["EVSTORE_ARCHIVE_TARGETS"] = f"file://{folder}/archive,s3://evstore-bench"
     results: dict[str, Any] = {"events": args.events}
     try:
         with scratch_database(os.environ.get("DATABASE_URL", DEFAULT_URL)) as db_url, \
