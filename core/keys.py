@@ -30,8 +30,8 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -115,36 +115,36 @@ class KeyRing:
 
     current: bytes
     previous: tuple[bytes, ...] = ()
-    _derived: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
+    # Derived keys and ready HMACs, by (purpose, key id): made once each.
+    _keys: dict[tuple[str, str], bytes] = field(default_factory=dict, compare=False, repr=False)
+    _macs: dict[tuple[str, str], HmacSha256] = field(default_factory=dict, compare=False,
+                                                     repr=False)
 
-    @property
+    @cached_property
     def kid(self) -> str:
         """The id of the current secret."""
-        kid = self._derived.get(("", ""))
-        if kid is None:
-            kid = self._derived[("", "")] = key_id(self.current).encode()
-        return kid.decode()
+        return key_id(self.current)
 
     def key(self, purpose: str, kid: str | None = None) -> bytes:
         """The key for ``purpose`` derived from the current secret (or the one with ``kid``)."""
         kid = kid or self.kid
-        cached: bytes | None = self._derived.get((purpose, kid))
+        cached = self._keys.get((purpose, kid))
         if cached is not None:
             return cached
         for secret in (self.current, *self.previous):
             if key_id(secret) == kid:
                 derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                                info=b"evstore:" + purpose.encode()).derive(secret)
-                self._derived[(purpose, kid)] = derived
+                self._keys[(purpose, kid)] = derived
                 return derived
         raise UnknownKeyError(kid)
 
     def hmac(self, purpose: str, kid: str | None = None) -> HmacSha256:
         """A ready HMAC-SHA256 with the key for ``purpose`` (of the current secret, or ``kid``)."""
         kid = kid or self.kid
-        found: HmacSha256 | None = self._derived.get((purpose + "/hmac", kid))
+        found = self._macs.get((purpose, kid))
         if found is None:
-            found = self._derived[(purpose + "/hmac", kid)] = HmacSha256(self.key(purpose, kid))
+            found = self._macs[(purpose, kid)] = HmacSha256(self.key(purpose, kid))
         return found
 
     def knows(self, kid: str) -> bool:

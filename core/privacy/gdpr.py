@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from psycopg.rows import dict_row
 
 from .. import checksums, codecs
-from ..config import load_settings
 from ..errors import ConfigurationError
 from ..keys import KeyRing, keyring
 from ..serialization import jsonb_text
@@ -84,14 +83,8 @@ def event_body(event_data: str | None, payload: bytes | None, compression: str) 
     return json.loads(event_data or "null")  # type: ignore[no-any-return]
 
 
-def anonymize_line(
-    line: dict[str, Any], anonymizer: Anonymizer, ring: KeyRing | None = None
-) -> dict[str, Any]:
-    """An archive line (see segments.row_to_line) with anonymized data and a new checksum.
-
-    ``ring``: the store's keys (core/keys.py); by default those of the environment.
-    """
-    ring = ring or keyring(load_settings())
+def anonymize_line(line: dict[str, Any], anonymizer: Anonymizer, ring: KeyRing) -> dict[str, Any]:
+    """An archive line (see segments.row_to_line) with anonymized data, re-signed with ``ring``."""
     payload = base64.b64decode(line["payload"]) if line["payload"] is not None else None
     data = event_body(line["event_data"], payload, line["compression"])
     data, meta = anonymizer(data, json.loads(line["metadata"]))

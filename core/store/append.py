@@ -109,9 +109,8 @@ class Appender:
         batch = list(events)
         validate_batch(stream_id, batch)
         settings = self.store.settings
-        ring = keyring(settings)
-        signing = checksums.signer(ring)
-        return [prepare(i, e, settings, ring, signing) for i, e in enumerate(batch)]
+        signing = checksums.signer(keyring(settings))
+        return [prepare(i, e, settings, signing) for i, e in enumerate(batch)]
 
     def append(
         self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | StreamState
@@ -174,7 +173,7 @@ class Appender:
                         raise foreign_aggregate(stream_id, head, batch)
                     stored = self._stored(conn, stream_id, batch)
                     if stored:
-                        return deduplicated(stream_id, batch, stored)
+                        return deduplicated(keyring(self.store.settings), stream_id, batch, stored)
             else:
                 version = expected
             # 2. The version check.
@@ -271,7 +270,7 @@ class Appender:
             raise foreign_aggregate(stream_id, head, batch)
         stored = self._stored(conn, stream_id, batch)
         if stored:
-            return deduplicated(stream_id, batch, stored, expected)
+            return deduplicated(keyring(self.store.settings), stream_id, batch, stored, expected)
         if actual == expected:
             raise self._reused_id(conn, stream_id, batch)
         raise ConcurrencyError(stream_id, NO_STREAM if expected == 0 else expected, actual)

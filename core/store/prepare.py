@@ -17,7 +17,7 @@ from typing import Any
 from .. import checksums, codecs
 from ..config import Settings
 from ..errors import EventValidationError
-from ..keys import HmacSha256, KeyRing
+from ..keys import HmacSha256
 from ..serialization import checksum, dumps, encode_json
 from .persistence import EventMetadata, EventRecord
 
@@ -40,7 +40,6 @@ class Prepared:
     metadata_json: str
     data_bytes: bytes
     metadata_bytes: bytes
-    ring: KeyRing
     # The current checksum key and its "2:<kid>:" prefix (checksums.signer), once per append.
     signing: tuple[HmacSha256, str]
     event_data: str | None
@@ -50,11 +49,10 @@ class Prepared:
     stored_size: int
 
 
-def prepare(index: int, event: EventRecord, settings: Settings, ring: KeyRing,
-            signing: tuple[HmacSha256, str] | None = None) -> Prepared:
+def prepare(index: int, event: EventRecord, settings: Settings,
+            signing: tuple[HmacSha256, str]) -> Prepared:
     """Canonical JSON of the event, its payload compressed when that makes it smaller."""
     data_json = encode_json(event.event_data, "event_data", index)
-    signing = signing or checksums.signer(ring)
     metadata = event.metadata if isinstance(event.metadata, EventMetadata) else None
     if metadata is None:
         raise EventValidationError("metadata must be an EventMetadata", index=index)
@@ -69,9 +67,9 @@ def prepare(index: int, event: EventRecord, settings: Settings, ring: KeyRing,
     if codec != "none" and len(raw) >= settings.compression_threshold:
         packed = codecs.compress(codec, raw)
         if len(packed) < len(raw):
-            return Prepared(event, data_json, metadata_json, raw, meta, ring, signing, None,
+            return Prepared(event, data_json, metadata_json, raw, meta, signing, None,
                             packed, codec, len(raw), len(packed))
-    return Prepared(event, data_json, metadata_json, raw, meta, ring, signing, data_json, None,
+    return Prepared(event, data_json, metadata_json, raw, meta, signing, data_json, None,
                     "none", len(raw), len(raw))
 
 

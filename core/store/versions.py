@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from .. import checksums
 from ..errors import DuplicateEventError, EventValidationError
+from ..keys import KeyRing
 from .persistence import ANY, NO_STREAM, AppendResult, EventRecord, ExpectedVersion, StreamState
 from .prepare import Prepared, row_message, v1_checksum
 
@@ -88,7 +89,7 @@ def expected_version(batch: Sequence[EventRecord], expected: ExpectedVersion | N
 
 
 def deduplicated(
-    stream_id: str, batch: list[Prepared], stored: list[StoredEvent],
+    ring: KeyRing, stream_id: str, batch: list[Prepared], stored: list[StoredEvent],
     expected: int | None = None,
 ) -> AppendResult:
     """The same events are stored already: a retry. Accept it if they match.
@@ -109,7 +110,7 @@ def deduplicated(
         if expected is not None and position != expected + i + 1:
             raise DuplicateEventError(stream_id, found.event_id, int(found.stream_position))
         same = checksums.matches(
-            p.ring, found.checksum,
+            ring, found.checksum,
             lambda: row_message(stream_id, position, p, found.created_at),  # noqa: B023
             lambda: v1_checksum(stream_id, position, p, found.created_at),  # noqa: B023
         )

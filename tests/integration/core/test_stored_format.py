@@ -370,3 +370,25 @@ def test_checksum_text_names_version_and_key(store: Any) -> None:
     (event,) = store.read_stream("User-1")
     kid = keyring(store.settings).kid
     assert re.fullmatch(rf"2:{kid}:[0-9a-f]{{64}}", event.checksum)
+
+
+def test_a_payload_that_decompresses_past_its_recorded_size_is_refused_unexpanded(pg_url: str) -> None:
+    # Given a compressed event
+    from evstore.core import codecs
+
+    settings = load_settings(database_url=pg_url, compression="zstd", compression_threshold=64)
+    with PostgreSQLEventStore(pg_url, settings=settings) as s:
+        event = ev("1", "UserProfileUpdated", {"bio": "x" * 500})
+        s.append_events("User-1", [event])
+        wait_visible(s, 1)
+        # When its payload is replaced by a small bomb: 64 MiB of zeros in a few KB
+        bomb = codecs.compress("zstd", bytes(64 * 1024 * 1024))
+        assert len(bomb) < 64 * 1024
+        with tamper(pg_url) as conn:
+            conn.execute("UPDATE events.events SET payload = %s WHERE event_id = %s",
+                         [bomb, event.event_id])
+        # Then reads refuse it as unreadable, having stopped at its recorded size
+        with pytest.raises(IntegrityError, match="unreadable") as refused:
+            s.read_stream("User-1")
+        assert "more than the" in str(refused.value.__cause__)
+        assert s.verify().mismatches[0].computed == "<unreadable>"
