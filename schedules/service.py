@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -278,5 +277,4 @@ def _pause_if_testing() -> None:
     """Test hook (EVSTORE_TEST_PAUSE_AFTER_CLAIM=1): stop between claim and enqueue, for good."""
     if os.environ.get(PAUSE_AFTER_CLAIM) == "1":
         log.warning("firing.paused_after_claim", pid=os.getpid())
-        while True:
-            time.sleep(3600)
+        threading.Event().wait()  # for good: the test kills the process here
