@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from evstore.core.roles import role_names, scram_verifier
+from psycopg.conninfo import conninfo_to_dict
 
 from .conftest import as_role, drop_roles, unique_prefix
 
@@ -43,10 +44,13 @@ def deployment(database_url: str, tmp_path: Path) -> Iterator[dict[str, object]]
     key.write_text("ab" * 32 + "\n")
     parts = urlsplit(database_url)
     dbname = parts.path.lstrip("/")
+    # host and port as libpq reads them (the embedded server's are query parameters)
+    info = conninfo_to_dict(database_url)
     try:
         yield {"prefix": prefix, "names": names, "secrets": secrets, "key": key,
                "url": database_url, "db": dbname,
-               "pg": {"PGHOST": parts.hostname or "127.0.0.1", "PGPORT": str(parts.port or 5432)}}
+               "pg": {"PGHOST": str(info.get("host") or "127.0.0.1"),
+                      "PGPORT": str(info.get("port") or 5432)}}
     finally:
         maintenance = urlunsplit(parts._replace(path="/postgres"))
         with psycopg.connect(maintenance, autocommit=True) as admin:
