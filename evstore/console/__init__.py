@@ -1,0 +1,3 @@
+"""The operator's web console (see docs/console.md)."""
+
+from __future__ import annotations
