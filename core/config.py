@@ -34,6 +34,17 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # Operations (issue 15, docs/operations.md): a hot standby for reads of the
+    # global order (readers, consumer groups, replays, queries, exports); the
+    # HTTP port of /livez /readyz /metrics in long-running processes (unset: off);
+    # log lines as JSON ("json") or for a person ("console"; default: JSON unless a terminal).
+    database_read_url: str | None = Field(default=None, validation_alias="DATABASE_READ_URL")
+    http_host: str = Field(default="127.0.0.1", validation_alias="EVSTORE_HTTP_HOST")
+    http_port: int | None = Field(default=None, ge=0, le=65535, validation_alias="EVSTORE_HTTP_PORT")
+    log_format: str | None = Field(default=None, validation_alias="EVSTORE_LOG_FORMAT")
+    horizon_stall_seconds: float = Field(
+        default=60.0, gt=0, validation_alias="EVSTORE_HORIZON_STALL_SECONDS"
+    )
     schema_name: str = Field(default="events", validation_alias="EVENT_STORE_SCHEMA")
     compression: str = Field(default="none", validation_alias="EVENT_STORE_COMPRESSION")
     compression_threshold: int = Field(
@@ -42,10 +53,33 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, ge=1, le=100_000, validation_alias="EVENT_STORE_BATCH_SIZE")
     cache_ttl: int = Field(default=300, ge=0, validation_alias="EVENT_STORE_CACHE_TTL")
     encryption: str = Field(default="none", validation_alias="EVENT_STORE_ENCRYPTION")
+    # Per-subject encryption (core/privacy, docs/privacy.md): the master key that
+    # wraps the subjects' data keys (hex or base64, 32 bytes), or a file holding
+    # it (default $EVSTORE_HOME/master.key, made on first use); earlier master
+    # keys (comma-separated) still unwrap until `evstore privacy rotate-master-key`;
+    # a "module:factory" key provider (KMS, Vault) instead; another database for
+    # the data keys; how long a process keeps a data key it read.
+    master_key: SecretStr | None = Field(default=None, validation_alias="EVENT_STORE_MASTER_KEY")
+    master_key_file: Path | None = Field(default=None, validation_alias="EVENT_STORE_MASTER_KEY_FILE")
+    previous_master_keys: SecretStr | None = Field(
+        default=None, validation_alias="EVENT_STORE_PREVIOUS_MASTER_KEYS")
+    key_provider: str | None = Field(default=None, validation_alias="EVENT_STORE_KEY_PROVIDER")
+    keys_url: str | None = Field(default=None, validation_alias="EVENT_STORE_KEYS_URL")
+    key_cache_seconds: float = Field(
+        default=30.0, ge=0, le=86400, validation_alias="EVENT_STORE_KEY_CACHE_SECONDS")
+    blind_index: bool = Field(default=True, validation_alias="EVENT_STORE_BLIND_INDEX")
     retention_days: int | None = Field(
         default=None, ge=1, validation_alias="EVENT_STORE_RETENTION_DAYS"
     )
     verify_reads: bool = Field(default=True, validation_alias="EVENT_STORE_VERIFY_READS")
+    # Reads that need archived events fetch them from the archive (issue 13);
+    # off: they raise ArchivedHistoryError. Fetched segments are cached under
+    # archive_cache_dir (default $EVSTORE_HOME/archive-cache), at most archive_cache_bytes.
+    archive_read_through: bool = Field(default=True, validation_alias="EVSTORE_ARCHIVE_READ_THROUGH")
+    archive_cache_dir: Path | None = Field(default=None, validation_alias="EVSTORE_ARCHIVE_CACHE_DIR")
+    archive_cache_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, validation_alias="EVSTORE_ARCHIVE_CACHE_BYTES"
+    )
     # Accept events still under a version-1 (unkeyed) checksum. Off by default:
     # anyone who can write a row can forge one. Turn it on only between an
     # upgrade to migration 0006 and `evstore verify --upgrade`.
@@ -74,7 +108,24 @@ class Settings(BaseSettings):
         default=None, validation_alias="EVSTORE_PREVIOUS_SECRET_KEYS"
     )
 
-    @field_validator("database_url")
+    # The event query service (core/query, docs/query.md): a statement timeout and
+    # a budget of rows examined per query, the result cache's size, the text-search
+    # configuration of full-text search (and of its index, migration 0007).
+    query_timeout_ms: int = Field(
+        default=30_000, ge=1, validation_alias="EVENT_STORE_QUERY_TIMEOUT_MS"
+    )
+    query_row_budget: int = Field(
+        default=200_000, ge=1, validation_alias="EVENT_STORE_QUERY_ROW_BUDGET"
+    )
+    query_cache_size: int = Field(
+        default=256, ge=0, validation_alias="EVENT_STORE_QUERY_CACHE_SIZE"
+    )
+    text_search_config: str = Field(
+        default="simple", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        validation_alias="EVENT_STORE_TEXT_SEARCH_CONFIG",
+    )
+
+    @field_validator("database_url", "database_read_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -84,6 +135,16 @@ class Settings(BaseSettings):
                 "must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname"
             )
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        low = value.strip().lower()
+        if low not in ("json", "console"):
+            raise ValueError("must be json or console")
+        return low
 
     @field_validator("redis_url")
     @classmethod
@@ -122,10 +183,11 @@ class Settings(BaseSettings):
         low = value.strip().lower()
         if low in _OFF:
             return "none"
+        if low in _ON or low in ("aes-256-gcm", "aes256gcm"):
+            return "aes-256-gcm"
         raise ValueError(
-            "per-subject encryption (crypto-shredding) is not available in this version; "
-            "leave it unset or 'off'"
-        )
+            "must be off or on (per-subject AES-256-GCM of declared personal fields, "
+            "see docs/privacy.md)")
 
 
 def default_home() -> Path:
@@ -161,7 +223,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 # Variables whose value is never echoed, even in part.
 SECRET_VARIABLES = frozenset({"EVSTORE_SECRET_KEY", "EVSTORE_PREVIOUS_SECRET_KEYS"})
-URL_VARIABLES = frozenset({"DATABASE_URL", "REDIS_URL"})
+URL_VARIABLES = frozenset({"DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL"})
 _SHOWN_CHARS = 20
 
 

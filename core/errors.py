@@ -113,6 +113,23 @@ class ArchiveIntegrityError(ArchiveError):
     """An archive file does not match its recorded SHA-256, count or event checksums."""
 
 
+class ArchivedHistoryError(ArchiveError):
+    """A read needs events that were archived and cannot be read from the archive
+    (read-through is off, the target is unreachable, or a segment fails its checks).
+    Raised instead of returning part of the history."""
+
+    def __init__(self, stream_id: str, missing: str, runs: list[str], why: str) -> None:
+        self.stream_id = stream_id
+        self.missing = missing  # positions, as ranges "1-11, 15"
+        self.runs = runs
+        self.why = why
+        super().__init__(
+            f"stream {stream_id!r}: positions {missing} are archived (run "
+            f"{', '.join(runs) or 'unknown'}) and {why}; nothing was returned rather than "
+            "a partial history (restore the run, or enable EVSTORE_ARCHIVE_READ_THROUGH)"
+        )
+
+
 class ConsumerNotFoundError(EventStoreError, LookupError):
     """No checkpoint is saved under that name and consumer group."""
 
@@ -186,3 +203,11 @@ class SnapshotBuildError(EventStoreError):
         super().__init__(
             f"snapshot of aggregate {aggregate_id} failed: {type(cause).__name__}: {cause}"
         )
+
+
+class QueryError(EventStoreError, ValueError):
+    """An event query is refused as written: unknown field or operator, malformed path, bad cursor."""
+
+
+class QueryLimitError(EventStoreError):
+    """An event query went past a guard rail (statement timeout, row budget); nothing was returned."""

@@ -24,10 +24,13 @@ from .policies import (
     register_policy,
     unregister_policy,
 )
+from .readthrough import install as _install_read_through
 from .restore import ArchiveVerifyReport, RestoreResult, restore_archive, verify_archive
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_runs, list_segments, plan_run
 from .selection import ArchivePreview, preview
 from .targets import ArchiveTarget
+
+_install_read_through()  # read_stream completes archived history (readthrough.py)
 
 __all__ = [
     "ArchivalPolicy",

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import ArchiveError
 from ..serialization import iso
+from .catalog import write_catalog
 from .export import reset_segment, still_published
+from .readthrough import forget_empty
 from .runs import ArchiveRun, get_run, list_segments
 from .segments import MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, segment_name, sha256
 from .targets import ArchiveTarget
@@ -116,9 +118,13 @@ def finalize_run(
             f"archive run {run_id}: segment(s) {', '.join(map(str, missing))} are no longer on "
             f"{run.target_url}; nothing was deleted: run them again"
         )
-    with store.db.connection() as conn:
+    with store.db.connection() as conn, conn.transaction():
         conn.execute(store.db.sql("archive", "run_status"),
                      {"run_id": run_id, "status": "exported", "error": None})
+        if run.archival_policy.delete_after_archive:
+            # Before any event leaves: the catalog names every archived position.
+            write_catalog(conn, store, run_id)
+    forget_empty()
     manifest_url = _publish_manifest(target, run)
     _remove_leftovers(target, run)
     policy = run.archival_policy

@@ -50,6 +50,12 @@ class EventSnapshot:
     stored_size: int
     created_at: datetime
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # The spec's service form, EventSnapshot(store, SnapshotConfig(...)): a SnapshotStore.
+        if args and isinstance(args[0], EventStore):
+            return SnapshotStore(*args, **kwargs)
+        return super().__new__(cls)
+
 
 def encode_state(state: dict[str, Any], codec: str) -> tuple[bytes, str, int]:
     """(stored bytes, SHA-256 of the canonical JSON, its size)."""
@@ -69,7 +75,10 @@ def decode_state(data: bytes, codec: str, checksum: str) -> dict[str, Any] | Non
 class SnapshotStore:
     """Snapshots of one event store. Thread-safe; cheap to create."""
 
-    def __init__(self, store: EventStore, codec: str = DEFAULT_CODEC) -> None:
+    def __init__(self, store: EventStore, codec: str | Any = DEFAULT_CODEC) -> None:
+        # The spec's EventSnapshot(store, SnapshotConfig(...)): the config and its codec.
+        self.config = codec if hasattr(codec, "compression") else None
+        codec = self.config.compression if self.config is not None else codec
         codecs.get_codec(codec)  # an unknown codec fails here, not at the first save
         self.store = store
         self.db: Database = store.db
@@ -86,6 +95,7 @@ class SnapshotStore:
         conn: psycopg.Connection[Any] | None = None,
     ) -> EventSnapshot | None:
         """The newest snapshot of the class's state schema whose checksum holds."""
+        aggregate_id = str(aggregate_id)  # a uuid.UUID (the spec's ids) as its text
         atype = type_of(cls, aggregate_type)
         args = {"aggregate_type": atype, "aggregate_id": aggregate_id,
                 "state_schema": state_schema_of(cls)}
@@ -111,6 +121,7 @@ class SnapshotStore:
         AggregateNotFoundError when the aggregate has no events.
         """
         started = time.perf_counter()
+        aggregate_id = str(aggregate_id)  # a uuid.UUID (the spec's ids) as its text
         atype = type_of(cls, aggregate_type)
         with using(self.db, conn) as c:
             stream_id = self._stream_of(c, atype, aggregate_id)
@@ -148,26 +159,44 @@ class SnapshotStore:
         expected = after + 1
         for row in conn.execute(sql_text, {"stream_id": stream_id, "after": after}):
             event: EventRecord = self.store.decode_row(row)
+            if event.stream_position > expected:  # archived (issue 13): read through the store
+                for old in self.store.read_stream(stream_id, expected,
+                                                  event.stream_position - expected):
+                    if old.stream_position == expected:
+                        aggregate.apply(old)
+                        expected += 1
             if event.stream_position != expected:  # positions have no gaps: never happens
                 raise EventStoreError(
                     f"stream {stream_id!r}: expected position {expected}, "
                     f"found {event.stream_position}")
             aggregate.apply(event)
             expected += 1
+        if expected == 1:  # no live event at all: every one may be archived (issue 13)
+            for old in self.store.read_stream(stream_id, 1):
+                if old.stream_position == expected:
+                    aggregate.apply(old)
+                    expected += 1
         return expected - 1 - after
 
     # -- writing ----------------------------------------------------------------
 
     def create_snapshot(
-        self, cls: type[A], aggregate_id: str, aggregate_type: str | None = None,
-        *, codec: str | None = None, keep: int = 2, conn: psycopg.Connection[Any] | None = None,
+        self, cls: type[A] | A, aggregate_id: str, aggregate_type: str | None = None,
+        version: int | None = None, *, codec: str | None = None, keep: int = 2,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> EventSnapshot | None:
         """Snapshot the aggregate at its current version; None if nothing changed since the last.
 
         With ``conn`` the snapshot is written in that connection's transaction
         (a job batch commits it with its outcome); otherwise in a REPEATABLE
-        READ transaction of its own.
+        READ transaction of its own. The spec's form, an aggregate and its
+        ``version`` (``create_snapshot(user, user_id, "User", version)``), snapshots
+        its class's state rebuilt from the stored events, never the object as
+        given (a snapshot always matches its events; its version may be later
+        than ``version`` when events were appended since).
         """
+        cls = cls if isinstance(cls, type) else type(cls)
+        aggregate_id = str(aggregate_id)
         atype = type_of(cls, aggregate_type)
         codec = codec or self.codec
         with using(self.db, conn) as c, _transaction(c, own=conn is None):

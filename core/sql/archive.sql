@@ -299,3 +299,87 @@ INSERT INTO {schema}.streams AS s (stream_id, aggregate_id, aggregate_type, vers
 SELECT stream_id, min(aggregate_id), min(aggregate_type), max(stream_position)
   FROM restore_rows GROUP BY stream_id
 ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(s.version, EXCLUDED.version);
+
+-- Archive catalog (migration 0009, catalog.py, readthrough.py): which segment
+-- of which run holds which positions of which stream.
+
+-- name: catalog_write
+-- From the run's items while its events are still in the store; once per run.
+INSERT INTO {schema}.archive_catalog
+       (run_id, segment_no, stream_id, first_position, last_position, event_count,
+        min_global_position, max_global_position, min_created_at, max_created_at, bytes)
+SELECT i.run_id, i.segment_no, e.stream_id, min(e.stream_position), max(e.stream_position),
+       count(*), min(e.global_position), max(e.global_position), min(e.created_at),
+       max(e.created_at), sum(pg_column_size(e.*))
+  FROM {schema}.archive_items i
+  JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
+ WHERE i.run_id = %(run_id)s
+   AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c WHERE c.run_id = %(run_id)s)
+ GROUP BY i.run_id, i.segment_no, e.stream_id
+ON CONFLICT DO NOTHING;
+
+-- name: catalog_insert_row
+INSERT INTO {schema}.archive_catalog
+       (run_id, segment_no, stream_id, first_position, last_position, event_count,
+        min_global_position, max_global_position, min_created_at, max_created_at, bytes)
+VALUES (%(run_id)s, %(segment_no)s, %(stream_id)s, %(first_position)s, %(last_position)s,
+        %(event_count)s, %(min_global_position)s, %(max_global_position)s,
+        %(min_created_at)s, %(max_created_at)s, %(bytes)s)
+ON CONFLICT DO NOTHING;
+
+-- name: catalog_any
+SELECT EXISTS (SELECT 1 FROM {schema}.archive_catalog) AS any;
+
+-- name: catalog_stream
+-- The segments holding positions lo..hi of one stream.
+SELECT c.run_id::text AS run_id, c.segment_no, c.first_position, c.last_position,
+       c.event_count, c.min_global_position, c.max_global_position, c.min_created_at,
+       c.max_created_at, c.bytes, r.target_url, r.policy, s.data_path, s.sha256,
+       s.raw_bytes, s.stored_bytes, s.event_count AS segment_events
+  FROM {schema}.archive_catalog c
+  JOIN {schema}.archive_runs r ON r.run_id = c.run_id
+  JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
+ WHERE c.stream_id = %(stream_id)s AND c.last_position >= %(lo)s AND c.first_position <= %(hi)s
+ ORDER BY c.first_position, c.run_id, c.segment_no;
+
+-- name: catalog_segments
+-- Every cataloged segment whose global positions meet lo..hi, in global order.
+SELECT DISTINCT c.run_id::text AS run_id, c.segment_no, r.target_url, s.data_path, s.sha256,
+       s.raw_bytes, s.event_count, s.first_position AS first_tx_position,
+       min(c.min_global_position) OVER w AS min_global, max(c.max_global_position) OVER w AS max_global
+  FROM {schema}.archive_catalog c
+  JOIN {schema}.archive_runs r ON r.run_id = c.run_id
+  JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
+ WHERE c.max_global_position >= %(lo)s AND c.min_global_position <= %(hi)s
+WINDOW w AS (PARTITION BY c.run_id, c.segment_no)
+ ORDER BY 8, 1, 2;
+
+-- name: catalog_runs_missing
+-- Completed runs that deleted events but have no catalog rows (made before migration 0009).
+SELECT r.run_id::text AS run_id FROM {schema}.archive_runs r
+ WHERE r.status = 'completed' AND r.deleted_events > 0
+   AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c WHERE c.run_id = r.run_id)
+ ORDER BY r.created_at;
+
+-- name: catalog_of_stream
+-- The operator's view: every archived range of one stream.
+SELECT c.first_position, c.last_position, c.event_count, c.min_created_at, c.max_created_at,
+       c.run_id::text AS run_id, r.policy, c.segment_no, r.target_url, s.data_path,
+       r.finished_at
+  FROM {schema}.archive_catalog c
+  JOIN {schema}.archive_runs r ON r.run_id = c.run_id
+  JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
+ WHERE c.stream_id = %(stream_id)s
+ ORDER BY c.first_position;
+
+-- name: stats_archived
+-- Archived events and bytes per month (from the catalog).
+SELECT date_trunc('month', c.min_created_at) AS month, sum(c.event_count) AS events,
+       sum(c.bytes) AS bytes
+  FROM {schema}.archive_catalog c GROUP BY 1 ORDER BY 1;
+
+-- name: stats_live
+-- Live events and bytes per month.
+SELECT date_trunc('month', e.created_at) AS month, count(*) AS events,
+       sum(pg_column_size(e.*)) AS bytes
+  FROM {schema}.events e GROUP BY 1 ORDER BY 1;

@@ -521,3 +521,131 @@ CREATE TABLE {schema}.schedule_firings (
     detail          text,
     PRIMARY KEY (policy, scheduled_for)
 );
+
+-- migration 0009 (issue 13: archive catalog)
+
+-- Which archived segment holds which positions of which stream: one row per
+-- (run, segment, stream), written when a run that deletes its events
+-- completes (before the first event leaves PostgreSQL), so a read that needs
+-- archived events is an index lookup, not a scan of the archive.
+CREATE TABLE {schema}.archive_catalog (
+    run_id          uuid        NOT NULL,
+    segment_no      integer     NOT NULL,
+    stream_id       text        NOT NULL,
+    first_position  bigint      NOT NULL,
+    last_position   bigint      NOT NULL,
+    event_count     integer     NOT NULL,
+    min_global_position bigint  NOT NULL,
+    max_global_position bigint  NOT NULL,
+    min_created_at  timestamptz NOT NULL,
+    max_created_at  timestamptz NOT NULL,
+    bytes           bigint      NOT NULL DEFAULT 0,
+    PRIMARY KEY (stream_id, first_position, run_id, segment_no),
+    FOREIGN KEY (run_id, segment_no) REFERENCES {schema}.archive_segments ON DELETE CASCADE
+);
+CREATE INDEX archive_catalog_segment_idx ON {schema}.archive_catalog (run_id, segment_no);
+
+-- migration 0011 (issue 16: console action audit)
+-- One row per action an operator took in the console (requeue, cancel, reset,
+-- restore, login, refused attempts): who, what, on what, when, and the outcome.
+-- Never a stream id or any event data (they may carry personal data).
+CREATE TABLE {schema}.console_actions (
+    action_id   bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at timestamptz NOT NULL DEFAULT now(),
+    operator    text        NOT NULL,
+    action      text        NOT NULL,
+    target      text        NOT NULL DEFAULT '',
+    outcome     text        NOT NULL,
+    detail      text        NOT NULL DEFAULT '',
+    client      text        NOT NULL DEFAULT ''
+);
+CREATE INDEX console_actions_time_idx ON {schema}.console_actions (occurred_at DESC);
+
+-- migration 0010 (issue 11: access log in the spec's shape, hash-chained; legal holds; consent)
+ALTER TABLE {schema}.event_access_log RENAME COLUMN action TO access_type;
+ALTER TABLE {schema}.event_access_log RENAME COLUMN occurred_at TO accessed_at;
+ALTER TABLE {schema}.event_access_log
+    ADD COLUMN access_id    uuid   NOT NULL DEFAULT gen_random_uuid(),
+    ADD COLUMN event_id     uuid,
+    ADD COLUMN aggregate_id text,
+    ADD COLUMN event_ids    uuid[] NOT NULL DEFAULT '{}',
+    ADD COLUMN subject_ids  text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN ip_address   inet,
+    ADD COLUMN user_agent   text,
+    ADD COLUMN seq          bigint,
+    ADD COLUMN chain_hash   text;
+CREATE UNIQUE INDEX event_access_log_seq_idx ON {schema}.event_access_log (seq);
+CREATE UNIQUE INDEX event_access_log_access_id_idx ON {schema}.event_access_log (access_id);
+CREATE INDEX event_access_log_subjects_idx ON {schema}.event_access_log USING gin (subject_ids);
+CREATE INDEX event_access_log_event_idx ON {schema}.event_access_log (event_id);
+
+CREATE TABLE {schema}.event_access_log_head (
+    singleton   boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    seq         bigint      NOT NULL DEFAULT 0,
+    chain_hash  text        NOT NULL DEFAULT '',
+    head_mac    text        NOT NULL DEFAULT '',
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO {schema}.event_access_log_head (singleton) VALUES (true);
+
+CREATE TABLE {schema}.legal_holds (
+    hold_id      bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject_id   text        NOT NULL,
+    reason       text        NOT NULL,
+    placed_by    text        NOT NULL,
+    placed_at    timestamptz NOT NULL DEFAULT now(),
+    released_by  text,
+    released_at  timestamptz
+);
+CREATE UNIQUE INDEX legal_holds_active_idx ON {schema}.legal_holds (subject_id)
+    WHERE released_at IS NULL;
+
+CREATE TABLE {schema}.subject_consents (
+    consent_id   bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject_id   text        NOT NULL,
+    purpose      text        NOT NULL,
+    granted      boolean     NOT NULL,
+    recorded_by  text        NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    note         text
+);
+CREATE INDEX subject_consents_idx ON {schema}.subject_consents (subject_id, purpose, consent_id DESC);
+CREATE INDEX subject_consents_purpose_idx ON {schema}.subject_consents (purpose, consent_id DESC);
+
+-- migration 0008 (issue 10: privacy keys, blind index, tombstone)
+CREATE TABLE {schema}.subject_keys (
+    key_ref      text        PRIMARY KEY,
+    master_kid   text        NOT NULL,
+    wrapped_key  bytea       NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    rewrapped_at timestamptz
+);
+
+-- Keyed equality index of declared fields: HMAC(field, value) -> event.
+CREATE TABLE {schema}.blind_index (
+    field        text        NOT NULL,
+    digest       text        NOT NULL,
+    subject_ref  text        NOT NULL,
+    event_id     uuid        NOT NULL,
+    PRIMARY KEY (field, digest, event_id)
+);
+CREATE INDEX blind_index_subject_idx ON {schema}.blind_index (subject_ref);
+
+-- Subjects forgotten: a restore or an import anonymizes their events.
+CREATE TABLE {schema}.forgotten_subjects (
+    subject_ref  text        PRIMARY KEY,
+    forgotten_at timestamptz NOT NULL DEFAULT now(),
+    job_id       bigint
+);
+
+-- The audit of each forget: counts, who, when; no personal data.
+CREATE TABLE {schema}.forget_requests (
+    request_id   bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject_ref  text        NOT NULL,
+    job_id       bigint,
+    requested_by text        NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    counts       jsonb       NOT NULL DEFAULT '{}'
+);
+CREATE INDEX forget_requests_subject_idx ON {schema}.forget_requests (subject_ref);

@@ -17,7 +17,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import checksums, codecs
@@ -37,6 +37,10 @@ MAX_POSITION = 2**63 - 1
 # The most events read_all returns at once (pages are also capped in bytes:
 # Settings.max_page_bytes).
 MAX_PAGE = 1_000_000
+# Called with (reads, stream_id, from_version, max_count, backwards, events) after
+# every read_stream; returns the events completed with archived ones or raises
+# ArchivedHistoryError (core/archive/readthrough.py registers itself here).
+ARCHIVE_READ_HOOKS: list[Callable[..., list[EventRecord]]] = []
 
 
 def record_checksum(record: EventRecord, metadata: dict[str, Any]) -> str:
@@ -115,6 +119,7 @@ class StoreReads:
         settings = self.store.settings
         events: list[EventRecord] = []
         total = 0
+        start = from_version
         with self.db.connection() as conn:
             while True:
                 # Pages of batch_size, so a long stream is never one huge result.
@@ -136,6 +141,8 @@ class StoreReads:
                 if after is None:
                     break
                 from_version = after
+        for hook in ARCHIVE_READ_HOOKS:  # archived history (issue 13)
+            events = hook(self, stream_id, start, max_count, backwards, events)
         return events
 
     def iter_stream(

@@ -1,0 +1,130 @@
+"""Archived history stays readable (issue 13): the catalog, read-through, and
+ArchivedHistoryError instead of a partial history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evstore.core.archive import ArchivalPolicy, readthrough, run_policy
+from evstore.core.archive.catalog import stream_catalog, tier_stats
+from evstore.core.errors import ArchivedHistoryError
+from evstore.core.snapshots.store import SnapshotStore
+
+from evstore import EventRecord, PostgreSQLEventStore
+from evstore.workload import UserAccount, generate
+
+from .conftest import Emulators, target_url_for
+from .helpers import month_start, populate
+
+NOW = month_start(0).replace(day=20)
+
+
+def fingerprint(events: list[Any]) -> list[tuple[Any, ...]]:
+    return [(e.event_id, e.stream_id, e.stream_position, e.global_position, e.transaction_id,
+             e.event_type, e.event_data, e.metadata, e.checksum, e.created_at) for e in events]
+
+
+def reset_caches(store: PostgreSQLEventStore, folder: Path) -> None:
+    readthrough._parsed.clear()
+    store.settings = store.settings.model_copy(update={"archive_cache_dir": folder})
+
+
+def setting(store: PostgreSQLEventStore, **values: Any) -> None:
+    store.settings = store.settings.model_copy(update=values)
+
+
+def test_identity_workload_reads_identically_after_archiving(database_url: str, tmp_path: Path) -> None:
+    """Archive the oldest months of an identity workload: every stream, aggregate
+    history and aggregate state is what it was; read-through off raises."""
+    url = f"file://{tmp_path}/archive"
+    with PostgreSQLEventStore(database_url) as store:
+        reset_caches(store, tmp_path / "cache")
+        scripts = generate(120, seed=13, months=4)
+        for script in scripts:
+            store.append_events(script.stream_id, script.events)
+        snapshots = SnapshotStore(store)
+        streams = {s.stream_id: s.user_id for s in scripts}
+        before_streams = {sid: fingerprint(store.read_stream(sid)) for sid in streams}
+        before_aggs = {uid: fingerprint(store.get_events_for_aggregate(uid)) for uid in streams.values()}
+        before_state = {
+            uid: snapshots.load_aggregate_with_events(UserAccount, uid, use_snapshot=False)[0].save()
+            for uid in streams.values()}
+
+        result = run_policy(store, ArchivalPolicy(name="old", strategy="time_based",
+                                                  retention_days=62, target_url=url), now=NOW)
+        assert result.run.dropped_partitions and result.run.deleted_events > 0
+        # a third of the streams at least lost events to the archive, some kept live ones
+        partial = [sid for sid in streams if stream_catalog(store, sid)]
+        assert len(partial) > 20
+        spanning = [sid for sid in partial
+                    if store.get_stream_version(sid) > stream_catalog(store, sid)[-1].last_position]
+        assert spanning, "no stream has both archived and live events"
+
+        for sid, before in before_streams.items():
+            assert fingerprint(store.read_stream(sid)) == before, sid
+            # pages across the archive boundary, and backwards
+            assert fingerprint(list(store.iter_stream(sid, page_size=3))) == before, sid
+            assert fingerprint(store.read_stream(sid, backwards=True)) == before[::-1], sid
+        for uid, before in before_aggs.items():
+            assert fingerprint(store.get_events_for_aggregate(uid)) == before, uid
+            aggregate, version = snapshots.load_aggregate_with_events(UserAccount, uid)
+            assert aggregate.save() == before_state[uid] and version == len(before), uid
+        sid = spanning[0]
+        assert fingerprint(store.read_stream(sid, from_version=2, max_count=2)) == before_streams[sid][1:3]
+
+        stats = tier_stats(store)
+        assert sum(m.archived_events for m in stats) == result.run.deleted_events
+        assert sum(m.live_events for m in stats) + result.run.deleted_events == sum(
+            len(s.events) for s in scripts)
+
+        setting(store, archive_read_through=False)
+        uid = streams[sid]
+        for read in (lambda: store.read_stream(sid), lambda: store.get_events_for_aggregate(uid),
+                     lambda: snapshots.load_aggregate_with_events(UserAccount, uid)):
+            with pytest.raises(ArchivedHistoryError) as err:
+                read()
+            assert sid in str(err.value) and result.run.run_id in str(err.value)
+            assert err.value.missing.startswith("1")
+        # the live part alone is still readable when it is all that is asked for
+        live_from = stream_catalog(store, sid)[-1].last_position + 1
+        live = store.read_stream(sid, from_version=live_from)
+        assert fingerprint(live) == before_streams[sid][live_from - 1:]
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "gs", "az"])
+def test_read_through_on_every_target_and_a_dead_target(
+    kind: str, database_url: str, emulators: Emulators, tmp_path: Path
+) -> None:
+    url = target_url_for(kind, emulators, tmp_path)
+    with PostgreSQLEventStore(database_url) as store:
+        reset_caches(store, tmp_path / "cache")
+        populate(store, [3, 2], streams=2, per_stream=4, prefix="old")
+        # one stream with events in an archived month and in this month
+        populate(store, [2], streams=1, per_stream=3, prefix="span")
+        sid = "span-2-0"
+        store.append_events(sid, [EventRecord(aggregate_id=sid, aggregate_type="User",
+                                              event_type="ProfileUpdated", event_data={"n": 99})])
+        before = fingerprint(store.read_stream(sid))
+        old = fingerprint(store.read_stream("old-3-1"))
+        run_policy(store, ArchivalPolicy(name="old", strategy="time_based", retention_days=45,
+                                         target_url=url), now=NOW)
+        assert [e.last_position for e in stream_catalog(store, sid)] == [3]
+        assert fingerprint(store.read_stream(sid)) == before
+        assert fingerprint(store.read_stream("old-3-1")) == old
+
+        # the target goes away (its emulator process stopped, or the folder moved):
+        # a clear error, never the live part alone
+        reset_caches(store, tmp_path / "cache-2")
+        if kind == "file":
+            (tmp_path / "archive").rename(tmp_path / "moved")
+        else:
+            emulators.by_target[kind].stop()
+        try:
+            with pytest.raises(ArchivedHistoryError) as err:
+                store.read_stream(sid)
+            assert "1-3" in str(err.value) and "cannot be read" in str(err.value)
+        finally:
+            if kind != "file":
+                emulators.ensure(kind)
