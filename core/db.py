@@ -18,6 +18,7 @@ pool time-out (``make_pool`` connects once first).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -96,6 +97,7 @@ class Database:
         self.schema = schema
         self.url = url
         self._owns_pool = owns_pool
+        self._adopted: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         # The quoted schema, for SQL text on hot paths.
         self.quoted_schema = named_sql.quote_schema(schema)
         self._begin_read_only = named_sql.load("store", "begin_read_snapshot")
@@ -124,6 +126,8 @@ class Database:
             raise StoreUnavailableError(f"database unavailable: {exc}") from exc
         except PoolTimeout as exc:
             raise StoreUnavailableError(f"no database connection available: {exc}") from exc
+        if not self._owns_pool and conn not in self._adopted:
+            self._adopt(conn)
         try:
             yield conn
         except BaseException as exc:
@@ -134,6 +138,15 @@ class Database:
             raise translated from exc
         else:
             cm.__exit__(None, None, None)
+
+    def _adopt(self, conn: psycopg.Connection) -> None:
+        """A connection of a pool the caller made (the spec's ``PostgreSQLEventStore(pool)``):
+        made autocommit and configured as ``make_pool``'s are, once per connection."""
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.rollback()
+        conn.autocommit = True
+        configure(conn)
+        self._adopted.add(conn)
 
     def _translate(self, exc: BaseException) -> BaseException:
         if isinstance(exc, _SCHEMA_ERRORS):

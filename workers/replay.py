@@ -86,6 +86,29 @@ class ReplayResult:
         return self.successful_events / self.duration if self.duration > 0 else 0.0
 
 
+class ReplayJob(int):
+    """A replay's job id (an int), whose ReplayResult fields wait for the job to end.
+
+    ``replay_events(config).successful_events`` (the spec's shape) waits for the
+    replay and reads its result; ``int(job)`` and the job id uses are unchanged.
+    """
+
+    service: EventReplayService
+
+    def __new__(cls, job_id: int, service: EventReplayService) -> ReplayJob:
+        job = super().__new__(cls, job_id)
+        job.service = service
+        return job
+
+    def wait(self, timeout: float | None = None) -> ReplayResult:
+        return self.service.wait(int(self), timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ReplayResult.__dataclass_fields__ or name == "events_per_second":
+            return getattr(self.wait(), name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
 class ReplayJobKind(JobKind):
     name = KIND
 
@@ -198,7 +221,7 @@ class EventReplayService:
         """Start a replay: its job id at once, or (``wait=True``) its result when it ends."""
         job_id = self.start(config)
         if not wait:
-            return job_id
+            return ReplayJob(job_id, self)
         return self.wait(job_id, timeout=timeout, on_progress=on_progress)
 
     def wait(self, job_id: int, timeout: float | None = None,

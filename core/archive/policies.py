@@ -24,14 +24,15 @@ from __future__ import annotations
 import enum
 import re
 import threading
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import InitVar, asdict, dataclass, fields
+from typing import Any, cast
 
 from ..config import load_settings
 from ..config_file import config_source, policy_table, policy_tables
 from ..errors import ConfigurationError
 from .targets import check_backend
 
+_REQUIRED = cast("ArchivalStrategy", None)  # a strategy must be given
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # whole names only: fullmatch
 
 
@@ -54,11 +55,16 @@ class ArchivalStrategy(enum.Enum):
 
 @dataclass(frozen=True)
 class ArchivalPolicy:
-    """One archival policy (the spec's ArchivalPolicy)."""
+    """One archival policy (the spec's ArchivalPolicy).
 
-    name: str
-    strategy: ArchivalStrategy
-    target_url: str
+    The spec's spellings are accepted too: ``policy_name=`` for ``name``,
+    ``gdpr_retention_days=`` for ``retention_days``; without ``target_url`` a
+    policy archives to ``$EVSTORE_HOME/archive``.
+    """
+
+    name: str = ""
+    strategy: ArchivalStrategy = _REQUIRED
+    target_url: str = ""
     retention_days: int | None = None
     keep_events: int | None = None
     max_bytes: int | None = None
@@ -70,8 +76,22 @@ class ArchivalPolicy:
     aggregate_types: tuple[str, ...] = ()
     segment_size: int = 10_000
     schedule: str | None = None
+    # The spec's names (init only).
+    policy_name: InitVar[str | None] = None
+    gdpr_retention_days: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, policy_name: str | None, gdpr_retention_days: int | None) -> None:
+        for alias, value, field_name in (("policy_name", policy_name, "name"),
+                                         ("gdpr_retention_days", gdpr_retention_days,
+                                          "retention_days")):
+            if value is not None:
+                if getattr(self, field_name) not in (None, "", value):
+                    raise ConfigurationError(f"give {field_name} or its spec name {alias}, not both")
+                object.__setattr__(self, field_name, value)
+        if self.strategy is None:
+            raise ConfigurationError(f"archival policy {self.name!r}: a strategy is required")
+        if not self.target_url:
+            object.__setattr__(self, "target_url", (load_settings().home / "archive").as_uri())
         object.__setattr__(self, "strategy", ArchivalStrategy.parse(self.strategy))
         object.__setattr__(self, "event_types", tuple(self.event_types))
         object.__setattr__(self, "aggregate_types", tuple(self.aggregate_types))

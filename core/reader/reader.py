@@ -19,8 +19,9 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
 
-from ..errors import ConsumerBusyError, HandlerError, StoreUnavailableError
+from ..errors import ConfigurationError, ConsumerBusyError, HandlerError, StoreUnavailableError
 from ..store.persistence import START, EventStore, Position
 from .checkpoints import CheckpointStore
 from .dispatch import Dispatcher, Handler
@@ -140,6 +141,15 @@ class EventStreamReader:
             batches=self.batches, reads=self.reads, checkpoint=self.saved,
             shards=self.owned_shards,
         )
+
+    def process_stream(self, handler: Handler | None = None) -> ReaderMetrics:
+        """The spec's call: ``run`` with the config's ``event_handler`` (live modes: until
+        :meth:`stop`); the metrics carry ``events_processed`` and the run's rate."""
+        handler = handler or self.config.event_handler
+        if handler is None:
+            raise ConfigurationError("no handler: StreamConfig(event_handler=...) or process_stream(fn)")
+        started = time.monotonic()
+        return replace(self.run(handler), elapsed_seconds=time.monotonic() - started)
 
     # -- the loop -----------------------------------------------------------------
 

@@ -9,10 +9,12 @@ import enum
 import hashlib
 import re
 import warnings
-from dataclasses import InitVar, dataclass
+from collections.abc import Callable
+from dataclasses import InitVar, dataclass, field
+from typing import Any
 
 from ..errors import ConfigurationError
-from ..store.persistence import Position
+from ..store.persistence import EventRecord, Position
 
 # Matched with fullmatch: "$" would also accept a name ending in a newline.
 _NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")
@@ -48,7 +50,8 @@ class StreamConfig:
     ``partitions=`` is still accepted for ``shards=``, with a DeprecationWarning.)
     """
 
-    checkpoint_name: str
+    # Without one, the consumer group's name (the spec's StreamConfig(consumer_group=...)).
+    checkpoint_name: str = ""
     consumer_group: str = ""
     mode: StreamReadMode = StreamReadMode.CATCH_UP
     batch_size: int = 500
@@ -71,8 +74,18 @@ class StreamConfig:
     member_id: str | None = None
     # Deprecated spelling of ``shards`` (init only).
     partitions: InitVar[int | None] = None
+    # The spec's handler, called by process_stream() (run(handler) takes its own).
+    event_handler: Callable[[EventRecord], Any] | None = field(default=None, compare=False)
+    # The spec's spelling of ``mode`` (init only).
+    read_mode: InitVar[StreamReadMode | None] = None
 
-    def __post_init__(self, partitions: int | None) -> None:
+    def __post_init__(self, partitions: int | None, read_mode: StreamReadMode | None) -> None:
+        if read_mode is not None:
+            if self.mode not in (StreamReadMode.CATCH_UP, read_mode):
+                raise ConfigurationError("give mode or its spec name read_mode, not both")
+            object.__setattr__(self, "mode", read_mode)
+        if not self.checkpoint_name:
+            object.__setattr__(self, "checkpoint_name", self.consumer_group)
         if partitions is not None:
             warnings.warn("StreamConfig(partitions=...) is deprecated: use shards=...",
                           DeprecationWarning, stacklevel=3)
@@ -155,3 +168,17 @@ class ReaderMetrics:
     reads: int
     checkpoint: Position | None
     shards: tuple[int, ...]  # the shards this member owns
+    # Seconds the reader ran, once process_stream() returned (None meanwhile).
+    elapsed_seconds: float | None = None
+
+    @property
+    def events_processed(self) -> int:
+        """The spec's name of ``processed``."""
+        return self.processed
+
+    @property
+    def processing_rate_per_second(self) -> float:
+        """The spec's rate: over the whole run once it ended, else over the last few seconds."""
+        if self.elapsed_seconds:
+            return self.processed / self.elapsed_seconds
+        return self.rate

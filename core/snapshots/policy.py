@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,8 +50,16 @@ class SnapshotConfig:
     compression: str = "zstd"
     # Snapshots kept per aggregate (the newest ones).
     keep: int = 2
+    # The spec's spelling of every_n_events (init only).
+    event_threshold: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, event_threshold: int | None) -> None:
+        if event_threshold is not None:
+            if self.every_n_events not in (100, event_threshold):
+                raise ConfigurationError(
+                    f"give every_n_events ({self.every_n_events}) or its spec name "
+                    f"event_threshold ({event_threshold}), not both")
+            object.__setattr__(self, "every_n_events", event_threshold)
         if not isinstance(self.strategy, SnapshotStrategy):
             object.__setattr__(self, "strategy", SnapshotStrategy(self.strategy))
         if self.every_n_events < 1:

@@ -59,7 +59,7 @@ class PostgreSQLEventStore(EventStore):
 
     def __init__(
         self,
-        database_url: str | None = None,
+        database_url: str | ConnectionPool | None = None,
         *,
         pool: ConnectionPool | None = None,
         schema_name: str | None = None,
@@ -67,6 +67,10 @@ class PostgreSQLEventStore(EventStore):
     ) -> None:
         self.settings = settings or load_settings(database_url=database_url, schema_name=schema_name)
         if schema_name is not None and schema_name != self.settings.schema_name:
+        if isinstance(database_url, ConnectionPool):  # the spec's PostgreSQLEventStore(pool, ...)
+            if pool is not None:
+                raise TypeError("give the pool once: PostgreSQLEventStore(pool) or (pool=pool)")
+            database_url, pool = None, database_url
             self.settings = load_settings(
                 **{**self.settings.model_dump(), "schema_name": schema_name}
             )
@@ -116,12 +120,12 @@ class PostgreSQLEventStore(EventStore):
     # -- schema -----------------------------------------------------------
 
     def initialize_schema(self, months_ahead: int = 3) -> None:
-        with self.pool.connection() as conn:
+        with self.db.connection() as conn:
             apply_migrations(conn, self.schema)
         self.create_partitions_ahead(months_ahead)
 
     def schema_version(self) -> int:
-        with self.pool.connection() as conn:
+        with self.db.connection() as conn:
             return current_version(conn, self.schema)
 
     # -- month partitions -------------------------------------------------
@@ -183,7 +187,8 @@ class PostgreSQLEventStore(EventStore):
     def get_events_for_aggregate(
         self, aggregate_id: str, aggregate_type: str | None = None, from_version: int = 1
     ) -> list[EventRecord]:
-        return self._reads.get_events_for_aggregate(aggregate_id, aggregate_type, from_version)
+        # A uuid.UUID (the spec's ids) is its canonical text, as appends store it.
+        return self._reads.get_events_for_aggregate(str(aggregate_id), aggregate_type, from_version)
 
     def read_all(
         self,
