@@ -65,12 +65,12 @@ class PostgreSQLEventStore(EventStore):
         schema_name: str | None = None,
         settings: Settings | None = None,
     ) -> None:
-        self.settings = settings or load_settings(database_url=database_url, schema_name=schema_name)
-        if schema_name is not None and schema_name != self.settings.schema_name:
         if isinstance(database_url, ConnectionPool):  # the spec's PostgreSQLEventStore(pool, ...)
             if pool is not None:
                 raise TypeError("give the pool once: PostgreSQLEventStore(pool) or (pool=pool)")
             database_url, pool = None, database_url
+        self.settings = settings or load_settings(database_url=database_url, schema_name=schema_name)
+        if schema_name is not None and schema_name != self.settings.schema_name:
             self.settings = load_settings(
                 **{**self.settings.model_dump(), "schema_name": schema_name}
             )
