@@ -19,15 +19,17 @@ each public method delegates to the one home of its mechanism:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from .. import telemetry
 from ..config import Settings, load_settings
 from ..db import Database, redact
-from ..errors import StoreUnavailableError
+from ..errors import ConcurrencyError, StoreUnavailableError
 from ..migrations import apply_migrations, current_version
 from . import integrity
 from .append import Appender
@@ -149,7 +151,17 @@ class PostgreSQLEventStore(EventStore):
         events: Sequence[EventRecord],
         expected_version: ExpectedVersion | None = None,
     ) -> AppendResult:
-        return self._appender.append_events(stream_id, events, expected_version)
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._appender.append_events(stream_id, events, expected_version)
+            outcome = "ok"
+            return result
+        except ConcurrencyError:
+            outcome = "conflict"
+            raise
+        finally:  # the metrics contract (docs/operations.md)
+            telemetry.record_append(time.perf_counter() - start, len(events), outcome)
 
     def validate_events(self, stream_id: str, events: Sequence[EventRecord]) -> None:
         """Every check an append makes before the database, writing nothing.
@@ -204,7 +216,10 @@ class PostgreSQLEventStore(EventStore):
         (a typo), unless ``check_types`` is False: a subscriber may wait for
         types that do not exist yet.
         """
-        return self._reads.read_all(after, limit, event_types, aggregate_types, check_types)
+        start = time.perf_counter()
+        page = self._reads.read_all(after, limit, event_types, aggregate_types, check_types)
+        telemetry.record_read("read_all", time.perf_counter() - start, len(page.events))
+        return page
 
     def iter_all(
         self, after: Position | None = None, batch_size: int | None = None, **filters: Any

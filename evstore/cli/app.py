@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "evstore.cli.snapshots",
     "evstore.cli.keys",
     "evstore.cli.roles",
+    "evstore.cli.serve",
 ]
 
 app = typer.Typer(

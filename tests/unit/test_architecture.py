@@ -44,7 +44,7 @@ PACKAGES = {
 }
 
 BASE = ("errors", "config", "codecs", "serialization", "sql", "config_file", "db", "migrations", "embedded",
-        "keys", "checksums", "redaction")
+        "keys", "checksums", "redaction", "telemetry")
 FEATURES = ("reader", "snapshots", "archive", "jobs", "privacy", "roles")
 CONCRETE_STORE = "evstore.core.store.postgres"
 MAX_CORE_LINES = 400

@@ -1,0 +1,46 @@
+-- Named statements of the operations endpoints (evstore/http: /readyz, /metrics),
+-- loaded with Database.sql("ops", name). {schema} is the quoted schema.
+
+-- name: horizon_status
+-- The global-order horizon, the next transaction id, and how long the oldest
+-- transaction holding the store's append lock has been running: a horizon held
+-- back by a wedged writer shows as a growing age, whatever the traffic.
+SELECT {schema}.write_horizon()::text::bigint AS horizon,
+       pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid,
+       coalesce(extract(epoch FROM clock_timestamp() - min(a.xact_start)), 0)::float8 AS oldest_append_seconds
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.classid::text::bigint = ((hashtextextended('evstore-append:{schema}', 0) >> 32) & 4294967295)
+   AND l.objid::text::bigint = (hashtextextended('evstore-append:{schema}', 0) & 4294967295);
+
+-- name: recovery_status
+-- On a hot standby: true, and the seconds since the last replayed commit
+-- (NULL before the first), and the WAL position replayed.
+SELECT pg_is_in_recovery(),
+       extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8,
+       pg_last_wal_replay_lsn()::text;
+
+-- name: current_wal_lsn
+SELECT pg_current_wal_lsn()::text;
+
+-- name: wal_bytes_behind
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint;
+
+-- name: batch_durations
+-- Finished batches per kind and status, with the sum of their run times.
+SELECT j.kind, b.status, count(*),
+       coalesce(sum(extract(epoch FROM b.finished_at - b.started_at)), 0)::float8
+  FROM {schema}.job_batches b JOIN {schema}.jobs j USING (job_id)
+ WHERE b.finished_at IS NOT NULL AND b.started_at IS NOT NULL
+ GROUP BY j.kind, b.status;
+
+-- name: queue_depth
+-- Batches waiting for a worker and batches running, per kind (the autoscaler's input).
+SELECT j.kind,
+       count(*) FILTER (WHERE b.status IN ('queued', 'retrying')),
+       count(*) FILTER (WHERE b.status = 'running')
+  FROM {schema}.job_batches b JOIN {schema}.jobs j USING (job_id)
+ WHERE b.status IN ('queued', 'retrying', 'running')
+ GROUP BY j.kind;
