@@ -14,9 +14,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from evstore.core.archive.tiers import archived_spans, iter_archived_of, merge_spans, merge_tiers
 from evstore.core.errors import InvalidJobError
 from evstore.core.jobs.model import BatchPlan, Job
-from evstore.core.jobs.replay import ReplaySelection, iter_batch_events, pack_streams, plan_streams
+from evstore.core.jobs.replay import (
+    ReplaySelection,
+    StreamSpan,
+    iter_batch_events,
+    pack_streams,
+    plan_streams,
+)
 from evstore.core.store.persistence import EventStore
 
 from .engine import JobEngine
@@ -45,6 +52,8 @@ class ReplayConfig:
     batch_size: int | None = None  # events per batch; default EVENT_STORE_BATCH_SIZE
     handler_names: Sequence[str] | None = None  # default: every registered handler
     stop_on_error: bool = False  # a failed batch cancels the batches not started yet
+    # Archived months too (issue 13): archived and live events in one global order, each once.
+    include_archived: bool = False
 
     def selection(self) -> ReplaySelection:
         def names(value: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -123,6 +132,8 @@ class ReplayJobKind(JobKind):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidJobError(f"batch_size must be >= 1 (got {batch_size!r})")
         snapshot, spans = plan_streams(store, selection)
+        if params.get("include_archived"):  # the archived tier too (core/archive/tiers.py)
+            spans = merge_spans(spans, archived_spans(store, selection), StreamSpan)
         if not spans:
             raise InvalidJobError(f"empty range: no stored event matches ({selection.describe()})")
         batches = []
@@ -136,6 +147,7 @@ class ReplayJobKind(JobKind):
             **selection.to_params(), "snapshot": snapshot, "batch_size": batch_size,
             "handlers": [h.name for h in handlers],
             "stop_on_error": bool(params.get("stop_on_error")),
+            "include_archived": bool(params.get("include_archived")),
         }, batches)
 
     def run(self, ctx: BatchContext) -> BatchOutcome:
@@ -147,6 +159,9 @@ class ReplayJobKind(JobKind):
         done = 0
         events = iter_batch_events(ctx.store, ctx.connection, ReplaySelection.from_params(p),
                                    p["snapshot"], ctx.params["streams"])
+        if p.get("include_archived"):
+            events = merge_tiers(events, iter_archived_of(
+                ctx.store, ReplaySelection.from_params(p), ctx.params["streams"]))
         for event in events:
             for handler in handlers:
                 if not handler.accepts(event.event_type):
@@ -191,6 +206,11 @@ class EventReplayService:
         self, store: EventStore, broker: Broker | None = None, engine: JobEngine | None = None,
     ) -> None:
         self.store = store
+        if broker is None and engine is None and store.settings.redis_url:
+            # The spec's EventReplayService(store): the broker of REDIS_URL (connected on first use).
+            from .broker import make_broker
+
+            broker = make_broker(store.settings.redis_url, check=False)
         self.engine = engine or JobEngine(store, broker)
 
     register_event_handler = staticmethod(register_event_handler)
@@ -204,7 +224,7 @@ class EventReplayService:
         params: dict[str, Any] = {
             **selection.to_params(), "batch_size": config.batch_size,
             "handlers": list(config.handler_names) if config.handler_names is not None else None,
-            "stop_on_error": config.stop_on_error,
+            "stop_on_error": config.stop_on_error, "include_archived": config.include_archived,
         }
         load_configured()  # this process's EVSTORE_HANDLER_MODULES: its registry
         handlers = resolve_handlers(params["handlers"])

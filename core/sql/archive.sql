@@ -383,3 +383,22 @@ SELECT date_trunc('month', c.min_created_at) AS month, sum(c.event_count) AS eve
 SELECT date_trunc('month', e.created_at) AS month, count(*) AS events,
        sum(pg_column_size(e.*)) AS bytes
   FROM {schema}.events e GROUP BY 1 ORDER BY 1;
+
+-- name: catalog_streams_range
+-- Replays across tiers (tiers.py): the streams with archived events in a range
+-- of global positions.
+SELECT stream_id, sum(event_count)::bigint AS events, min(min_global_position) AS first,
+       max(max_global_position) AS last
+  FROM {schema}.archive_catalog
+ WHERE max_global_position >= %(lo)s AND min_global_position <= %(hi)s
+ GROUP BY stream_id;
+
+-- name: catalog_for_streams
+-- The archived segments holding events of any of these streams.
+SELECT DISTINCT c.run_id::text AS run_id, c.segment_no, r.target_url, s.data_path, s.sha256,
+       s.raw_bytes, s.event_count
+  FROM {schema}.archive_catalog c
+  JOIN {schema}.archive_runs r ON r.run_id = c.run_id
+  JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
+ WHERE c.stream_id = ANY(%(streams)s)
+ ORDER BY 1, 2;
