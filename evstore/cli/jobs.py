@@ -34,6 +34,7 @@ from .common import (
     styled_status,
     to_jsonable,
 )
+from .serve import HttpHost, HttpPort, ops_started, start_ops
 
 # Bounds of the numeric options: out of range is a usage error (exit 2), never a traceback.
 MAX_ID = 2**63 - 1  # bigint
@@ -206,6 +207,8 @@ def worker(
     handlers: WorkerModules = None,
     shutdown_timeout: ShutdownTimeout = 60.0,
     print_command: PrintCommand = False,
+    http_port: HttpPort = None,
+    http_host: HttpHost = None,
 ) -> None:
     """Run Dramatiq workers for evstore's jobs (any number, on any machine)."""
     from evstore.workers.pool import WorkerPool, dramatiq_command
@@ -220,6 +223,7 @@ def worker(
         return
     from evstore.workers.registry import load_configured
 
+    ops = start_ops("worker", http_host, http_port, needs_redis=True, worker_capacity=processes * threads)
     load_configured(extra=modules)  # fail here, not in every worker, on a module that does not import
     cfg = settings()
     with database_url(cfg) as db_url:
@@ -235,6 +239,7 @@ def worker(
             err_console.print(f"[dim]{processes} worker process(es) x {threads} threads; "
                               f"handler modules: {', '.join(modules) or 'none'}; Ctrl-C to stop[/]")
             pool.start()
+            ops_started(ops, db_url, r_url, alive=pool.alive)
             while pool.alive() and not stop.wait(0.5):
                 pass
             code = pool.stop(timeout=shutdown_timeout)

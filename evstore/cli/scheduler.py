@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .common import console, err_console, handle_errors, open_broker, open_store, print_json
+from .serve import HttpHost, HttpPort, ops_started, start_ops
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
@@ -22,6 +23,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 def scheduler(
     replica: Annotated[str | None, typer.Option(
         help="This replica's name in schedule_firings (default host:pid).")] = None,
+    http_port: HttpPort = None,
+    http_host: HttpHost = None,
 ) -> None:
     """Run the schedules until stopped (SIGTERM or Ctrl-C); firings enqueue jobs on the workers."""
     from evstore.schedules import SchedulerService, engine_enqueue
@@ -29,9 +32,11 @@ def scheduler(
     from evstore.workers.logs import configure_logging
 
     configure_logging()
+    ops = start_ops("scheduler", http_host, http_port, needs_redis=True)
 
     with open_store() as store, open_broker() as broker:
         service = SchedulerService(store, engine_enqueue(JobEngine(store, broker)), replica=replica)
+        ops_started(ops, store.url)
         for schedule in service.schedules.values():
             err_console.print(f"[dim]{schedule.name}: {schedule.trigger} ({schedule.describe()})[/]",
                               highlight=False)

@@ -76,3 +76,38 @@ def serve(
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(handle_errors(serve))
+
+
+# -- the HTTP endpoints of the other long-running commands (worker, scheduler) ---
+
+HttpPort = Annotated[int | None, typer.Option(
+    "--http-port", min=0, max=65535, show_default=False,
+    help="Serve /livez /readyz /metrics on this port (default EVSTORE_HTTP_PORT; unset: off).")]
+HttpHost = Annotated[str | None, typer.Option(
+    "--http-host", show_default=False,
+    help="Address of those endpoints (default EVSTORE_HTTP_HOST or 127.0.0.1).")]
+
+
+def start_ops(role: str, host: str | None, port: int | None, *, needs_redis: bool = False,
+              worker_capacity: int | None = None) -> Any:
+    """Start the process's HTTP endpoints first thing (/livez answers during start-up)."""
+    from evstore.http.server import start_process_ops
+
+    ops, server = start_process_ops(role, needs_redis=needs_redis, host=host, port=port,
+                                    worker_capacity=worker_capacity)
+    ops.server = server
+    if server is not None:
+        err_console.print(f"[dim]{role}: /livez /readyz /metrics on http://{server.host}:{server.port}[/]",
+                          highlight=False)
+    return ops
+
+
+def ops_started(ops: Any, database_url: str, redis_url: str | None = None,
+                alive: Any = None, what: str = "workers") -> None:
+    """The process is up: its URLs (embedded servers are known only now) and readiness."""
+    from evstore.http.health import Check
+
+    ops.set_urls(database_url, redis_url)
+    if alive is not None:
+        ops.readiness.add_check(lambda: Check(what, bool(alive()), "running" if alive() else "stopped"))
+    ops.readiness.mark_started()

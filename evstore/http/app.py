@@ -36,6 +36,14 @@ class Ops:
         if collector is not None:
             self.registry.register(collector)
 
+    def set_urls(self, database_url: str | None, redis_url: str | None = None) -> None:
+        """The URLs once known (an embedded server is started after the HTTP server)."""
+        self.readiness.database_url = database_url
+        if redis_url is not None:
+            self.readiness.redis_url = redis_url
+        if self.collector is not None:
+            self.collector.database_url = database_url
+
     def metrics_text(self) -> bytes:
         return generate_latest(REGISTRY) + generate_latest(self.registry)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,11 @@ class Readiness:
         self._starting_detail = "the process is starting"
         self._lock = threading.Lock()
         self._cached: tuple[float, ReadinessReport] | None = None
+        self.extra_checks: list[Callable[[], Check]] = []
+
+    def add_check(self, check: Callable[[], Check]) -> None:
+        """A check of the process's own (e.g. its worker processes are alive)."""
+        self.extra_checks.append(check)
 
     def mark_started(self) -> None:
         self._started.set()
@@ -102,6 +108,11 @@ class Readiness:
         checks.extend(self._database_checks())
         if self.redis_url is not None:
             checks.append(self._redis_check())
+        for extra in self.extra_checks:
+            try:
+                checks.append(extra())
+            except Exception as exc:
+                checks.append(Check(getattr(extra, "__name__", "check"), False, _first_line(exc)))
         return ReadinessReport(all(c.ok for c in checks), checks)
 
     def _database_checks(self) -> list[Check]:
@@ -135,7 +146,8 @@ class Readiness:
     def _redis_check(self) -> Check:
         import redis
 
-        assert self.redis_url is not None
+        if not self.redis_url:
+            return Check("redis", False, "no REDIS_URL configured yet")
         try:
             client = redis.Redis.from_url(self.redis_url, socket_timeout=CONNECT_TIMEOUT,
                                           socket_connect_timeout=CONNECT_TIMEOUT)
@@ -143,6 +155,6 @@ class Readiness:
                 client.ping()
             finally:
                 client.close()
-        except redis.RedisError as exc:
+        except (redis.RedisError, OSError, ValueError) as exc:
             return Check("redis", False, _first_line(exc))
         return Check("redis", True, "reachable")

@@ -81,3 +81,25 @@ def start_ops_server(ops: Ops, host: str | None, port: int | None) -> OpsServer 
     if port is None:
         return None
     return OpsServer(create_ops_app(ops), host or DEFAULT_HOST, port).start()
+
+
+def start_process_ops(role: str, *, settings: Any = None, needs_redis: bool = False,
+                      host: str | None = None, port: int | None = None,
+                      worker_capacity: int | None = None,
+                      local_pools: dict[str, Any] | None = None) -> tuple[Ops, OpsServer | None]:
+    """For a long-running process (worker pool, scheduler, your reader): its Ops and HTTP server.
+
+    ``port`` (else EVSTORE_HTTP_PORT) None means off: the Ops still exists
+    (readiness can be asked in-process) but nothing listens. Call
+    ``ops.readiness.mark_started()`` once the process is up, ``ops.close()``
+    and ``server.stop()`` at the end.
+    """
+    from evstore.core.config import load_settings
+
+    cfg = settings or load_settings()
+    ops = build_ops(role, cfg, cfg.database_url, redis_url=cfg.redis_url if needs_redis else None,
+                    worker_capacity=worker_capacity, local_pools=local_pools)
+    if needs_redis and ops.readiness.redis_url is None:
+        ops.readiness.redis_url = ""
+    server = start_ops_server(ops, host or cfg.http_host, port if port is not None else cfg.http_port)
+    return ops, server
