@@ -44,3 +44,16 @@ SELECT j.kind,
   FROM {schema}.job_batches b JOIN {schema}.jobs j USING (job_id)
  WHERE b.status IN ('queued', 'retrying', 'running')
  GROUP BY j.kind;
+
+-- name: archive_runs
+-- Archive runs per status: how many, the run time of finished ones, and the
+-- bytes of their segments (raw JSON lines and stored, compressed).
+SELECT r.status, count(*),
+       count(*) FILTER (WHERE r.finished_at IS NOT NULL),
+       coalesce(sum(extract(epoch FROM r.finished_at - r.created_at))
+                FILTER (WHERE r.finished_at IS NOT NULL), 0)::float8,
+       coalesce(sum(s.raw), 0)::bigint, coalesce(sum(s.stored), 0)::bigint
+  FROM {schema}.archive_runs r
+  LEFT JOIN (SELECT run_id, sum(raw_bytes) AS raw, sum(stored_bytes) AS stored
+               FROM {schema}.archive_segments GROUP BY run_id) s USING (run_id)
+ GROUP BY r.status;

@@ -74,6 +74,7 @@ class StoreCollector(Collector):
                 metrics.extend(self._store_metrics(store))
                 metrics.extend(self._job_metrics(store))
                 metrics.extend(self._consumer_metrics(store))
+                metrics.extend(self._archive_metrics(store))
                 if self.read_url:
                     metrics.extend(self._replica_metrics(store))
                 ok.add_metric([], 1)
@@ -188,6 +189,26 @@ class StoreCollector(Collector):
             lag_s.add_metric(key, g.lag_seconds)
             members.add_metric(key, g.members)
         yield from (lag, lag_s, members)
+
+    # -- archive runs --------------------------------------------------------------
+
+    def _archive_metrics(self, store: Any) -> Iterator[Metric]:
+        db = store.db
+        runs = GaugeMetricFamily("evstore_archive_runs", "Archive runs by status", labels=["status"])
+        took = SummaryMetricFamily("evstore_archive_run_duration_seconds",
+                                   "Run time of finished archive runs by status", labels=["status"])
+        size = CounterMetricFamily("evstore_archive_bytes", "Bytes of archived segments (raw JSON "
+                                   "lines, stored after compression)", labels=["form"])
+        raw_total = stored_total = 0
+        with db.connection() as conn:
+            for status, n, finished, seconds, raw, stored in conn.execute(db.sql("ops", "archive_runs")):
+                runs.add_metric([status], n)
+                took.add_metric([status], count_value=finished, sum_value=seconds)
+                raw_total += int(raw)
+                stored_total += int(stored)
+        size.add_metric(["raw"], raw_total)
+        size.add_metric(["stored"], stored_total)
+        yield from (runs, took, size)
 
     # -- the replica -------------------------------------------------------------
 

@@ -95,7 +95,8 @@ def test_reader_process_reports_its_groups_lag(database_url: str, tmp_path: Path
                                 {"operation": "read_all", "source": "primary"}) >= 100
 
 
-def test_append_latency_and_conflicts_of_this_process(database_url: str) -> None:
+def test_append_latency_conflicts_and_archive_metrics(database_url: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from evstore.core.config import load_settings
 
     from evstore.http import build_ops, start_ops_server
@@ -116,7 +117,18 @@ def test_append_latency_and_conflicts_of_this_process(database_url: str) -> None
             with pytest.raises(ConcurrencyError):
                 store.append_events(stream, [EventRecord(stream, "User", "Seen", {"n": 0},
                                                          aggregate_version=3)])
+            # and an archive run of those events to a folder
+            from evstore.core.archive import ArchivalPolicy, EventArchiver
+
+            target = f"file://{tmp_path}/archive"
+            monkeypatch.setenv("EVSTORE_ARCHIVE_TARGETS", target)
+            EventArchiver(store).archive(ArchivalPolicy(
+                name="ops", strategy="count_based", keep_events=0, target_url=target, segment_size=5))
         text = get(server.port, "/metrics").text
+        assert metric_value(text, "evstore_archive_runs", {"status": "completed"}) == 1
+        assert metric_value(text, "evstore_archive_run_duration_seconds_count",
+                            {"status": "completed"}) == 1
+        assert metric_value(text, "evstore_archive_bytes_total", {"form": "raw"}) > 0
         assert metric_value(text, "evstore_append_seconds_count", {"outcome": "ok"}) == ok0 + 10
         assert metric_value(text, "evstore_append_conflicts_total") == conflicts0 + 1
         assert metric_value(text, "evstore_append_seconds_bucket", {"outcome": "ok", "le": "+Inf"}) \
