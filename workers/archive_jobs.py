@@ -27,6 +27,7 @@ from evstore.core.archive import (
     list_segments,
     plan_run,
 )
+from evstore.core.archive.guard import registered_classes
 from evstore.core.archive.runs import attach_job
 from evstore.core.errors import (
     ArchiveError,
@@ -36,10 +37,13 @@ from evstore.core.errors import (
 )
 from evstore.core.jobs.model import BatchPlan
 from evstore.core.jobs.repository import JobRepository
+from evstore.core.snapshots.aggregate import type_of
 from evstore.core.store.persistence import EventStore
 
 from .engine import JobEngine
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
+from .registry import aggregate_class
+from .settings import load_job_settings
 
 KIND = "archive"
 
@@ -94,7 +98,7 @@ class ArchiveJobKind(JobKind):
         number = ctx.params.get("segment")
         try:
             if number is None:
-                run = finalize_run(ctx.store, run_id)
+                run = finalize_run(ctx.store, run_id, snapshot_classes=_snapshot_classes())
                 return BatchOutcome(0, {"deleted_events": run.deleted_events})
             result = export_segment(ctx.store, run_id, int(number))
         except ArchiveError as exc:
@@ -107,7 +111,17 @@ class ArchiveJobKind(JobKind):
     def on_job_succeeded(self, ctx: BatchContext) -> None:
         # Raising here fails this batch's attempt, so the job is retried or
         # requeued; finalize_run is safe to call again.
-        finalize_run(ctx.store, str(ctx.job_params["run_id"]))
+        finalize_run(ctx.store, str(ctx.job_params["run_id"]),
+                     snapshot_classes=_snapshot_classes())
+
+
+def _snapshot_classes() -> list[type[Any]]:
+    """The snapshot guard's classes here: registered ones and EVSTORE_AGGREGATE_CLASSES."""
+    classes = {type_of(c): c for c in registered_classes()}
+    for path in load_job_settings().aggregate_class_paths:
+        cls = aggregate_class(path)
+        classes[type_of(cls)] = cls
+    return list(classes.values())
 
 
 register_job_kind(ArchiveJobKind())

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from evstore.core.archive.guard import register_snapshot_class
 from evstore.core.errors import ConfigurationError, InvalidJobError
 from evstore.core.snapshots.aggregate import class_path, import_class
 
@@ -103,6 +104,8 @@ def register_aggregate_class(cls: type[Any]) -> type[Any]:
         raise TypeError(f"register_aggregate_class takes a class (got {cls!r})")
     with _LOCK:
         _CLASSES[class_path(cls)] = cls
+    with contextlib.suppress(ConfigurationError):  # no aggregate_type: not guarded
+        register_snapshot_class(cls)  # the archive's snapshot guard (issue 13)
     return cls
 
 

@@ -11,7 +11,7 @@ resumable: running the policy again resumes its unfinished run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +55,7 @@ def run_policy(
     now: datetime | None = None,
     on_segment: Callable[[SegmentResult], None] | None = None,
     target: ArchiveTarget | None = None,
+    snapshot_classes: Iterable[type[Any]] | None = None,
 ) -> ArchiveResult:
     """Plan (or resume) a run of ``policy``, upload its segments here, then finalize it.
 
@@ -89,7 +90,7 @@ def run_policy(
             f"deleted ({message}); run the policy again to resume it"
         ) from errors[0]
     try:
-        done = finalize_run(store, run.run_id, target)
+        done = finalize_run(store, run.run_id, target, snapshot_classes)
     except ArchiveError as exc:
         set_run_error(store, run.run_id, str(exc))
         raise

@@ -10,12 +10,14 @@ segment's status. Safe to call again after any failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
 from ..serialization import iso
 from .catalog import write_catalog
 from .export import reset_segment, still_published
+from .guard import snapshot_guard
 from .readthrough import forget_empty
 from .runs import ArchiveRun, get_run, list_segments
 from .segments import MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, segment_name, sha256
@@ -94,7 +96,8 @@ def _drop_partition(conn: psycopg.Connection, store: EventStore, run: ArchiveRun
 
 
 def finalize_run(
-    store: EventStore, run_id: str, target: ArchiveTarget | None = None
+    store: EventStore, run_id: str, target: ArchiveTarget | None = None,
+    snapshot_classes: Iterable[type[Any]] | None = None,
 ) -> ArchiveRun:
     """Complete a run whose segments are all verified; raise ArchiveError otherwise."""
     run = get_run(store, run_id)
@@ -125,6 +128,8 @@ def finalize_run(
             # Before any event leaves: the catalog names every archived position.
             write_catalog(conn, store, run_id)
     forget_empty()
+    if run.archival_policy.delete_after_archive:
+        snapshot_guard(store, run_id, snapshot_classes)  # before any event leaves
     manifest_url = _publish_manifest(target, run)
     _remove_leftovers(target, run)
     policy = run.archival_policy

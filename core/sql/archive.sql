@@ -402,3 +402,14 @@ SELECT DISTINCT c.run_id::text AS run_id, c.segment_no, r.target_url, s.data_pat
   JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
  WHERE c.stream_id = ANY(%(streams)s)
  ORDER BY 1, 2;
+
+-- name: guard_candidates
+-- Snapshot guard (guard.py): the aggregates of these types with events in the
+-- run and events after it, with the last archived position of each.
+SELECT s.aggregate_id, s.aggregate_type, max(c.last_position) AS archived_to, s.version
+  FROM {schema}.archive_catalog c
+  JOIN {schema}.streams s ON s.stream_id = c.stream_id
+ WHERE c.run_id = %(run_id)s AND s.aggregate_type = ANY(%(types)s)
+ GROUP BY s.aggregate_id, s.aggregate_type, s.version
+HAVING s.version > max(c.last_position)
+ ORDER BY s.aggregate_type, s.aggregate_id;

@@ -128,3 +128,34 @@ def test_read_through_on_every_target_and_a_dead_target(
         finally:
             if kind != "file":
                 emulators.ensure(kind)
+
+
+def test_snapshot_guard_leaves_no_affected_aggregate_without_a_snapshot(
+    database_url: str, tmp_path: Path
+) -> None:
+    url = f"file://{tmp_path}/archive"
+    with PostgreSQLEventStore(database_url) as store:
+        reset_caches(store, tmp_path / "cache")
+        scripts = generate(80, seed=21, months=4)
+        for script in scripts:
+            store.append_events(script.stream_id, script.events)
+        snapshots = SnapshotStore(store)
+        before = {s.user_id: snapshots.load_aggregate_with_events(UserAccount, s.user_id)[0].save()
+                  for s in scripts}
+        result = run_policy(store, ArchivalPolicy(name="old", strategy="time_based",
+                                                  retention_days=62, target_url=url),
+                            now=NOW, snapshot_classes=[UserAccount])
+        assert result.run.deleted_events > 0
+        affected = []
+        for script in scripts:
+            entries = stream_catalog(store, script.stream_id)
+            if entries and store.get_stream_version(script.stream_id) > entries[-1].last_position:
+                affected.append((script.user_id, entries[-1].last_position))
+        assert len(affected) >= 3
+        for user_id, archived_to in affected:
+            latest = snapshots.latest(UserAccount, user_id)
+            assert latest is not None and latest.aggregate_version >= archived_to, user_id
+        # so the common load never touches the archive: it works with read-through off
+        setting(store, archive_read_through=False)
+        for user_id, _ in affected:
+            assert snapshots.load_aggregate_with_events(UserAccount, user_id)[0].save() == before[user_id]
