@@ -18,6 +18,9 @@ from .errors import (
     StoreUnavailableError,
     UnknownEventTypeError,
 )
+
+# Every store logs the reads that return personal data (issue 11, docs/privacy.md).
+from .privacy import access_observer as _access_observer  # noqa: F401
 from .reader.reader import EventStreamReader
 from .reader.streams import StreamConfig, StreamReadMode
 from .snapshots.aggregate import Aggregate

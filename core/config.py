@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     previous_secret_keys: SecretStr | None = Field(
         default=None, validation_alias="EVSTORE_PREVIOUS_SECRET_KEYS"
     )
+    # The access log (issue 11, core/privacy/access_log.py, docs/privacy.md): on or
+    # off; who reads and why when the caller declares no access context (workers);
+    # how long an entry may wait in memory before it is written (0: written before
+    # the read returns); how long a process trusts its view of withdrawn consents.
+    access_log: bool = Field(default=True, validation_alias="EVSTORE_ACCESS_LOG")
+    accessor: str | None = Field(default=None, validation_alias="EVSTORE_ACCESSOR")
+    access_purpose: str | None = Field(default=None, validation_alias="EVSTORE_ACCESS_PURPOSE")
+    access_log_flush_ms: int = Field(
+        default=200, ge=0, le=60_000, validation_alias="EVSTORE_ACCESS_LOG_FLUSH_MS"
+    )
+    consent_cache_seconds: float = Field(
+        default=2.0, ge=0, le=3600, validation_alias="EVSTORE_CONSENT_CACHE_SECONDS"
+    )
 
     # The event query service (core/query, docs/query.md): a statement timeout and
     # a budget of rows examined per query, the result cache's size, the text-search

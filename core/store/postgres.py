@@ -31,7 +31,7 @@ from ..config import Settings, load_settings
 from ..db import Database, redact
 from ..errors import ConcurrencyError, StoreUnavailableError
 from ..migrations import apply_migrations, current_version
-from . import integrity
+from . import hooks, integrity
 from .append import Appender
 from .partitions import MonthPartitions
 from .persistence import (
@@ -113,6 +113,7 @@ class PostgreSQLEventStore(EventStore):
         self.close()
 
     def close(self) -> None:
+        hooks.close_observer(self)  # the access log's last entries (issue 11)
         self.db.close()
 
     def __repr__(self) -> str:
@@ -184,7 +185,8 @@ class PostgreSQLEventStore(EventStore):
         max_count: int | None = None,
         backwards: bool = False,
     ) -> list[EventRecord]:
-        return self._reads.read_stream(stream_id, from_version, max_count, backwards)
+        events = self._reads.read_stream(stream_id, from_version, max_count, backwards)
+        return hooks.observe(self, "read_stream", events, stream_id=stream_id)  # access log
 
     def iter_stream(
         self,
@@ -194,13 +196,15 @@ class PostgreSQLEventStore(EventStore):
         backwards: bool = False,
     ) -> Iterator[EventRecord]:
         """One stream's events a page at a time: any length in bounded memory."""
-        return self._reads.iter_stream(stream_id, from_version, page_size, backwards)
+        return hooks.observe_iter(self, "iter_stream", self._reads.iter_stream(
+            stream_id, from_version, page_size, backwards), stream_id=stream_id)  # access log
 
     def get_events_for_aggregate(
         self, aggregate_id: str, aggregate_type: str | None = None, from_version: int = 1
     ) -> list[EventRecord]:
         # A uuid.UUID (the spec's ids) is its canonical text, as appends store it.
-        return self._reads.get_events_for_aggregate(str(aggregate_id), aggregate_type, from_version)
+        events = self._reads.get_events_for_aggregate(str(aggregate_id), aggregate_type, from_version)
+        return hooks.observe(self, "read_aggregate", events, aggregate_type=aggregate_type)
 
     def read_all(
         self,
@@ -219,13 +223,14 @@ class PostgreSQLEventStore(EventStore):
         start = time.perf_counter()
         page = self._reads.read_all(after, limit, event_types, aggregate_types, check_types)
         telemetry.record_read("read_all", time.perf_counter() - start, len(page.events))
-        return page
+        events = hooks.observe(self, "read_all", page.events)  # access log, consent (issue 11)
+        return page if events is page.events else ReadAllPage(events, page.checkpoint, page.at_end)
 
     def iter_all(
         self, after: Position | None = None, batch_size: int | None = None, **filters: Any
     ) -> Iterator[EventRecord]:
         """Every event after a checkpoint, page by page, up to the current head."""
-        return self._reads.iter_all(after, batch_size, **filters)
+        return hooks.observe_iter(self, "iter_all", self._reads.iter_all(after, batch_size, **filters))
 
     def known_event_types(self) -> list[str]:
         return self._reads.known_event_types()
@@ -263,6 +268,18 @@ class PostgreSQLEventStore(EventStore):
         return integrity.metrics(self._reads, self._month_partitions, exact)
 
     # -- plumbing -----------------------------------------------------------
+
+    def access_context(self, accessor: str | None = None, purpose: str | None = None,
+                       ip_address: str | None = None, user_agent: str | None = None) -> Any:
+        """``with store.access_context(accessor=..., purpose=...):`` who reads and why, for the
+        access log of the reads inside (this thread or task). See docs/privacy.md."""
+        return hooks.access_context(accessor, purpose, ip_address, user_agent)
+
+    def flush_access_log(self) -> None:
+        """Write the access-log entries still buffered in this process now."""
+        observer = hooks.observer_of(self)
+        if observer is not None:
+            observer.flush()
 
     def connection(self) -> Any:
         """A pooled connection (autocommit) whose driver errors become evstore errors."""

@@ -1,0 +1,336 @@
+"""What the store's reads return, seen by the access log and consent (core/store/hooks.py).
+
+Granularity: **one entry per access**, an access being one call of the API
+that returned personal data: ``read_stream``, ``get_events_for_aggregate``,
+``read_all`` (one page), a reader's or consumer group's delivered page, a
+replay batch, a snapshot load, an export; an iterator (``iter_stream``,
+``iter_all``) writes one entry when it ends, or every
+:data:`ITER_ENTRY_EVENTS` personal events of a long one. The entry lists the
+personal events returned (by the declarations of core/privacy/declarations.py)
+and their subjects; a call that returned no personal data writes nothing.
+
+Entries are buffered and written by a background thread in batches (one
+transaction each) at most ``EVSTORE_ACCESS_LOG_FLUSH_MS`` (200 ms) after the
+read; closing the store or leaving the interpreter writes the rest. A crash
+(SIGKILL, power loss) loses the entries of at most that last interval. With
+``EVSTORE_ACCESS_LOG_FLUSH_MS=0`` each read writes its entry before returning.
+A purpose declared in the access context also applies consent: the declared
+fields of a subject who withdrew consent for that purpose come back redacted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import logging
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..store import hooks
+from . import consent
+from .access_log import AccessEntry, write_entries
+from .declarations import (
+    PersonalData,
+    PrivacyRegistry,
+    default_registry,
+    file_declarations,
+    parse_path,
+    values_at,
+)
+
+if TYPE_CHECKING:
+    from ..store.persistence import EventRecord, EventStore
+
+log = logging.getLogger(__name__)
+ITER_ENTRY_EVENTS = 10_000  # an iterator writes an entry at least every this many personal events
+WRITE_CHUNK = 1000  # entries per writing transaction
+MAX_BUFFERED = 200_000  # entries kept while the database refuses them (oldest dropped beyond)
+
+
+def default_accessor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = "uid-unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class _Compiled:
+    """A declaration with its paths parsed once."""
+
+    __slots__ = ("fields", "pd", "subject_root", "subject_steps")
+
+    def __init__(self, pd: PersonalData) -> None:
+        self.pd = pd
+        self.subject_root, self.subject_steps = parse_path(pd.subject)
+        self.fields = [parse_path(f) for f in pd.fields]
+
+    def present(self, event: EventRecord) -> bool:
+        data, meta = event.event_data, None
+        for root, steps in self.fields:
+            if root == "metadata":
+                meta = meta if meta is not None else event.metadata.to_dict()
+                doc = meta
+            else:
+                doc = data
+            if any(v is not None for v in values_at(doc, steps)):
+                return True
+        return False
+
+    def subject(self, event: EventRecord) -> str | None:
+        if self.subject_root == "aggregate_id":
+            value: Any = event.aggregate_id
+        else:
+            doc = event.event_data if self.subject_root == "data" else event.metadata.to_dict()
+            value = next(values_at(doc, self.subject_steps), None)
+        if value is None or isinstance(value, dict | list) or value == "":
+            return None
+        return str(value)
+
+
+class Declarations:
+    """The registry of the settings (code + configuration file), with parsed paths, kept fresh:
+    rebuilt when the code declarations change, and re-read from the file every cache_ttl."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._code: tuple[PersonalData, ...] | None = None
+        self._file: list[PersonalData] = []
+        self._file_at = 0.0
+        self.registry = PrivacyRegistry()
+        self._compiled: dict[tuple[str, int], _Compiled | None] = {}
+
+    def refresh(self) -> None:
+        code = tuple(default_registry.declarations())
+        now = time.monotonic()
+        if code == self._code and now - self._file_at < self._ttl:
+            return
+        with self._lock:
+            if now - self._file_at >= self._ttl or self._code is None:
+                self._file, self._file_at = file_declarations(), now
+            self.registry = PrivacyRegistry([*code, *self._file])
+            self._compiled = {}
+            self._code = code
+
+    def of(self, event: EventRecord) -> _Compiled | None:
+        key = (event.event_type, event.event_version)
+        try:
+            found = self._compiled[key]
+        except KeyError:
+            pd = self.registry.for_event_type(*key)
+            found = self._compiled[key] = _Compiled(pd) if pd is not None else None
+        if found is None or (found.pd.aggregate_type is not None
+                             and found.pd.aggregate_type != event.aggregate_type):
+            return None
+        return found
+
+
+class BufferedWriter:
+    """Entries in memory, written in batches by a daemon thread at a bounded delay."""
+
+    def __init__(self, store: EventStore, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        self._buffer: list[AccessEntry] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        _writers.add(self)
+
+    def add(self, entry: AccessEntry) -> None:
+        if self.interval <= 0:
+            self._write([entry])  # before the read returns; an error reaches the caller
+            return
+        with self._lock:
+            self._buffer.append(entry)
+            full = len(self._buffer) >= WRITE_CHUNK
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="evstore-access-log",
+                                                daemon=True)
+                self._thread.start()
+        if full:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception as exc:  # kept in the buffer, tried again next time
+                log.warning("access log: entries not written yet (%s); retrying", exc)
+
+    def _write(self, entries: list[AccessEntry]) -> None:
+        with self.store.db.connection() as conn:
+            for i in range(0, len(entries), WRITE_CHUNK):
+                write_entries(self.store, conn, entries[i:i + WRITE_CHUNK])
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return
+            try:
+                self._write(batch)
+            except BaseException:
+                with self._lock:
+                    self._buffer[:0] = batch
+                    if len(self._buffer) > MAX_BUFFERED:
+                        lost = len(self._buffer) - MAX_BUFFERED
+                        del self._buffer[:lost]
+                        log.error("access log: %d entries dropped (database unavailable)", lost)
+                raise
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        try:
+            self.flush()
+        except Exception as exc:
+            log.error("access log: %d entries could not be written at close: %s",
+                      len(self._buffer), exc)
+        _writers.discard(self)
+
+
+_writers: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for writer in list(_writers):
+        try:
+            writer.flush()
+        except Exception as exc:
+            log.error("access log: entries lost at exit: %s", exc)
+
+
+class AccessObserver:
+    """The store's read observer: logs personal data returned, applies withdrawn consent."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        settings = store.settings
+        self.declarations = Declarations(float(settings.cache_ttl))
+        self.writer = BufferedWriter(store, settings.access_log_flush_ms / 1000)
+        self._default_accessor: str | None = None
+
+    def context(self) -> hooks.AccessContext:
+        ctx = hooks.current_access()
+        settings = self.store.settings
+        accessor = ctx.accessor or settings.accessor
+        if accessor is None:
+            accessor = self._default_accessor = self._default_accessor or default_accessor()
+        purpose = ctx.purpose or settings.access_purpose
+        return hooks.AccessContext(accessor, purpose, ctx.ip_address, ctx.user_agent)
+
+    def _entry(self, access_type: str, ctx: hooks.AccessContext, ids: list[Any],
+               subjects: set[str], aggregates: set[str], detail: dict[str, Any]) -> AccessEntry:
+        return AccessEntry(
+            access_type=access_type, accessor=ctx.accessor or "", purpose=ctx.purpose,
+            ip_address=ctx.ip_address, user_agent=ctx.user_agent,
+            subject_ids=tuple(sorted(subjects)), event_ids=tuple(ids),
+            aggregate_id=next(iter(aggregates)) if len(aggregates) == 1 else None,
+            details={k: v for k, v in detail.items() if v is not None},
+        )
+
+    def observed(self, access_type: str, events: list[EventRecord],
+                 detail: dict[str, Any]) -> list[EventRecord]:
+        decl = self.declarations
+        decl.refresh()
+        ids: list[Any] = []
+        subjects: set[str] = set()
+        aggregates: set[str] = set()
+        redact: dict[int, tuple[_Compiled, str]] = {}
+        for i, event in enumerate(events):
+            found = decl.of(event)
+            if found is None or not found.present(event):
+                continue
+            ids.append(event.event_id)
+            aggregates.add(event.aggregate_id)
+            subject = found.subject(event)
+            if subject is not None:
+                subjects.add(subject)
+                redact[i] = (found, subject)
+        if not ids:
+            return events
+        ctx = self.context()
+        if ctx.purpose is not None and redact:
+            events = consent.apply(self.store, ctx.purpose, events, redact)
+        if self.store.settings.access_log:
+            self.writer.add(self._entry(access_type, ctx, ids, subjects, aggregates,
+                                        {**detail, "returned": len(events)}))
+        return events
+
+    def observe_iter(self, access_type: str, events: Iterator[EventRecord],
+                     detail: dict[str, Any]) -> Iterator[EventRecord]:
+        """Events pass one by one (redacted as consent says); one entry when it ends."""
+        ctx = self.context()  # the caller's context, taken when the iteration is made
+        return self._iterate(access_type, events, detail, ctx)
+
+    def _iterate(self, access_type: str, events: Iterator[EventRecord], detail: dict[str, Any],
+                 ctx: hooks.AccessContext) -> Iterator[EventRecord]:
+        decl = self.declarations
+        decl.refresh()
+        ids: list[Any] = []
+        subjects: set[str] = set()
+        aggregates: set[str] = set()
+        returned = 0
+
+        def write() -> None:
+            if ids and self.store.settings.access_log:
+                self.writer.add(self._entry(access_type, ctx, ids, subjects, aggregates,
+                                            {**detail, "returned": returned}))
+            ids.clear()
+            subjects.clear()
+            aggregates.clear()
+
+        try:
+            for event in events:
+                returned += 1
+                found = decl.of(event)
+                if found is not None and found.present(event):
+                    ids.append(event.event_id)
+                    aggregates.add(event.aggregate_id)
+                    subject = found.subject(event)
+                    if subject is not None:
+                        subjects.add(subject)
+                        if ctx.purpose is not None:
+                            event = consent.apply(self.store, ctx.purpose, [event],
+                                                  {0: (found, subject)})[0]
+                    if len(ids) >= ITER_ENTRY_EVENTS:
+                        write()
+                yield event
+        finally:
+            write()
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _factory(store: EventStore) -> AccessObserver | None:
+    return AccessObserver(store)
+
+
+hooks.register_observer_factory(_factory)
+
+
+def observer(store: EventStore) -> AccessObserver:
+    """The store's observer (for features that log an access themselves: export, snapshots)."""
+    found = hooks.observer_of(store)
+    if not isinstance(found, AccessObserver):
+        raise RuntimeError("the access log is not installed on this store")
+    return found
