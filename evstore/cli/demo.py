@@ -67,6 +67,9 @@ def demo(
     archive: Annotated[
         bool, typer.Option(help="Archive the oldest month to $EVSTORE_HOME/archive, verify and restore it.")
     ] = True,
+    web_console: Annotated[bool, typer.Option(
+        "--console", help="Then serve the web console on 127.0.0.1 (its address printed) until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Run the identity-service demo: append, read back, verify, summarise."""
     check_range("--users", users, minimum=0, maximum=1_000_000)
@@ -222,6 +225,10 @@ def demo(
         ok = ok and archived["verified"] and archived["restored"] + archived["present"] == archived["events"]
     if replayed is not None:
         ok = ok and replayed.failed_events == 0 and replayed.successful_events == replayed.total_events
+    if web_console:
+        from .demo_console import serve_console
+
+        serve_console()
     if not ok:
         raise typer.Exit(1)
 
