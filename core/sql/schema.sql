@@ -649,3 +649,21 @@ CREATE TABLE {schema}.forget_requests (
     counts       jsonb       NOT NULL DEFAULT '{}'
 );
 CREATE INDEX forget_requests_subject_idx ON {schema}.forget_requests (subject_ref);
+-- migration 0007 (issue 12: the event query service, core/query, docs/query.md)
+-- Indexes on the partitioned events table: built on every month partition and
+-- cloned onto partitions created later. The full-text index is optional
+-- (`evstore query indexes --fulltext`): it depends on EVENT_STORE_TEXT_SEARCH_CONFIG.
+CREATE INDEX events_type_order_idx
+    ON {schema}.events (event_type, transaction_id, global_position);
+CREATE INDEX events_user_order_idx
+    ON {schema}.events ((metadata ->> 'user_id'), transaction_id, global_position);
+CREATE INDEX events_correlation_order_idx
+    ON {schema}.events ((metadata ->> 'correlation_id'), transaction_id, global_position);
+CREATE INDEX events_data_gin_idx
+    ON {schema}.events USING gin (event_data jsonb_path_ops);
+
+-- Compressed events (a payload SQL cannot read): a data filter lets them all
+-- through to be judged after decoding, and this small partial index finds
+-- them, so such a filter is an OR of two index scans, not a sequential scan.
+CREATE INDEX events_payload_order_idx
+    ON {schema}.events (transaction_id, global_position) WHERE payload IS NOT NULL;

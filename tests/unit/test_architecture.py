@@ -45,7 +45,7 @@ PACKAGES = {
 
 BASE = ("errors", "config", "codecs", "serialization", "sql", "config_file", "db", "migrations", "embedded",
         "keys", "checksums", "redaction", "telemetry")
-FEATURES = ("reader", "snapshots", "archive", "jobs", "privacy", "roles")
+FEATURES = ("reader", "snapshots", "archive", "jobs", "privacy", "roles", "query")
 CONCRETE_STORE = "evstore.core.store.postgres"
 MAX_CORE_LINES = 400
 SQL_KEYWORDS = (

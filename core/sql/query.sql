@@ -1,0 +1,54 @@
+-- Named statements of the event query service (core/query), loaded with
+-- Database.sql("query", name). The queries themselves are composed by
+-- SQLAlchemy Core (core/query/compiler.py); these are the fixed statements
+-- around them. {schema} is the quoted schema; %s / %(name)s are parameters.
+
+-- name: set_timeout
+-- The statement timeout of this transaction only (EVENT_STORE_QUERY_TIMEOUT_MS).
+SELECT set_config('statement_timeout', %s, true);
+
+-- name: explain
+-- {statement} is a statement compiled by SQLAlchemy (its values stay parameters).
+EXPLAIN (FORMAT JSON, ANALYZE {analyze}, BUFFERS {analyze}) {statement}
+
+-- name: check_jsonpath
+-- A malformed SQL/JSON path fails here, with the server's own words.
+SELECT %s::jsonpath::text;
+
+-- name: check_text_config
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_ts_config WHERE cfgname = %s);
+
+-- name: event_indexes
+-- The indexes of the events table (the partitioned parent): name and definition.
+SELECT c.relname, pg_catalog.pg_get_indexdef(i.indexrelid)
+  FROM pg_catalog.pg_index i
+  JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+ WHERE i.indrelid = '{schema}.events'::regclass
+ ORDER BY c.relname;
+
+-- name: hypopg_installed
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'hypopg');
+
+-- name: rate_buckets
+-- Events per (bucket, key) in [from, to): key is the event type, the aggregate
+-- (type and id) or a metadata field's text, as %(by)s says.
+SELECT to_timestamp(floor(extract(epoch FROM created_at) / %(bucket)s) * %(bucket)s) AS bucket,
+       CASE %(by)s
+            WHEN 'event_type' THEN event_type
+            WHEN 'aggregate' THEN aggregate_type || '-' || aggregate_id
+            ELSE event_type || ' for ' || coalesce(metadata ->> %(field)s, '?')
+       END AS key,
+       count(*)
+  FROM {schema}.events
+ WHERE created_at >= %(from)s AND created_at < %(to)s
+ GROUP BY 1, 2
+ ORDER BY 1, 2;
+
+-- name: create_fulltext_index
+-- Optional (its append cost): {config} is the validated EVENT_STORE_TEXT_SEARCH_CONFIG.
+CREATE INDEX IF NOT EXISTS events_fulltext_idx ON {schema}.events USING gin
+    ((to_tsvector('{config}'::regconfig, coalesce(event_data, '{}'::jsonb))
+      || to_tsvector('{config}'::regconfig, metadata)));
+
+-- name: drop_fulltext_index
+DROP INDEX IF EXISTS {schema}.events_fulltext_idx;
