@@ -122,6 +122,7 @@ BUILTIN_KINDS = {
     "snapshot_build": "evstore.workers.snapshot_jobs",
     "archive": "evstore.workers.archive_jobs",
     "partitions": "evstore.workers.maintenance_jobs",
+    "forget": "evstore.workers.forget_jobs",
 }
 
 

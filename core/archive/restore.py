@@ -25,6 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..errors import ArchiveError, ArchiveIntegrityError
+from ..privacy.archive_forget import anonymize_forgotten_lines
 from ..store.partitions import create_month_partition, month_of
 from .locate import Located, locate
 from .segments import FIELDS, SegmentManifest, read_segment
@@ -148,6 +149,8 @@ def restore_archive(store: EventStore, url: str, trust_unsigned: bool = False) -
         try:
             for path in located.manifests:
                 _manifest, lines = _load(located, path, trust_unsigned)
+                # Subjects forgotten since the archive was made come back anonymized.
+                lines = anonymize_forgotten_lines(store, conn, lines)
                 total += len(lines)
                 _copy_lines(store, conn, lines)
             restored = _insert(store, conn, url)

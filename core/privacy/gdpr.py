@@ -9,10 +9,8 @@ anonymizers by name with :func:`register_anonymizer`; ``redact`` (the
 default) blanks the fields in :data:`PERSONAL_FIELDS` and the metadata's
 ``user_id``.
 
-:func:`cleanup_gdpr_data` forgets one data subject in PostgreSQL: it
-anonymizes (or deletes) the subject's events and deletes the subject's
-snapshots, and records what it did in ``event_access_log``. Archives already
-shipped are not rewritten here (see docs/archive.md).
+:func:`cleanup_gdpr_data` forgets one data subject everywhere (core/privacy/forget.py,
+run as a forget job: core/privacy/forget_job.py).
 """
 
 from __future__ import annotations
@@ -21,15 +19,15 @@ import base64
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from psycopg.rows import dict_row
 
 from .. import checksums, codecs
 from ..errors import ConfigurationError
-from ..keys import KeyRing, keyring
+from ..keys import KeyRing
 from ..serialization import jsonb_text
+from . import crypto  # noqa: F401  (installs the store's field cipher)
+from .forget import ForgetResult, check_subject
+from .forget_job import run_here
 
 if TYPE_CHECKING:
     from ..store.persistence import EventStore
@@ -99,65 +97,27 @@ def anonymize_line(line: dict[str, Any], anonymizer: Anonymizer, ring: KeyRing) 
     return out
 
 
-@dataclass(frozen=True)
-class GdprCleanupResult:
-    user_id: str
-    events_anonymized: int
-    events_deleted: int
-    snapshots_deleted: int
-    archives_rewritten: int  # always 0 here: shipped archives are not rewritten
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+# The spec's name for what cleanup_gdpr_data returns.
+GdprCleanupResult = ForgetResult
 
 
 def cleanup_gdpr_data(
     store: EventStore, user_id: str, anonymize: bool = True,
     anonymizer: str = "redact", accessor: str = "evstore",
-) -> GdprCleanupResult:
-    """Forget a data subject: the events whose metadata user_id or aggregate id is theirs.
+) -> ForgetResult:
+    """Forget a data subject everywhere, as a forget job run in this process (see forget_job).
 
-    With ``anonymize`` the events stay (streams keep their positions) with
-    personal fields redacted and checksums recomputed; without it they are
-    deleted. The subject's snapshots are deleted either way.
+    The subject is matched exactly by the personal-data declarations
+    (core/privacy/declarations.py): its data keys are destroyed, plain-text
+    declared fields anonymized (events stay: streams keep their versions and
+    load), its aggregates' snapshots dropped, every archive segment holding it
+    rewritten, its blind-index entries removed, and a tombstone makes later
+    restores come back anonymized. ``anonymize=False`` (delete) is refused:
+    deleting events would leave streams with holes. ``anonymizer`` is kept for
+    compatibility and not used (declarations say what is personal).
     """
-    if not user_id:
-        raise ValueError("user_id must not be empty")
-    fn = get_anonymizer(anonymizer)
-    db = store.db
-    subject = {"user": user_id}
-    anonymized = deleted = 0
-    ring = keyring(store.settings)
-    with db.connection() as conn, conn.transaction():
-        # The store's own rewrite path: the append-only trigger lets it through.
-        conn.execute(db.sql("store", "allow_rewrite"))
-        if anonymize:
-            rows = conn.cursor(row_factory=dict_row).execute(
-                db.sql("privacy", "subject_events_for_update"), subject
-            ).fetchall()
-            update = db.sql("privacy", "anonymize_event")  # once, not per event
-            for row in rows:
-                data, meta = fn(
-                    event_body(row["event_data"], row["payload"], row["compression"]),
-                    json.loads(row["metadata"]),
-                )
-                data_json, meta_json = jsonb_text(data, "event_data"), jsonb_text(meta, "metadata")
-                size = len(data_json.encode())
-                conn.execute(update, {
-                    "data": data_json, "metadata": meta_json,
-                    "checksum": checksums.sign(ring, checksums.message_of(
-                        row, data_json.encode(), meta_json.encode())),
-                    "size": size,
-                    "event_id": row["event_id"], "created_at": row["created_at"],
-                })
-            anonymized = len(rows)
-        else:
-            deleted = conn.execute(db.sql("privacy", "delete_subject_events"), subject).rowcount
-        snaps = conn.execute(db.sql("privacy", "delete_subject_snapshots"), subject).rowcount
-        result = GdprCleanupResult(user_id, anonymized, deleted, snaps, 0)
-        conn.execute(db.sql("privacy", "log_access"), {
-            "subject": user_id, "accessor": accessor,
-            "action": "gdpr_anonymize" if anonymize else "gdpr_delete",
-            "purpose": "right to be forgotten", "details": json.dumps(result.as_dict()),
-        })
-    return result
+    del anonymizer
+    if not anonymize:
+        raise ValueError("forgetting deletes no events (a stream would keep its version with no "
+                         "events): its personal data is destroyed instead; use anonymize=True")
+    return run_here(store, check_subject(user_id), accessor)

@@ -40,6 +40,7 @@ from psycopg.rows import class_row
 from .. import checksums
 from ..errors import ConcurrencyError, DuplicateEventError, StoreUnavailableError
 from ..keys import keyring
+from . import fieldcipher
 from .partitions import MonthPartitions, month_of
 from .persistence import ANY, NO_STREAM, AppendResult, EventRecord, EventStore, ExpectedVersion, StreamState
 from .prepare import INSERT_COLUMNS, ROW_TYPES, Prepared, insert_row, prepare
@@ -108,6 +109,8 @@ class Appender:
         """Validate the batch and encode each event: everything before the database."""
         batch = list(events)
         validate_batch(stream_id, batch)
+        # Declared personal fields sealed per subject (EVENT_STORE_ENCRYPTION), before the checksum.
+        batch = list(fieldcipher.seal(self.store, batch))
         settings = self.store.settings
         signing = checksums.signer(keyring(settings))
         return [prepare(i, e, settings, signing) for i, e in enumerate(batch)]

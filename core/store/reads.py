@@ -24,6 +24,7 @@ from .. import checksums, codecs
 from ..errors import CodecError, IntegrityError, ReadLimitError, UnknownEventTypeError
 from ..keys import CHECKSUM, KeyRing, keyring
 from ..serialization import checksum_of, dumps
+from . import fieldcipher
 from .persistence import START, EventMetadata, EventRecord, EventStore, Position, ReadAllPage
 
 # The JSON columns come as the text jsonb prints: the bytes a version-2 checksum covers.
@@ -321,4 +322,6 @@ class StoreReads:
                 raise IntegrityError(event_id, global_position, digest, "<does not match>")
             elif not self.store.settings.accept_legacy_checksums:
                 raise IntegrityError(event_id, global_position, digest, LEGACY)
-        return record
+        # Sealed personal fields (core/store/fieldcipher.py) opened once the checksum is checked.
+        return fieldcipher.open_record(self.store, record, data if data is not None else data_text,
+                                       metadata_text)

@@ -1,0 +1,75 @@
+"""Where per-subject field encryption plugs into the store (EVENT_STORE_ENCRYPTION).
+
+The store cannot import a feature package, so core/privacy registers a
+*factory* here (``install``); the store builds its cipher on first use and
+
+- seals each event of an append before its JSON and checksum are made
+  (``seal(events) -> events``: declared fields replaced by ciphertext), so the
+  checksum covers what is stored and keeps verifying after a key is destroyed;
+- opens each decoded record whose stored text holds a sealed value
+  (``open(record) -> record``), after its checksum was checked. A value whose
+  key is gone opens as a typed marker, never an exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+# The prefix of every sealed (or forgotten) value in stored JSON text.
+MARK = "evenc:"
+_MARK_BYTES = MARK.encode()
+
+
+class FieldCipher(Protocol):
+    def seal(self, events: Sequence[Any]) -> list[Any]: ...
+
+    def open(self, record: Any) -> Any: ...
+
+
+CipherFactory = Callable[[Any], "FieldCipher | None"]
+_factory: list[CipherFactory] = []
+_lock = threading.Lock()
+_NONE = object()
+
+
+def install(factory: CipherFactory) -> None:
+    with _lock:
+        _factory[:] = [factory]
+
+
+def cipher_of(store: Any) -> FieldCipher | None:
+    found = store.__dict__.get("_evstore_field_cipher", _NONE)
+    if found is _NONE:
+        with _lock:
+            found = store.__dict__.get("_evstore_field_cipher", _NONE)
+            if found is _NONE:
+                found = _factory[0](store) if _factory else None
+                store.__dict__["_evstore_field_cipher"] = found
+    return found  # type: ignore[return-value]
+
+
+def seal(store: Any, events: Sequence[Any]) -> Sequence[Any]:
+    """The events with their declared fields sealed (as they are when encryption is off)."""
+    if store.settings.encryption == "none":
+        return events
+    cipher = cipher_of(store)
+    return events if cipher is None else cipher.seal(events)
+
+
+def maybe_sealed(*texts: str | bytes | None) -> bool:
+    for text in texts:
+        if text is None:
+            continue
+        if (_MARK_BYTES if isinstance(text, bytes) else MARK) in text:
+            return True
+    return False
+
+
+def open_record(store: Any, record: Any, *texts: str | bytes | None) -> Any:
+    """``record`` with its sealed values opened, when its stored text holds any."""
+    if not maybe_sealed(*texts):
+        return record
+    cipher = cipher_of(store)
+    return record if cipher is None else cipher.open(record)
