@@ -40,11 +40,30 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def console_url(job_env: dict[str, str], tmp_path: Path) -> Iterator[str]:  # noqa: F811
-    """`evstore serve` (O's command: /livez and the console at /) on this test's database."""
+def console_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The configuration file of the test and its `evstore serve`: a personal field declared
+    (ProfileUpdated's data.email) and an archive policy to a local folder."""
     config = tmp_path / "evstore.toml"
-    config.write_text('[privacy.ProfileUpdated]\nfields = ["data.email"]\nsubject = "aggregate_id"\n')
-    env = {**job_env, "EVSTORE_CONSOLE_PASSWORD": PASSWORD, "EVSTORE_CONFIG": str(config)}
+    config.write_text(f"""
+[privacy.ProfileUpdated]
+fields = ["data.email"]
+subject = "aggregate_id"
+
+[archive.policies.old-months]
+strategy = "time_based"
+retention_days = 0
+target = "file://{tmp_path}/archive"
+segment_size = 7
+schedule = "cron: 0 3 * * *"
+""")
+    monkeypatch.setenv("EVSTORE_CONFIG", str(config))
+    return config
+
+
+@pytest.fixture
+def console_url(job_env: dict[str, str], console_config: Path, tmp_path: Path) -> Iterator[str]:  # noqa: F811
+    """`evstore serve` (O's command: /livez and the console at /) on this test's database."""
+    env = {**job_env, "EVSTORE_CONSOLE_PASSWORD": PASSWORD, "EVSTORE_CONFIG": str(console_config)}
     port = _free_port()
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "evstore.cli", "serve", "--port", str(port)],

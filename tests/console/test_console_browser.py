@@ -160,3 +160,59 @@ def test_cancel_stops_a_running_job_and_a_stream_shows_its_events_in_order(
     browser.find_element(By.ID, "verify").click()
     _wait_text(browser, "#verified", "ok: 7 events verified", 20)
     assert ("grace", "cancel", f"job {job_id}", "done") in _actions(jobs_store)
+
+
+def test_archive_run_verified_and_restored_schedules_and_a_stopped_consumer_reset(
+    jobs_store, console_url, browser,
+) -> None:
+    from evstore.core.archive import EventArchiver
+    from evstore.core.reader.checkpoints import CheckpointStore
+    from evstore.core.store.persistence import START
+
+    from tests.integration.archive.helpers import count, populate
+
+    # Given events of past months archived by a policy (deleted from PostgreSQL)
+    populate(jobs_store, [2, 1], streams=2, per_stream=5)
+    result = EventArchiver(jobs_store).archive("old-months")
+    assert (result.run.status, count(jobs_store)) == ("completed", 0)
+    run_id = result.run.run_id
+    # And a stopped consumer group at the start of the store
+    cps = CheckpointStore(jobs_store)
+    cps.ensure("projector", "reports", 2)
+    # When anyone opens the archive run, its segments are listed, and Verify checks them
+    browser.get(f"{console_url}/archives")
+    browser.find_element(By.LINK_TEXT, str(run_id)).click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#segments tr")) == 1 + 3
+    browser.find_element(By.ID, "verify").click()
+    _wait_text(browser, "#verified", "ok: 20 events in 3 segment(s) verified", 20)
+    screenshot(browser, "archive-run")
+    # An anonymous Restore is refused and restores nothing
+    browser.find_element(By.ID, "restore").click()
+    _wait_text(browser, "#message-title", "Login needed", 10)
+    assert count(jobs_store) == 0
+    # An operator's Restore brings the 20 events back
+    _login(browser, console_url, "linus")
+    browser.get(f"{console_url}/archives/{run_id}")
+    browser.find_element(By.ID, "restore").click()
+    _wait_text(browser, "h1", "Archive run", 20)
+    assert count(jobs_store) == 20
+    # Schedules: the policy's schedule with its next firing
+    browser.get(f"{console_url}/schedules")
+    assert "archive:old-months" in _text(browser, "#schedules")
+    screenshot(browser, "schedules")
+    # Consumers: the stopped group is 20 events behind; a reset to the head catches it up
+    browser.get(f"{console_url}/consumers")
+    assert "projector" in _text(browser, "#consumers")
+    screenshot(browser, "consumers")
+    browser.find_element(By.LINK_TEXT, "projector").click()
+    assert _text(browser, "#lag") == "20"
+    browser.find_element(By.CSS_SELECTOR, "input[value=head]").click()
+    browser.find_element(By.ID, "reset").click()
+    _wait_text(browser, "#lag", "0", 10)
+    assert cps.lag("projector", "reports")[0] == 0 and cps.position("projector", "reports") != START
+    assert [a[1:] for a in _actions(jobs_store)] == [
+        ("restore", f"archive run {run_id}", "refused"),
+        ("login", "console", "done"),
+        ("restore", f"archive run {run_id}", "done"),
+        ("reset", "consumer projector group reports", "done"),
+    ]
