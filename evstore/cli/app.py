@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "evstore.cli.keys",
     "evstore.cli.roles",
     "evstore.cli.serve",
+    "evstore.cli.privacy",
 ]
 
 app = typer.Typer(
