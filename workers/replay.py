@@ -24,6 +24,7 @@ from evstore.core.jobs.replay import (
     pack_streams,
     plan_streams,
 )
+from evstore.core.store import hooks
 from evstore.core.store.persistence import EventStore
 
 from .engine import JobEngine
@@ -54,6 +55,9 @@ class ReplayConfig:
     stop_on_error: bool = False  # a failed batch cancels the batches not started yet
     # Archived months too (issue 13): archived and live events in one global order, each once.
     include_archived: bool = False
+    # Why (issue 11): logged with each batch's access, and consent withdrawn for this
+    # purpose redacts the subject's declared fields. Default: the caller's access context.
+    purpose: str | None = None
 
     def selection(self) -> ReplaySelection:
         def names(value: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -148,6 +152,7 @@ class ReplayJobKind(JobKind):
             "handlers": [h.name for h in handlers],
             "stop_on_error": bool(params.get("stop_on_error")),
             "include_archived": bool(params.get("include_archived")),
+            "accessor": params.get("accessor"), "purpose": params.get("purpose"),
         }, batches)
 
     def run(self, ctx: BatchContext) -> BatchOutcome:
@@ -162,6 +167,10 @@ class ReplayJobKind(JobKind):
         if p.get("include_archived"):
             events = merge_tiers(events, iter_archived_of(
                 ctx.store, ReplaySelection.from_params(p), ctx.params["streams"]))
+        with hooks.access_context(accessor=p.get("accessor"), purpose=p.get("purpose")):
+            # one access-log entry per batch attempt, written when its events end (issue 11)
+            events = hooks.observe_iter(ctx.store, "replay", events, job_id=ctx.job_id,
+                                        batch=ctx.number, attempt=ctx.attempt)
         for event in events:
             for handler in handlers:
                 if not handler.accepts(event.event_type):
@@ -225,6 +234,8 @@ class EventReplayService:
             **selection.to_params(), "batch_size": config.batch_size,
             "handlers": list(config.handler_names) if config.handler_names is not None else None,
             "stop_on_error": config.stop_on_error, "include_archived": config.include_archived,
+            "accessor": hooks.current_access().accessor or created_by,
+            "purpose": config.purpose or hooks.current_access().purpose,
         }
         load_configured()  # this process's EVSTORE_HANDLER_MODULES: its registry
         handlers = resolve_handlers(params["handlers"])

@@ -215,6 +215,51 @@ def _flush_all() -> None:
             log.error("access log: entries lost at exit: %s", exc)
 
 
+class Access:
+    """What one access returned so far: personal event ids, their subjects and aggregates."""
+
+    def __init__(self, access_type: str, ctx: hooks.AccessContext, detail: dict[str, Any]) -> None:
+        self.access_type = access_type
+        self.ctx = ctx
+        self.detail = dict(detail)
+        self.ids: list[Any] = []
+        self.subjects: set[str] = set()
+        self.aggregates: set[str] = set()
+        self.returned = 0
+        self.personal_state = False  # a snapshot's state of a declared aggregate type
+
+    def see(self, decl: Declarations, event: EventRecord) -> tuple[_Compiled, str] | None:
+        """Count ``event``; its declaration and subject when it is personal and has one."""
+        self.returned += 1
+        found = decl.of(event)
+        if found is None or not found.present(event):
+            return None
+        self.ids.append(event.event_id)
+        self.aggregates.add(event.aggregate_id)
+        subject = found.subject(event)
+        if subject is None:
+            return None
+        self.subjects.add(subject)
+        return found, subject
+
+    def entry(self) -> AccessEntry:
+        ctx = self.ctx
+        return AccessEntry(
+            access_type=self.access_type, accessor=ctx.accessor or "", purpose=ctx.purpose,
+            ip_address=ctx.ip_address, user_agent=ctx.user_agent,
+            subject_ids=tuple(sorted(self.subjects)), event_ids=tuple(self.ids),
+            aggregate_id=next(iter(self.aggregates)) if len(self.aggregates) == 1 else None,
+            details={k: v for k, v in {**self.detail, "returned": self.returned}.items()
+                     if v is not None},
+        )
+
+    def reset(self) -> None:
+        self.ids = []
+        self.subjects.clear()
+        self.aggregates.clear()
+        self.returned = 0
+
+
 class AccessObserver:
     """The store's read observer: logs personal data returned, applies withdrawn consent."""
 
@@ -234,85 +279,69 @@ class AccessObserver:
         purpose = ctx.purpose or settings.access_purpose
         return hooks.AccessContext(accessor, purpose, ctx.ip_address, ctx.user_agent)
 
-    def _entry(self, access_type: str, ctx: hooks.AccessContext, ids: list[Any],
-               subjects: set[str], aggregates: set[str], detail: dict[str, Any]) -> AccessEntry:
-        return AccessEntry(
-            access_type=access_type, accessor=ctx.accessor or "", purpose=ctx.purpose,
-            ip_address=ctx.ip_address, user_agent=ctx.user_agent,
-            subject_ids=tuple(sorted(subjects)), event_ids=tuple(ids),
-            aggregate_id=next(iter(aggregates)) if len(aggregates) == 1 else None,
-            details={k: v for k, v in detail.items() if v is not None},
-        )
+    def _write(self, access: Access) -> None:
+        if (access.ids or access.personal_state) and self.store.settings.access_log:
+            self.writer.add(access.entry())
 
     def observed(self, access_type: str, events: list[EventRecord],
                  detail: dict[str, Any]) -> list[EventRecord]:
         decl = self.declarations
         decl.refresh()
-        ids: list[Any] = []
-        subjects: set[str] = set()
-        aggregates: set[str] = set()
+        scope = hooks.current_scope()
+        access = scope if isinstance(scope, Access) else Access(access_type, self.context(), detail)
         redact: dict[int, tuple[_Compiled, str]] = {}
         for i, event in enumerate(events):
-            found = decl.of(event)
-            if found is None or not found.present(event):
-                continue
-            ids.append(event.event_id)
-            aggregates.add(event.aggregate_id)
-            subject = found.subject(event)
-            if subject is not None:
-                subjects.add(subject)
-                redact[i] = (found, subject)
-        if not ids:
-            return events
-        ctx = self.context()
-        if ctx.purpose is not None and redact:
-            events = consent.apply(self.store, ctx.purpose, events, redact)
-        if self.store.settings.access_log:
-            self.writer.add(self._entry(access_type, ctx, ids, subjects, aggregates,
-                                        {**detail, "returned": len(events)}))
+            found = access.see(decl, event)
+            if found is not None:
+                redact[i] = found
+        if access.ctx.purpose is not None and redact:
+            events = consent.apply(self.store, access.ctx.purpose, events, redact)
+        if access is not scope:
+            self._write(access)
         return events
 
     def observe_iter(self, access_type: str, events: Iterator[EventRecord],
                      detail: dict[str, Any]) -> Iterator[EventRecord]:
         """Events pass one by one (redacted as consent says); one entry when it ends."""
-        ctx = self.context()  # the caller's context, taken when the iteration is made
-        return self._iterate(access_type, events, detail, ctx)
+        scope = hooks.current_scope()
+        access = scope if isinstance(scope, Access) else Access(access_type, self.context(), detail)
+        return self._iterate(events, access, access is not scope)
 
-    def _iterate(self, access_type: str, events: Iterator[EventRecord], detail: dict[str, Any],
-                 ctx: hooks.AccessContext) -> Iterator[EventRecord]:
+    def _iterate(self, events: Iterator[EventRecord], access: Access,
+                 own: bool) -> Iterator[EventRecord]:
         decl = self.declarations
         decl.refresh()
-        ids: list[Any] = []
-        subjects: set[str] = set()
-        aggregates: set[str] = set()
-        returned = 0
-
-        def write() -> None:
-            if ids and self.store.settings.access_log:
-                self.writer.add(self._entry(access_type, ctx, ids, subjects, aggregates,
-                                            {**detail, "returned": returned}))
-            ids.clear()
-            subjects.clear()
-            aggregates.clear()
-
+        purpose = access.ctx.purpose
         try:
             for event in events:
-                returned += 1
-                found = decl.of(event)
-                if found is not None and found.present(event):
-                    ids.append(event.event_id)
-                    aggregates.add(event.aggregate_id)
-                    subject = found.subject(event)
-                    if subject is not None:
-                        subjects.add(subject)
-                        if ctx.purpose is not None:
-                            event = consent.apply(self.store, ctx.purpose, [event],
-                                                  {0: (found, subject)})[0]
-                    if len(ids) >= ITER_ENTRY_EVENTS:
-                        write()
+                found = access.see(decl, event)
+                if found is not None and purpose is not None:
+                    event = consent.apply(self.store, purpose, [event], {0: found})[0]
+                if own and len(access.ids) >= ITER_ENTRY_EVENTS:
+                    self._write(access)
+                    access.reset()
                 yield event
         finally:
-            write()
+            if own:
+                self._write(access)
+
+    def open_scope(self, access_type: str, detail: dict[str, Any]) -> Access:
+        return Access(access_type, self.context(), detail)
+
+    def close_scope(self, scope: Access) -> None:
+        if scope.detail.get("snapshot_version") and not scope.ids:
+            # State restored from a snapshot and no personal event after it: personal
+            # when the aggregate's type has declarations (its state may hold their fields).
+            atype, aggregate_id = scope.detail.get("aggregate_type"), scope.detail.get("aggregate_id")
+            self.declarations.refresh()
+            found = [pd for pd in self.declarations.registry.declarations()
+                     if pd.aggregate_type is not None and pd.aggregate_type == atype]
+            if found:
+                scope.personal_state = True
+                scope.aggregates.add(str(aggregate_id))
+                if any(pd.subject == "aggregate_id" for pd in found):
+                    scope.subjects.add(str(aggregate_id))
+        self._write(scope)
 
     def flush(self) -> None:
         self.writer.flush()

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import replace
 
 from ..errors import ConfigurationError, ConsumerBusyError, HandlerError, StoreUnavailableError
+from ..store import hooks
 from ..store.persistence import START, EventStore, Position
 from .checkpoints import CheckpointStore
 from .dispatch import Dispatcher, Handler
@@ -73,6 +74,9 @@ class EventStreamReader:
                                 self.member_id)
         self._target: set[int] | None = None
         self._backoff = _MIN_BACKOFF
+        # Who reads and why (the creator's access context): one access-log entry per
+        # delivered page with personal data, not per page read (issue 11).
+        self._access = hooks.current_access()
 
     # -- public API -------------------------------------------------------------
 
@@ -275,10 +279,11 @@ class EventStreamReader:
         if self._rebalance.is_set():
             return True
         assert self.position is not None
-        page = self.store.read_all(after=self.position, limit=cfg.batch_size,
-                                   event_types=cfg.event_types,
-                                   aggregate_types=cfg.aggregate_types,
-                                   check_types=False)
+        with hooks.unobserved():  # logged below, as delivered
+            page = self.store.read_all(after=self.position, limit=cfg.batch_size,
+                                       event_types=cfg.event_types,
+                                       aggregate_types=cfg.aggregate_types,
+                                       check_types=False)
         self.reads += 1
         counts = dict.fromkeys(self._floors, 0)
         wanted = []
@@ -290,6 +295,9 @@ class EventStreamReader:
                     self._skip and event.transaction_id in self._skip):
                 wanted.append(event)
                 counts[p] += 1
+        with hooks.access_context(context=self._access):
+            wanted = hooks.observe(self.store, "reader", wanted, checkpoint=cfg.checkpoint_name,
+                                   consumer_group=cfg.consumer_group)
         dispatcher.submit(self._saves.add(page.checkpoint, counts), wanted)
         self.batches += 1 if wanted else 0
         self.position = page.checkpoint

@@ -27,6 +27,7 @@ from .. import codecs
 from ..db import Database
 from ..errors import AggregateNotFoundError, EventStoreError
 from ..serialization import dumps
+from ..store import hooks
 from ..store.persistence import EventRecord, EventStore
 from ..store.reads import COLUMNS
 from .aggregate import A, state_schema_of, type_of
@@ -123,7 +124,8 @@ class SnapshotStore:
         started = time.perf_counter()
         aggregate_id = str(aggregate_id)  # a uuid.UUID (the spec's ids) as its text
         atype = type_of(cls, aggregate_type)
-        with using(self.db, conn) as c:
+        with using(self.db, conn) as c, hooks.access_scope(  # one access-log entry (issue 11)
+                self.store, "aggregate_load", aggregate_type=atype, aggregate_id=aggregate_id):
             stream_id = self._stream_of(c, atype, aggregate_id)
             snapshot = self.latest(cls, aggregate_id, atype, conn=c) if use_snapshot else None
             aggregate = cls(aggregate_id)
@@ -131,6 +133,7 @@ class SnapshotStore:
             if snapshot is not None:
                 aggregate.restore(snapshot.state)
                 after = snapshot.aggregate_version
+                hooks.note(snapshot_version=after)
             applied = self._apply_events(c, aggregate, stream_id, after)
         aggregate.version = after + applied
         if aggregate.version == 0:
@@ -158,7 +161,7 @@ class SnapshotStore:
         sql_text = self._sql("stream_events_after", columns=COLUMNS)
         expected = after + 1
         for row in conn.execute(sql_text, {"stream_id": stream_id, "after": after}):
-            event: EventRecord = self.store.decode_row(row)
+            event: EventRecord = hooks.observe(self.store, "aggregate_load", [self.store.decode_row(row)])[0]
             if event.stream_position > expected:  # archived (issue 13): read through the store
                 for old in self.store.read_stream(stream_id, expected,
                                                   event.stream_position - expected):

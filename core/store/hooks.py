@@ -8,6 +8,8 @@ first read and hands every read's result to it:
   returns them (consent may redact some); the access log records one entry.
 - ``observe_iter(access_type, events, detail)`` does the same for an iterator
   (a replay batch): events pass one by one, one entry when it ends.
+- ``access_scope(store, access_type)`` (a context) makes the reads inside one
+  access, logged once when it ends (an aggregate load, an export);
 - ``unobserved()`` (a context) turns observation off for reads that a caller
   logs itself at a finer grain (a reader delivers only part of a page).
 """
@@ -78,6 +80,10 @@ class ReadObserver(Protocol):
     def observe_iter(self, access_type: str, events: Iterator[EventRecord],
                      detail: dict[str, Any]) -> Iterator[EventRecord]: ...
 
+    def open_scope(self, access_type: str, detail: dict[str, Any]) -> Any: ...
+
+    def close_scope(self, scope: Any) -> None: ...
+
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
@@ -110,6 +116,38 @@ def observer_of(store: EventStore) -> ReadObserver | None:
                         break
                 store.__dict__["_evstore_read_observer"] = found
     return found  # type: ignore[return-value]
+
+
+_scope: ContextVar[Any] = ContextVar("evstore_access_scope", default=None)
+
+
+def current_scope() -> Any:
+    """The open :func:`access_scope` of this thread / task, if any."""
+    return _scope.get()
+
+
+@contextmanager
+def access_scope(store: EventStore, access_type: str, **detail: Any) -> Iterator[Any]:
+    """One access made of several reads (an aggregate load, an export): the reads inside
+    add what they return to it, and it is logged once, when it ends. Nested: the outer one."""
+    observer = None if _unobserved.get() or _scope.get() is not None else observer_of(store)
+    if observer is None:
+        yield _scope.get()
+        return
+    scope = observer.open_scope(access_type, detail)
+    token = _scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _scope.reset(token)
+        observer.close_scope(scope)
+
+
+def note(**detail: Any) -> None:
+    """Add details to the open access scope's entry (e.g. the snapshot version a load used)."""
+    scope = _scope.get()
+    if scope is not None:
+        scope.detail.update(detail)
 
 
 def observe(store: EventStore, access_type: str, events: list[EventRecord],
