@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import structlog
 
@@ -24,8 +25,7 @@ def configure_logging(default_level: str = "INFO") -> None:
     numeric = logging.getLevelName(name)
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    renderer = (structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty()
-                else structlog.processors.JSONRenderer())
+    renderer = _renderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -38,4 +38,30 @@ def configure_logging(default_level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _route_stdlib_logging(renderer, numeric)
     _configured = True
+
+
+def _renderer() -> Any:
+    """EVSTORE_LOG_FORMAT: json (production), console (a person); unset: JSON unless a terminal."""
+    fmt = (os.environ.get("EVSTORE_LOG_FORMAT") or "").strip().lower()
+    if fmt == "json" or (fmt != "console" and not sys.stderr.isatty()):
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+def _route_stdlib_logging(renderer: Any, level: int) -> None:
+    """Lines of the standard library's loggers (core, uvicorn, dramatiq) in the same format."""
+    root = logging.getLogger()
+    if any(getattr(h, "evstore", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.evstore = True  # type: ignore[attr-defined]
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processor=renderer,
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True)],
+    ))
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)

@@ -92,13 +92,12 @@ def start_ops(role: str, host: str | None, port: int | None, *, needs_redis: boo
               worker_capacity: int | None = None) -> Any:
     """Start the process's HTTP endpoints first thing (/livez answers during start-up)."""
     from evstore.http.server import start_process_ops
+    from evstore.workers.logs import configure_logging
 
+    configure_logging()  # this process's lines in the same format as its workers'
     ops, server = start_process_ops(role, needs_redis=needs_redis, host=host, port=port,
                                     worker_capacity=worker_capacity)
-    ops.server = server
-    if server is not None:
-        err_console.print(f"[dim]{role}: /livez /readyz /metrics on http://{server.host}:{server.port}[/]",
-                          highlight=False)
+    ops.server = server  # (it logs http.listening with its host and port)
     return ops
 
 
