@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
+from ..privacy.holds import partition_pin
 from ..serialization import iso
 from .catalog import write_catalog
 from .export import reset_segment, still_published
@@ -83,6 +84,9 @@ def _drop_partition(conn: psycopg.Connection, store: EventStore, run: ArchiveRun
                 f"partition {name} kept: {uncovered} of its events arrived after the run was "
                 "planned; the next run of the policy archives it again"
             )
+        pinned = partition_pin(conn, store, partition, name)  # a legal hold (issue 11)
+        if pinned:
+            return pinned
         (total,) = conn.execute(
             db.sql("archive", "partition_rows", partition=partition)
         ).fetchone() or (0,)

@@ -122,10 +122,12 @@ def subject_match(store: EventStore) -> dict[str, Any]:
     return {"d_types": types, "d_roots": roots, "d_paths": paths}
 
 
-def partition_pin(conn: psycopg.Connection, store: EventStore, partition: str) -> str | None:
+def partition_pin(conn: psycopg.Connection, store: EventStore, partition: str,
+                  name: str | None = None) -> str | None:
     """Why a partition must not be dropped (it holds a held subject's events), or None.
 
-    ``partition`` is the quoted table name; call it under the lock that guards the drop.
+    ``partition`` is the quoted table name (``name`` the one to show); call it in the
+    transaction, under the lock, that guards the drop.
     """
     with store.db.connection() as own:
         held = [s for (s,) in own.execute(_sql(store, "held_subjects"))]
@@ -135,5 +137,5 @@ def partition_pin(conn: psycopg.Connection, store: EventStore, partition: str) -
     (count,) = conn.execute(text, {"subjects": held, **subject_match(store)}).fetchone() or (0,)
     if not count:
         return None
-    return (f"partition {partition} pinned: it holds {count} event(s) of subject(s) under legal "
+    return (f"partition {name or partition} pinned: it holds {count} event(s) of subject(s) under legal "
             "hold; archived, not dropped (dropped by a later run once the hold is released)")
