@@ -107,16 +107,24 @@ SELECT DISTINCT ON (purpose) purpose, granted, recorded_by, recorded_at, note
  ORDER BY purpose, consent_id DESC;
 
 -- name: subject_event_rows
--- subjects: the one subject, as an array (the same matching as held_in_partition).
+-- subjects: the one subject, as an array. Metadata user_id and aggregate id (indexed).
 SELECT {columns}
   FROM {schema}.events e
  WHERE e.metadata->>'user_id' = ANY(%(subjects)s) OR e.aggregate_id = ANY(%(subjects)s)
-    OR EXISTS (SELECT 1 FROM unnest(%(d_types)s::text[], %(d_roots)s::text[], %(d_paths)s::text[])
-                      AS d(event_type, root, path)
+ ORDER BY e.transaction_id, e.global_position;
+
+-- name: subject_event_rows_declared
+-- The declared subject paths other than those two (holds.subject_match): a scan of the
+-- declared event types.
+SELECT {columns}
+  FROM {schema}.events e
+ WHERE e.event_type = ANY(%(d_types)s)
+   AND EXISTS (SELECT 1 FROM unnest(%(d_types)s::text[], %(d_roots)s::text[], %(d_paths)s::text[])
+                  AS d(event_type, root, path)
                 WHERE d.event_type = e.event_type
                   AND (CASE WHEN d.root = 'data' THEN e.event_data ELSE e.metadata END)
                       #>> string_to_array(d.path, '.') = ANY(%(subjects)s))
- ORDER BY e.global_position;
+ ORDER BY e.transaction_id, e.global_position;
 
 -- name: subject_snapshots
 SELECT snapshot_id, aggregate_id, aggregate_type, aggregate_version, state_schema, state,
