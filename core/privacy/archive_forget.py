@@ -100,6 +100,7 @@ def _segment_lines(target: ArchiveTarget, manifest: SegmentManifest, data_path: 
 def forget_in_run(store: EventStore, conn: psycopg.Connection, subject: str,
                   run_id: str) -> dict[str, int]:
     db = store.db
+    conn.execute(db.sql("privacy", "lock_run"), {"key": f"evstore-forget-run:{db.schema}:{run_id}"})
     with conn.cursor(row_factory=dict_row) as cur:
         rows = [r for r in cur.execute(db.sql("privacy", "archived_segments")).fetchall()
                 if r["run_id"] == run_id]

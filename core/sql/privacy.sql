@@ -165,3 +165,7 @@ UPDATE {schema}.forget_requests SET job_id = %(job_id)s
 -- name: job_forget_subject
 -- A finished forget job keeps no subject id: only the request (keyed ref) it served.
 UPDATE {schema}.jobs SET params = params - 'subject' WHERE job_id = %(job_id)s;
+
+-- name: lock_run
+-- One forget at a time rewrites a run's segments (held to the batch's commit).
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));

@@ -40,3 +40,12 @@ def open_store(url: str, encryption: str = "on", **extra: object) -> PostgreSQLE
 def encrypted_store(database_url: str, privacy_config: Path) -> Iterator[PostgreSQLEventStore]:
     with open_store(database_url) as store:
         yield store
+
+
+# The archive tests' emulators (S3, GCS, Azure) and allowed targets, shared.
+from tests.integration.archive.conftest import (  # noqa: E402, F401
+    Emulators,
+    allowed_targets,
+    emulators,
+    target_url_for,
+)
