@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     horizon_stall_seconds: float = Field(
         default=60.0, gt=0, validation_alias="EVSTORE_HORIZON_STALL_SECONDS"
     )
+    # A read replica more than this far behind the primary is reported as lag:
+    # its read_all pages are not at_end (core/store/replica.py).
+    replica_max_lag_seconds: float = Field(
+        default=5.0, ge=0, validation_alias="EVSTORE_REPLICA_MAX_LAG_SECONDS"
+    )
     schema_name: str = Field(default="events", validation_alias="EVENT_STORE_SCHEMA")
     compression: str = Field(default="none", validation_alias="EVENT_STORE_COMPRESSION")
     compression_threshold: int = Field(

@@ -23,7 +23,7 @@ SELECT pg_is_in_recovery(),
        pg_last_wal_replay_lsn()::text;
 
 -- name: current_wal_lsn
-SELECT pg_current_wal_lsn()::text;
+SELECT pg_current_wal_flush_lsn()::text;
 
 -- name: wal_bytes_behind
 SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint;
@@ -57,3 +57,10 @@ SELECT r.status, count(*),
   LEFT JOIN (SELECT run_id, sum(raw_bytes) AS raw, sum(stored_bytes) AS stored
                FROM {schema}.archive_segments GROUP BY run_id) s USING (run_id)
  GROUP BY r.status;
+
+-- name: replica_lag
+-- On the standby: WAL bytes not yet replayed of what the primary had flushed
+-- (%s: the primary's pg_current_wal_flush_lsn), and the seconds since its last
+-- replayed commit.
+SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint,
+       extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8;

@@ -168,6 +168,11 @@ class ReadAllPage:
     checkpoint: Position
     # True when the page reached the head of what is safely readable now.
     at_end: bool
+    # Where the page was read ("primary" or "replica": DATABASE_READ_URL) and,
+    # on a replica, how far it was behind the primary (docs/operations.md).
+    source: str = "primary"
+    lag_bytes: int = 0
+    lag_seconds: float = 0.0
 
     def __iter__(self) -> Iterator[EventRecord]:
         return iter(self.events)

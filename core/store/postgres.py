@@ -19,6 +19,7 @@ each public method delegates to the one home of its mechanism:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
@@ -47,6 +48,7 @@ from .persistence import (
     VerifyReport,
 )
 from .reads import COLUMNS, MAX_PAGE, MAX_POSITION, StoreReads
+from .replica import ReplicaReads
 
 __all__ = ["COLUMNS", "MAX_PAGE", "MAX_POSITION", "PostgreSQLEventStore"]
 
@@ -89,6 +91,9 @@ class PostgreSQLEventStore(EventStore):
         self._month_partitions = MonthPartitions(self.db)
         self._reads = StoreReads(self)
         self._appender = Appender(self, self._month_partitions, self._reads.known_types)
+        # read_all from a hot standby when DATABASE_READ_URL is set (store/replica.py).
+        self.replica = (ReplicaReads(self, self.settings.database_read_url)
+                        if self.settings.database_read_url else None)
 
     @property
     def schema(self) -> str:
@@ -114,6 +119,8 @@ class PostgreSQLEventStore(EventStore):
 
     def close(self) -> None:
         hooks.close_observer(self)  # the access log's last entries (issue 11)
+        if self.replica is not None:
+            self.replica.close()
         self.db.close()
 
     def __repr__(self) -> str:
@@ -220,11 +227,14 @@ class PostgreSQLEventStore(EventStore):
         (a typo), unless ``check_types`` is False: a subscriber may wait for
         types that do not exist yet.
         """
-        start = time.perf_counter()
-        page = self._reads.read_all(after, limit, event_types, aggregate_types, check_types)
-        telemetry.record_read("read_all", time.perf_counter() - start, len(page.events))
+        if self.replica is not None:  # a hot standby (DATABASE_READ_URL), its lag on the page
+            page = self.replica.read_all(after, limit, event_types, aggregate_types, check_types)
+        else:
+            start = time.perf_counter()
+            page = self._reads.read_all(after, limit, event_types, aggregate_types, check_types)
+            telemetry.record_read("read_all", time.perf_counter() - start, len(page.events))
         events = hooks.observe(self, "read_all", page.events)  # access log, consent (issue 11)
-        return page if events is page.events else ReadAllPage(events, page.checkpoint, page.at_end)
+        return page if events is page.events else dataclasses.replace(page, events=events)
 
     def iter_all(
         self, after: Position | None = None, batch_size: int | None = None, **filters: Any
