@@ -132,17 +132,22 @@ def test_bad_policies_are_refused_with_the_reason() -> None:
                                   "target": "/tmp/x", "retention": 3})
 
 
-def test_cleanup_gdpr_data_anonymizes_one_subject(database_url: str) -> None:
+def test_cleanup_gdpr_data_anonymizes_one_subject(database_url: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # What is personal is declared (issue 10, docs/privacy.md), no longer guessed by key name.
+    config = tmp_path / "evstore.toml"
+    config.write_text('[privacy.ProfileUpdated]\nfields = ["data.email", "data.nested.name"]\n'
+                      'subject = "aggregate_id"\naggregate_type = "User"\n')
+    monkeypatch.setenv("EVSTORE_CONFIG", str(config))
     with PostgreSQLEventStore(database_url) as store:
         populate(store, [0], streams=3, per_stream=4)
         before = raw_rows(store)
         result = cleanup_gdpr_data(store, "user-0-1")
-        assert result.as_dict() == {"user_id": "user-0-1", "events_anonymized": 4,
-                                    "events_deleted": 0, "snapshots_deleted": 0,
-                                    "archives_rewritten": 0}
+        assert (result.events_anonymized, result.snapshots_rewritten,
+                result.archive_segments_rewritten, result.keys_destroyed) == (4, 0, 0, 0)
         after = raw_rows(store)
         changed = [a for a, b in zip(after, before, strict=True) if a != b]
         assert len(changed) == 4 and all(r.aggregate_id == "user-0-1" for r in changed)
-        assert all("u1@example.com" not in r.event_data and "user-0-1" not in r.metadata for r in changed)
+        assert all("u1@example.com" not in r.event_data and "Ada" not in r.event_data for r in changed)
         assert store.verify().ok
         assert count(store, "event_access_log") == 1
