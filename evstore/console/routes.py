@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,17 @@ def _int(text: str | None, default: int | None = None, low: int = 1) -> int | No
     except ValueError:
         return default
     return value if value is None or low <= value < 2**63 else default
+
+
+def _access(c: Console, request: Request) -> Any:
+    """The access-log context of a read (issue 11's access log, where the store has one):
+    the console's operator, or "anonymous", as the accessor."""
+    context = getattr(c.store, "access_context", None)
+    if context is None:  # pragma: no cover - a store without the access log
+        return contextlib.nullcontext()
+    who = c.session(request).operator or "anonymous"
+    return context(accessor=f"console:{who}",
+                   ip_address=request.client.host if request.client else None)
 
 
 def build(c: Console) -> list[Route]:
@@ -155,7 +167,8 @@ def build(c: Console) -> list[Route]:
         start = _int(request.query_params.get("from"), 1) or 1
         store = c.store
         version = store.get_stream_version(stream_id)
-        events = store.read_stream(stream_id, start, PAGE_SIZE)
+        with _access(c, request):
+            events = store.read_stream(stream_id, start, PAGE_SIZE)
         registry = data.privacy_registry()
         return c.page(request, "stream.html", stream_id=stream_id, token=request.path_params["token"],
                       version=version, events=data.event_views(events, registry), start=start,
@@ -173,7 +186,8 @@ def build(c: Console) -> list[Route]:
         def run() -> Response:
             store = c.store
             result = data.verify_stream_page(store, stream_id, start, start + PAGE_SIZE - 1)
-            events = store.read_stream(stream_id, start, PAGE_SIZE)
+            with _access(c, request):
+                events = store.read_stream(stream_id, start, PAGE_SIZE)
             registry = data.privacy_registry()
             return c.page(request, "stream.html", stream_id=stream_id,
                           token=request.path_params["token"], version=store.get_stream_version(stream_id),

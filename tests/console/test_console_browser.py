@@ -165,6 +165,11 @@ def test_cancel_stops_a_running_job_and_a_stream_shows_its_events_in_order(
     assert "@example.com" not in browser.page_source
     assert "personal data" in steps[0]
     screenshot(browser, "stream")
+    # And the view is in the access log (issue 11) under the operator's name
+    from evstore.core.privacy.access_log import entries_about
+
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(  # the serve process writes it within 200 ms
+        lambda _d: any(e["accessor"] == "console:grace" for e in entries_about(jobs_store, "7")))
     # And its checksums verify
     browser.find_element(By.ID, "verify").click()
     _wait_text(browser, "#verified", "ok: 7 events verified", 20)
