@@ -34,7 +34,7 @@ def _calls_of(store: PostgreSQLEventStore | SyncEventStore) -> Calls:
     calls: Calls | None = getattr(store, "_evstore_aio_calls", None)
     if calls is None:
         calls = Calls(max(1, store.pool.max_size))
-        store._evstore_aio_calls = calls  # type: ignore[attr-defined]
+        store._evstore_aio_calls = calls
     return calls
 
 
@@ -143,7 +143,7 @@ class EventQueryService(_Wrapped):
         self.calls = _calls_of(store)
 
     async def query_events(self, criteria: Any, **kwargs: Any) -> tuple[Any, Any]:
-        return await self.calls.run(self.sync.query_events, criteria, **kwargs)  # type: ignore[no-any-return]
+        return await self.calls.run(self.sync.query_events, criteria, **kwargs)
 
     async def search_event_content(self, text: str, event_types: Any = None, **kwargs: Any) -> Any:
         return await self.calls.run(self.sync.search_event_content, text, event_types, **kwargs)

@@ -21,6 +21,8 @@ from evstore.core.store.postgres import PostgreSQLEventStore as SyncEventStore
 
 from ._calls import Calls
 
+__all__ = ["PostgreSQLEventStore", "SyncEventStore", "sync_store"]
+
 
 class PostgreSQLEventStore:
     """The synchronous store's methods, awaitable; every call runs on the same core.
@@ -45,7 +47,7 @@ class PostgreSQLEventStore:
 
     @property
     def schema(self) -> str:
-        return self.sync.schema
+        return str(self.sync.schema)
 
     def __repr__(self) -> str:
         return f"<evstore.aio {self.sync!r}>"
