@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .crypto import cipher_for
-from .declarations import parse_path, registry_for
+from .declarations import registry_for
 
 if TYPE_CHECKING:
     from ..store.persistence import EventStore
@@ -84,10 +84,8 @@ def audit(store: EventStore, sample: int = SAMPLE) -> AuditReport:
             if pd is None:
                 report.undeclared_types.append(event_type)
             declared = set(pd.fields) | {pd.subject} if pd is not None else set()
-            for path in list(declared):
-                parse_path(path)
             seen: dict[str, Any] = {}
-            for data, meta in conn.execute(store.db.sql("privacy", "sample_events"),
+            for _type, data, meta in conn.execute(store.db.sql("privacy", "sample_events"),
                                            {"event_type": event_type, "limit": sample}):
                 _walk(json.loads(data), "data", seen)
                 _walk(json.loads(meta), "metadata", seen)

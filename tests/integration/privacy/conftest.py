@@ -31,8 +31,8 @@ def privacy_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def open_store(url: str, encryption: str = "on", **extra: object) -> PostgreSQLEventStore:
-    settings = load_settings(database_url=url, encryption=encryption, master_key=MASTER,
-                             key_cache_seconds=0, **extra)
+    settings = load_settings(**{"database_url": url, "encryption": encryption, "master_key": MASTER,
+                                "key_cache_seconds": 0, **extra})
     return PostgreSQLEventStore(url, settings=settings)
 
 
