@@ -248,6 +248,23 @@ def build(c: Console) -> list[Route]:
 
         return await c.act(request, "restore", f"archive run {run_id}", run, f"/archives/{run_id}")
 
+    # -- queries (issue 12's EventQueryService) ---------------------------------
+    def queries_page(request: Request) -> Response:
+        return c.page(request, "queries.html", form={}, events=None, plan=None, error=None)
+
+    async def queries_run(request: Request) -> Response:
+        from . import queries
+
+        form = {k: str(v) for k, v in (await request.form()).items() if k in queries.FIELDS}
+        if not c.auth.csrf_ok(c.session(request), str((await request.form()).get("csrf_token", ""))):
+            return c.message(request, "Refused", "The form's CSRF token is missing or wrong.", 403)
+
+        def run() -> dict[str, Any]:
+            with _access(c, request):
+                return queries.run(c.store, form)
+
+        return c.page(request, "queries.html", **await run_in_threadpool(run))
+
     # -- schedules, actions, login ----------------------------------------------
     def schedules(request: Request) -> Response:
         try:
@@ -301,6 +318,8 @@ def build(c: Console) -> list[Route]:
         Route("/archives/{run_id}", archive_run),
         Route("/archives/{run_id}/verify", archive_verify, methods=["POST"]),
         Route("/archives/{run_id}/restore", archive_restore, methods=["POST"]),
+        Route("/queries", queries_page),
+        Route("/queries", queries_run, methods=["POST"]),
         Route("/schedules", schedules),
         Route("/actions", actions),
         Route("/login", login_page),

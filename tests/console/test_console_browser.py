@@ -174,6 +174,15 @@ def test_cancel_stops_a_running_job_and_a_stream_shows_its_events_in_order(
     browser.find_element(By.ID, "verify").click()
     _wait_text(browser, "#verified", "ok: 7 events verified", 20)
     assert ("grace", "cancel", f"job {job_id}", "done") in _actions(jobs_store)
+    # The Queries page (issue 12's EventQueryService): criteria by POST, the plan, masked results
+    browser.get(f"{console_url}/queries")
+    browser.find_element(By.ID, "q-event-types").send_keys("ProfileUpdated")
+    _submit(browser, "run-query")
+    assert _text(browser, "#plan")
+    datas = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "tr.result pre.data")]
+    assert [f'"step": {i}' in t for i, t in enumerate(datas, start=1)] == [True] * 7
+    assert "@example.com" not in browser.page_source and "ProfileUpdated" not in browser.current_url
+    screenshot(browser, "queries")
 
 
 def test_archive_run_verified_and_restored_schedules_and_a_stopped_consumer_reset(
