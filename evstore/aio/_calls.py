@@ -55,7 +55,8 @@ class Calls:
     def close(self, wait: bool = True) -> None:
         with self._lock:
             self._closed = True
-        self._executor.shutdown(wait=wait, cancel_futures=True)
+        # Waiting: the calls queued run too. Not waiting: those not started are dropped.
+        self._executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
 async def _settle(fut: asyncio.Future[Any]) -> None:

@@ -45,6 +45,8 @@ class _Wrapped:
     calls: Calls
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("sync", "calls"):  # not set yet: no recursion through __getattr__
+            raise AttributeError(name)
         attr = getattr(self.sync, name)
         if not callable(attr):
             return attr

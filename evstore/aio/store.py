@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Any
@@ -60,8 +61,8 @@ class PostgreSQLEventStore:
 
     async def close(self) -> None:
         """Wait for the calls in flight, then release the threads (and the store, if made here)."""
-        await self.calls.run(lambda: None)  # the loop stays free while earlier calls finish
-        self.calls.close(wait=False)
+        # Shut the threads down (waiting for the calls in flight) off the loop.
+        await asyncio.get_running_loop().run_in_executor(None, self.calls.close)
         if self._owns_store:
             self.sync.close()
 

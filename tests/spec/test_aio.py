@@ -176,3 +176,26 @@ def test_a_streaming_reader_task_cancelled_saves_and_leaves(event_store: Postgre
     assert shards and not any(s.leased for s in shards)  # released at once, not left to lapse
     assert sum(s.events_processed for s in shards) == 7  # the checkpoint holds all it handled
     assert reader.metrics().events_processed == 7
+
+
+def test_iterators_page_and_close_waits_for_calls_in_flight(connection_pool: Any) -> None:
+    store = PostgreSQLEventStore(connection_pool, schema_name="events", max_workers=2)
+    store.sync.append_events("User-i", events(25))
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        forward = [e.stream_position async for e in store.iter_stream("User-i", page_size=10)]
+        backward = [e.stream_position async for e in store.iter_stream("User-i", page_size=10,
+                                                                        backwards=True)]
+        appends = [asyncio.create_task(store.append_events(f"User-j{i}", events(1)))
+                   for i in range(6)]
+        await asyncio.sleep(0)  # submitted: two run, four wait in the queue
+        await store.close()  # every one of them ran before the pool of threads went
+        results = await asyncio.gather(*appends, return_exceptions=True)
+        done = sum(1 for r in results if not isinstance(r, BaseException))
+        with pytest.raises(RuntimeError, match="closed"):
+            await store.read_stream("User-i")
+        return forward, backward, done
+
+    forward, backward, done = run(scenario())
+    assert forward == list(range(1, 26)) and backward == list(range(25, 0, -1))
+    assert done == 6
