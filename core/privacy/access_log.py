@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import random
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +39,12 @@ if TYPE_CHECKING:
 
 CHAIN = "access-log-chain"  # the key ring purpose of the chain's HMACs
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Access ids need to be unique, not secret: one seeded generator, not os.urandom per entry.
+_ids = random.Random(os.urandom(32))
+
+
+def new_access_id() -> uuid.UUID:
+    return uuid.UUID(int=_ids.getrandbits(128), version=4)
 _US = timedelta(microseconds=1)
 
 
@@ -59,7 +67,7 @@ class AccessEntry:
     details: dict[str, Any] = field(default_factory=dict)
     subject_id: str | None = None  # defaults to the only subject, if one
     event_id: uuid.UUID | None = None  # defaults to the only event, if one
-    access_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    access_id: uuid.UUID = field(default_factory=new_access_id)
     accessed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -79,7 +87,9 @@ class AccessEntry:
         return {
             "access_id": self.access_id, "event_id": self.event_id,
             "aggregate_id": self.aggregate_id, "subject_id": self.subject_id,
-            "event_ids": list(self.event_ids), "subject_ids": list(self.subject_ids),
+            # the ids as one array literal of hex digits: no per-element quoting by the driver
+            "event_ids": "{" + ",".join(e.hex for e in self.event_ids) + "}",
+            "subject_ids": list(self.subject_ids),
             "accessor": self.accessor, "access_type": self.access_type, "purpose": self.purpose,
             "ip_address": self.ip_address, "user_agent": self.user_agent,
             "accessed_at": self.accessed_at, "details": _json(self.details),
@@ -95,6 +105,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _hexes(ids: Any) -> list[str]:
+    """Event ids as hex digits, from the array literal inserted or the UUIDs read back."""
+    if isinstance(ids, str):
+        inner = ids[1:-1]
+        return inner.split(",") if inner else []
+    return [e.hex for e in ids or ()]
+
+
 def canonical(seq: int, row: dict[str, Any]) -> bytes:
     """The bytes a row's chain hash covers: every column but ``id`` and the hash itself.
 
@@ -107,7 +125,7 @@ def canonical(seq: int, row: dict[str, Any]) -> bytes:
     at = row["accessed_at"].astimezone(UTC)
     return _json([
         seq, str(row["access_id"]), _text(row["event_id"]), row["aggregate_id"], row["subject_id"],
-        [str(e) for e in row["event_ids"] or ()], list(row["subject_ids"] or ()),
+        _hexes(row["event_ids"]), list(row["subject_ids"] or ()),
         row["accessor"], row["access_type"], row["purpose"], _text(row["ip_address"]),
         row["user_agent"], (at - _EPOCH) // _US, details,
     ]).encode()

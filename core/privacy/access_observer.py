@@ -59,34 +59,55 @@ def default_accessor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-class _Compiled:
-    """A declaration with its paths parsed once."""
+def _keys(steps: tuple[tuple[str, bool], ...]) -> tuple[str, ...] | None:
+    """The keys of a path without lists (walked with dict.get), None when it has a list."""
+    return None if any(is_list for _, is_list in steps) else tuple(name for name, _ in steps)
 
-    __slots__ = ("fields", "pd", "subject_root", "subject_steps")
+
+def _at(doc: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if type(doc) is not dict:
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+class _Compiled:
+    """A declaration with its paths parsed once (plain paths walked without generators)."""
+
+    __slots__ = ("fields", "pd", "subject_keys", "subject_root", "user_id_subject")
 
     def __init__(self, pd: PersonalData) -> None:
         self.pd = pd
-        self.subject_root, self.subject_steps = parse_path(pd.subject)
-        self.fields = [parse_path(f) for f in pd.fields]
+        root, steps = parse_path(pd.subject)
+        self.subject_root, self.subject_keys = root, tuple(name for name, _ in steps)
+        self.user_id_subject = (root, self.subject_keys) == ("metadata", ("user_id",))
+        self.fields = [(root, _keys(steps), steps) for root, steps in
+                       (parse_path(f) for f in pd.fields)]
 
     def present(self, event: EventRecord) -> bool:
         data, meta = event.event_data, None
-        for root, steps in self.fields:
+        for root, keys, steps in self.fields:
             if root == "metadata":
                 meta = meta if meta is not None else event.metadata.to_dict()
                 doc = meta
             else:
                 doc = data
-            if any(v is not None for v in values_at(doc, steps)):
+            if keys is not None:
+                if _at(doc, keys) is not None:
+                    return True
+            elif any(v is not None for v in values_at(doc, steps)):
                 return True
         return False
 
     def subject(self, event: EventRecord) -> str | None:
-        if self.subject_root == "aggregate_id":
-            value: Any = event.aggregate_id
+        if self.user_id_subject:
+            value: Any = event.metadata.user_id
+        elif self.subject_root == "aggregate_id":
+            value = event.aggregate_id
         else:
             doc = event.event_data if self.subject_root == "data" else event.metadata.to_dict()
-            value = next(values_at(doc, self.subject_steps), None)
+            value = _at(doc, self.subject_keys)
         if value is None or isinstance(value, dict | list) or value == "":
             return None
         return str(value)

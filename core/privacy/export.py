@@ -177,12 +177,15 @@ def export_subject(store: EventStore, subject: str, out: Path | str,
     }
     observer = hooks.observer_of(store)
     ctx = observer.context() if observer is not None else hooks.current_access()  # type: ignore[attr-defined]
-    manifest = {name: {"count": len(items), "sha256": section_digest(items)}
-                for name, items in sections.items()}
-    body = {"format": FORMAT, "subject": subject,
+    encoded = {name: canonical(items) for name, items in sections.items()}  # each encoded once
+    manifest = {name: {"count": len(sections[name]), "sha256": hashlib.sha256(text).hexdigest()}
+                for name, text in encoded.items()}
+    head = {"format": FORMAT, "subject": subject,
             "exported_at": datetime.now(UTC).isoformat(), "exported_by": ctx.accessor,
-            "archive_included": include_archive, "manifest": manifest, **sections}
-    data = canonical(body)
+            "archive_included": include_archive, "manifest": manifest}
+    # The canonical JSON of the whole body (keys sorted), built from the encoded sections.
+    parts = {**{k: canonical(v) for k, v in head.items()}, **encoded}
+    data = b"{" + b",".join(canonical(k) + b":" + parts[k] for k in sorted(parts)) + b"}"
     _write_private(out, data)
     record(store, AccessEntry(
         "export", ctx.accessor or "evstore", purpose=ctx.purpose or "subject export (GDPR art. 15/20)",

@@ -27,7 +27,7 @@ UPDATE {schema}.event_access_log SET seq = %(seq)s, chain_hash = %(chain_hash)s 
 INSERT INTO {schema}.event_access_log
        (access_id, event_id, aggregate_id, subject_id, event_ids, subject_ids, accessor,
         access_type, purpose, ip_address, user_agent, accessed_at, details, seq, chain_hash)
-VALUES (%(access_id)s, %(event_id)s, %(aggregate_id)s, %(subject_id)s, %(event_ids)s,
+VALUES (%(access_id)s, %(event_id)s, %(aggregate_id)s, %(subject_id)s, %(event_ids)s::uuid[],
         %(subject_ids)s, %(accessor)s, %(access_type)s, %(purpose)s, %(ip_address)s::inet,
         %(user_agent)s, %(accessed_at)s, %(details)s::jsonb, %(seq)s, %(chain_hash)s);
 
