@@ -161,3 +161,32 @@ def test_log_off_writes_nothing(database_url: str) -> None:
         store.append_events("user-a", [profile("a")])
         assert store.read_stream("user-a")[0].event_type == PROFILE
     assert log_rows(database_url) == []
+
+
+def test_the_evstore_command_verifies_the_log(database_url: str) -> None:
+    """``evstore privacy verify-log`` as a real process: 0 when intact, 5 once a row is changed."""
+    import os
+
+    from tests.acceptance.helpers import evstore
+
+    _fill(database_url, 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENT_STORE_")}
+    env["DATABASE_URL"] = database_url
+    ok = evstore(["privacy", "verify-log"], env)
+    assert ok.returncode == 0, ok.stderr
+    assert "3 entries chained" in ok.stdout
+    sql(database_url, "UPDATE events.event_access_log SET purpose = 'edited' WHERE seq = 2")
+    bad = evstore(["privacy", "verify-log"], env)
+    assert bad.returncode == 5
+    assert "row 2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_consent_commands(database_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    _fill(database_url, 1)
+    assert cli("consent", "a", "marketing").exit_code == 0
+    result = cli("consent", "a", "marketing", "--withdraw", "--note", "e-mail of 3 May")
+    assert result.exit_code == 0 and "withdrawn" in result.output
+    states = json.loads(cli("consents", "a", "--json").output)
+    assert [(s["purpose"], s["granted"], s["note"]) for s in states] == [
+        ("marketing", False, "e-mail of 3 May")]
+    assert cli("consent", "a", "").exit_code == 2                  # a purpose is needed
