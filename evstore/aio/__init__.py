@@ -74,7 +74,7 @@ __all__ = [
 _LAZY = {
     "ReplayConfig": "evstore.workers.replay",
     "ReplayResult": "evstore.workers.replay",
-    "EventSearchCriteria": "evstore.core.query",
+    "EventSearchCriteria": "evstore.aio.query",  # the core's, taking uuid.UUID ids
 }
 
 
