@@ -32,7 +32,9 @@ def build_app(cfg: Any, database_url: str, *, console: bool = True) -> tuple[Any
             err_console.print("[dim]the web console is not installed: serving /livez /readyz "
                               "/metrics only[/]")
         else:
-            routes.append(Mount("/", app=create_console_app(cfg)))
+            # The console opens its own store: on the URL served (the embedded one too).
+            routes.append(Mount("/", app=create_console_app(
+                cfg.model_copy(update={"database_url": database_url}))))
     return Starlette(routes=routes), ops
 
 
