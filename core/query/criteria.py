@@ -54,8 +54,8 @@ class FieldPath:
 
     @classmethod
     def parse(cls, text: str) -> FieldPath:
-        if not isinstance(text, str) or not text:
-            raise QueryError(f"a field must be a non-empty string (got {text!r})")
+        if not isinstance(text, str) or not text or "\x00" in text:
+            raise QueryError(f"a field must be a non-empty string without NUL (got {text!r})")
         root, _, rest = text.partition(".")
         if root in COLUMN_FIELDS:
             if rest:
@@ -84,6 +84,8 @@ class FieldPath:
 
 
 def _check_scalar(value: Any, where: str) -> Scalar:
+    if isinstance(value, str) and "\x00" in value:
+        raise QueryError(f"{where}: a string may not contain NUL characters")
     if value is None or isinstance(value, str | bool):
         return value  # type: ignore[no-any-return]
     if isinstance(value, int):
@@ -109,8 +111,8 @@ class Leaf:
         if isinstance(self.value, list):
             object.__setattr__(self, "value", tuple(self.value))
         if self.op == "text":
-            if not isinstance(self.value, str) or not self.value.strip():
-                raise QueryError("a text search needs a non-empty string")
+            if not isinstance(self.value, str) or not self.value.strip() or "\x00" in self.value:
+                raise QueryError("a text search needs a non-empty string (without NUL)")
             return
         path = self.path
         where = f"{self.op} on {self.field}"

@@ -86,8 +86,9 @@ class EventQueryService:
         with self.db.connection() as conn:
             (horizon_text,) = conn.execute(self._horizon).fetchone() or (None,)
             horizon = int(horizon_text)
-            key = self.cache.key(criteria, horizon)
-            hit = self.cache.get(key) if use_cache else None
+            key = self.cache.key(criteria)
+            hit = self.cache.get(key, horizon, lambda old, new: self._unchanged(conn, old, new)) \
+                if use_cache else None
             if hit is not None:
                 result, metrics = hit
                 metrics = replace(metrics, cache_hit=True, cache_hit_rate=self.cache.hit_rate,
@@ -100,7 +101,7 @@ class EventQueryService:
         result = QueryResult(events, next_cursor, criteria)
         metrics.rows_returned = len(events)
         if use_cache:
-            self.cache.put(key, result, metrics)
+            self.cache.put(key, horizon, result, metrics)
         metrics.cache_hit_rate = self.cache.hit_rate
         metrics.query_duration_ms = (time.perf_counter() - started) * 1000
         return result, metrics
@@ -213,6 +214,13 @@ class EventQueryService:
             keep[ordinal] = True
         return keep
 
+    def _unchanged(self, conn: psycopg.Connection, old: int, new: int) -> bool:
+        """No event of a transaction in [old, new): a result read under old holds under new."""
+        if new < old:
+            return False
+        row = conn.execute(self.db.sql("query", "events_between"), [str(old), str(new)]).fetchone()
+        return row is not None and not row[0]
+
     def _fetch(self, conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         try:
             # Never a server-side prepared statement: each plan is made for its values
@@ -222,7 +230,8 @@ class EventQueryService:
             raise QueryLimitError(
                 f"the query ran longer than {self.store.settings.query_timeout_ms:,} ms "
                 "(EVENT_STORE_QUERY_TIMEOUT_MS): add a time bound or a narrower filter") from exc
-        except (pgerrors.InvalidTextRepresentation, pgerrors.SyntaxError) as exc:
+        except (pgerrors.InvalidTextRepresentation, pgerrors.SyntaxError, pgerrors.UndefinedObject,
+                pgerrors.DataException) as exc:
             raise QueryError(f"the query was refused: {exc.diag.message_primary}") from exc
 
     def _snapshot(self, conn: psycopg.Connection) -> Any:

@@ -52,3 +52,9 @@ CREATE INDEX IF NOT EXISTS events_fulltext_idx ON {schema}.events USING gin
 
 -- name: drop_fulltext_index
 DROP INDEX IF EXISTS {schema}.events_fulltext_idx;
+
+-- name: events_between
+-- Whether any event was written by a transaction in [old horizon, new horizon):
+-- a cached result read under the old horizon holds under the new one when none was.
+SELECT EXISTS (SELECT 1 FROM {schema}.events
+                WHERE transaction_id >= %s::text::xid8 AND transaction_id < %s::text::xid8);
