@@ -15,15 +15,16 @@ may quote event values, which no forget would reach there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import dict_row
 
 from ..errors import ArchiveError, EventStoreError
 from ..keys import keyring
 from ..privacy.gdpr import anonymize_line, get_anonymizer
+from .fastexport import collect_segment
 from .runs import ArchiveRun, ArchiveSegment, get_run, list_segments
-from .segments import build_segment, check_checksums, row_to_line, sha256
+from .segments import SegmentManifest, build_segment, check_checksums, row_to_line, sha256
 from .targets import ArchiveTarget
 
 if TYPE_CHECKING:
@@ -119,6 +120,15 @@ def _export(
     data_url: str,
 ) -> SegmentResult:
     policy = run.archival_policy
+    if not policy.anonymize_before_archive:  # the fast path (fastexport.py)
+        collected = collect_segment(store, run, seg, keyring(store.settings))
+        if collected.manifest.event_count != seg.event_count:
+            raise ArchiveError(
+                f"archive run {run.run_id} segment {seg.number}: {collected.manifest.event_count} "
+                f"of its {seg.event_count} events are still in the store (deleted by something "
+                "else since planning); nothing was uploaded")
+        return _publish(store, run, seg, target, data_url, collected.data, collected.manifest,
+                        collected.catalog if policy.delete_after_archive else [])
     with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             store.db.sql("archive", "segment_rows"),
@@ -142,9 +152,21 @@ def _export(
     data, manifest = build_segment(
         run.run_id, run.policy, seg.number, lines, bool(policy.anonymize_before_archive)
     )
+    return _publish(store, run, seg, target, data_url, data, manifest, [])
+
+
+def _publish(
+    store: EventStore, run: ArchiveRun, seg: ArchiveSegment, target: ArchiveTarget,
+    data_url: str, data: bytes, manifest: SegmentManifest, catalog: list[dict[str, Any]],
+) -> SegmentResult:
+    """Upload and read back the data and the manifest; mark the segment verified and
+    catalog its streams (in one transaction)."""
     target.write_verified(run.data_path(seg.number), data)
     target.write_verified(run.manifest_path(seg.number), manifest.to_bytes())
-    with store.db.connection() as conn:
+    with store.db.connection() as conn, conn.transaction():
+        if catalog:
+            with conn.cursor() as cur:
+                cur.executemany(store.db.sql("archive", "catalog_insert_row"), catalog)
         conn.execute(store.db.sql("archive", "segment_verified"), {
             "run_id": run.run_id, "segment_no": seg.number,
             "data_path": run.data_path(seg.number), "manifest_path": run.manifest_path(seg.number),
@@ -152,5 +174,5 @@ def _export(
             "stored_bytes": manifest.stored_bytes, "first_position": manifest.first_position,
             "last_position": manifest.last_position,
         })
-    return SegmentResult(run.run_id, seg.number, len(lines), manifest.raw_bytes,
+    return SegmentResult(run.run_id, seg.number, manifest.event_count, manifest.raw_bytes,
                          manifest.stored_bytes, False, data_url)

@@ -161,6 +161,9 @@ def plan_run(
             conn.execute(store.db.sql("archive", "insert_segments"), {"run_id": run_id})
             conn.execute(store.db.sql("archive", "insert_items"), {"run_id": run_id})
             conn.execute(store.db.sql("archive", "count_run"), {"run_id": run_id})
+    if not resumed:
+        with store.db.connection() as conn:
+            conn.execute(store.db.sql("archive", "analyze_items"))
     return get_run(store, run_id), resumed
 
 

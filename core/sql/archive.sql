@@ -304,7 +304,8 @@ ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(s.version, EXCLUDED.ver
 -- of which run holds which positions of which stream.
 
 -- name: catalog_write
--- From the run's items while its events are still in the store; once per run.
+-- From the run's items while its events are still in the store, for the
+-- segments the export did not catalog already.
 INSERT INTO {schema}.archive_catalog
        (run_id, segment_no, stream_id, first_position, last_position, event_count,
         min_global_position, max_global_position, min_created_at, max_created_at, bytes)
@@ -314,7 +315,8 @@ SELECT i.run_id, i.segment_no, e.stream_id, min(e.stream_position), max(e.stream
   FROM {schema}.archive_items i
   JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
  WHERE i.run_id = %(run_id)s
-   AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c WHERE c.run_id = %(run_id)s)
+   AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c
+                    WHERE c.run_id = i.run_id AND c.segment_no = i.segment_no)
  GROUP BY i.run_id, i.segment_no, e.stream_id
 ON CONFLICT DO NOTHING;
 
@@ -413,3 +415,33 @@ SELECT s.aggregate_id, s.aggregate_type, max(c.last_position) AS archived_to, s.
  GROUP BY s.aggregate_id, s.aggregate_type, s.version
 HAVING s.version > max(c.last_position)
  ORDER BY s.aggregate_type, s.aggregate_id;
+
+-- name: segment_lines
+-- Fast export (fastexport.py): the columns of each event of a segment as the
+-- archive line writes them (times already in the line's ISO form, the id as
+-- text and as the 32 hex digits a version-2 checksum covers, the time in
+-- microseconds since 1970), in the global order.
+SELECT e.event_id::text AS event_id, replace(e.event_id::text, '-', '') AS event_hex,
+       e.aggregate_id, e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
+       e.stream_id, e.stream_position, e.global_position,
+       e.transaction_id::text::bigint AS transaction_id,
+       e.event_data::text AS event_data,
+       translate(encode(e.payload, 'base64'), E'\n', '') AS payload,
+       e.metadata::text AS metadata,
+       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS created_iso,
+       to_char(e.stored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS stored_iso,
+       e.status, e.compression, e.encryption, e.checksum, e.original_size, e.stored_size,
+       (extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us, e.created_at
+  FROM {schema}.archive_items i
+  JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
+ WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
+ ORDER BY e.transaction_id, e.global_position;
+
+-- name: analyze_items
+-- After planning: the planner then joins a segment's items to the events with a
+-- hash join instead of one index probe per event.
+ANALYZE {schema}.archive_items;
+
+-- name: export_work_mem
+-- A segment's rows are sorted in the global order in memory, not on disk.
+SET LOCAL work_mem = '64MB';
