@@ -199,3 +199,29 @@ def test_iterators_page_and_close_waits_for_calls_in_flight(connection_pool: Any
     forward, backward, done = run(scenario())
     assert forward == list(range(1, 26)) and backward == list(range(25, 0, -1))
     assert done == 6
+
+
+def test_services_wrap_the_core_and_take_coroutine_handlers(event_store: PostgreSQLEventStore,
+                                                             tmp_path: Any) -> None:
+    from evstore.aio import ArchivalPolicy, EventArchiver
+
+    for i in range(4):
+        event_store.sync.append_events(f"User-h{i}", events(1, aggregate_id=f"h{i}"))
+    seen: list[str] = []
+
+    async def handler(event: EventRecord) -> None:  # runs on the caller's loop
+        await asyncio.sleep(0)
+        seen.append(event.stream_id or "")
+
+    async def scenario() -> tuple[Any, Any]:
+        reader = EventStreamReader(event_store, StreamConfig(
+            "coro", read_mode=StreamReadMode.BATCH, event_handler=handler))
+        metrics = await reader.process_stream()
+        preview = await EventArchiver(event_store).preview(ArchivalPolicy(
+            policy_name="month-old", strategy="time_based", retention_days=30,
+            target_url=tmp_path.as_uri()))
+        return metrics, preview
+
+    metrics, preview = run(scenario())
+    assert sorted(seen) == [f"User-h{i}" for i in range(4)] and metrics.events_processed == 4
+    assert (preview.policy, preview.events) == ("month-old", 0)  # nothing is a month old
