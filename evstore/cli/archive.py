@@ -253,9 +253,68 @@ def forget(
                   f"{result.events_deleted:,} deleted, {result.snapshots_deleted:,} snapshots deleted")
 
 
+def catalog(
+    stream: Annotated[str | None, typer.Argument(help="A stream id: which archives hold its events.")] = None,
+    backfill: Annotated[bool, typer.Option(
+        "--backfill", help="Catalog completed runs made before the catalog existed (reads their "
+                           "segments from the targets).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which archive run, segment and target holds which positions of a stream."""
+    from evstore.core.archive.catalog import backfill_catalog, stream_catalog
+
+    if stream is None and not backfill:
+        raise fail("name a stream (evstore archive catalog STREAM) or pass --backfill", 2)
+    with open_store() as store:
+        if backfill:
+            written = backfill_catalog(store)
+            if as_json:
+                print_json({"runs": written})
+            else:
+                console.print(f"{len(written)} run(s) cataloged, {sum(written.values()):,} rows")
+            if stream is None:
+                return
+        assert stream is not None
+        entries = stream_catalog(store, stream)
+        live = store.get_stream_version(stream)
+    if as_json:
+        print_json({"stream": stream, "version": live, "archived": entries})
+        return
+    if not entries:
+        console.print(f"stream {stream!r}: nothing archived (version {live})")
+        return
+    table = Table(title=f"archived ranges of {stream} (version {live})", title_justify="left")
+    for col in ("positions", "events", "created (UTC)", "run", "policy", "segment", "target"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        table.add_row(f"{e.first_position}-{e.last_position}", f"{e.event_count:,}",
+                      f"{e.min_created_at:%Y-%m-%d} .. {e.max_created_at:%Y-%m-%d}", e.run_id,
+                      e.policy, str(e.segment_no), f"{e.target_url}/{e.data_path or ''}")
+    console.print(table)
+
+
+def tier_rows(store: Any) -> list[dict[str, Any]]:
+    """Live and archived events and bytes per month (``evstore stats``)."""
+    from evstore.core.archive.catalog import tier_stats
+
+    return [{"month": f"{m.month:%Y-%m}", "live_events": m.live_events, "live_bytes": m.live_bytes,
+             "archived_events": m.archived_events, "archived_bytes": m.archived_bytes}
+            for m in tier_stats(store)]
+
+
+def print_tiers(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="by month: live and archived", title_justify="left")
+    for col in ("month", "live events", "live bytes", "archived events", "archived bytes"):
+        table.add_column(col, justify="left" if col == "month" else "right")
+    for r in rows:
+        table.add_row(r["month"], f"{r['live_events']:,}", human_bytes(r["live_bytes"]),
+                      f"{r['archived_events']:,}", human_bytes(r["archived_bytes"]))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     add_group(app, "archive",
               "Archive events to files, S3, GCS or Azure by policy; restore and verify archives.",
               {"policies": policies, "preview": preview, "run": run, "runs": runs,
-               "restore": restore, "verify": verify, "forget": forget},
+               "restore": restore, "verify": verify, "forget": forget, "catalog": catalog},
               wrap=archive_errors)

@@ -410,10 +410,13 @@ def stats(
     as_json: JsonOpt = False,
 ) -> None:
     """Event counts, sizes and compression of the store."""
+    from .archive import print_tiers, tier_rows
+
     with open_store() as store:
         m = store.metrics(exact=exact)
+        months = tier_rows(store) if exact else []  # live vs archived per month (issue 13)
     if as_json:
-        print_json({**to_jsonable(m), "compression_ratio": m.compression_ratio})
+        print_json({**to_jsonable(m), "compression_ratio": m.compression_ratio, "months": months})
         return
     table = Table(title="store", title_justify="left", show_header=False)
     table.add_column()
@@ -433,6 +436,8 @@ def stats(
     for name, count in m.events_by_type.items():
         types.add_row(plain(name), f"{count:,}")
     console.print(types)
+    if months:
+        print_tiers(months)
 
 
 def _maybe(value: int | None, show: Any) -> str:

@@ -3,6 +3,10 @@ ArchivedHistoryError instead of a partial history."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +163,29 @@ def test_snapshot_guard_leaves_no_affected_aggregate_without_a_snapshot(
         setting(store, archive_read_through=False)
         for user_id, _ in affected:
             assert snapshots.load_aggregate_with_events(UserAccount, user_id)[0].save() == before[user_id]
+
+
+def evstore_json(database_url: str, *args: str) -> Any:
+    proc = subprocess.run([sys.executable, "-m", "evstore.cli", *args, "--json"],
+                          env={**os.environ, "DATABASE_URL": database_url}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_operator_views_catalog_and_stats(database_url: str, tmp_path: Path) -> None:
+    with PostgreSQLEventStore(database_url) as store:
+        populate(store, [3, 2], streams=2, per_stream=4, prefix="old")
+        populate(store, [0], streams=2, per_stream=3, prefix="new")
+        result = run_policy(store, ArchivalPolicy(name="old", strategy="time_based",
+                                                  retention_days=45, target_url=f"file://{tmp_path}/a"),
+                            now=NOW)
+    shown = evstore_json(database_url, "archive", "catalog", "old-3-1")
+    assert shown["version"] == 4
+    [entry] = shown["archived"]
+    assert (entry["first_position"], entry["last_position"], entry["run_id"]) == (1, 4, result.run.run_id)
+    months = {m["month"]: m for m in evstore_json(database_url, "stats")["months"]}
+    assert months[f"{month_start(3):%Y-%m}"]["archived_events"] == 8
+    assert months[f"{month_start(3):%Y-%m}"]["live_events"] == 0
+    assert months[f"{month_start(0):%Y-%m}"]["live_events"] == 6
+    assert sum(m["archived_bytes"] for m in months.values()) > 0
