@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 
@@ -64,27 +64,18 @@ def test_event_replay(event_store: PostgreSQLEventStore, start_workers: Any,
     assert "Replayed 3 events" in capsys.readouterr().out.splitlines()
     assert (result.status, result.successful_events, result.failed_events) == ("succeeded", 3, 0)
     assert result.handler_counts == {"handle_user_event": 3}
+
+    # The synchronous service, same workers: replay_events(config) is the job id, whose
+    # successful_events waits for the job.
+    from evstore.workers.replay import EventReplayService as SyncReplayService
+
+    job = SyncReplayService(event_store.sync).replay_events(ReplayConfig(event_types=["UserCreated"]))
+    assert isinstance(job, int) and job == result.job_id + 1
+    assert job.successful_events == 3
+    assert job.wait(timeout=5).status == "succeeded"
+
     workers.stop(timeout=20)
     assert workers.log_path is not None
     printed = [line for line in workers.log_path.read_text().splitlines()
                if line.startswith("Processing: ")]
-    assert sorted(printed) == sorted(f"Processing: UserCreated for user {u}" for u in users)
-
-
-def test_sync_replay_events_has_the_spec_shape(event_store: PostgreSQLEventStore,
-                                              start_workers: Any,
-                                              only_these_handlers: None) -> None:
-    """The synchronous service: replay_events(config).successful_events waits for the job."""
-    from evstore.workers.replay import EventReplayService as SyncReplayService
-
-    start_workers(["tests.spec.replay_handlers"])
-    user_id: UUID = uuid4()
-    store = event_store.sync
-    store.append_events(f"User-{user_id}", [
-        EventRecord(user_id, "User", "UserCreated", {}, aggregate_version=1)])
-    service = SyncReplayService(store)
-    service.register_event_handler("UserCreated", handle_user_event)
-    job = service.replay_events(ReplayConfig(event_types=["UserCreated"]))
-    assert isinstance(job, int) and job == int(job)
-    assert job.successful_events == 1
-    assert job.wait(timeout=5).status == "succeeded"
+    assert sorted(printed) == sorted(2 * [f"Processing: UserCreated for user {u}" for u in users])
