@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from ..keys import KeyRing, UnknownKeyError, keyring
@@ -160,14 +161,7 @@ def write_entries(store: EventStore, conn: psycopg.Connection, entries: Iterable
             raise RuntimeError("event_access_log_head has no row: is migration 0010 applied?")
         seq, previous, _mac = int(head[0]), str(head[1]), head[2]
         if previous == "":
-            # The chain's first write adopts the rows logged before migration 0010.
-            legacy = conn.cursor(row_factory=dict_row).execute(
-                _sql(store, "unchained_rows")).fetchall()
-            chain_row = _sql(store, "chain_row")
-            for row in legacy:
-                seq += 1
-                previous = chain_mac(ring, previous, seq, row)
-                conn.execute(chain_row, {"seq": seq, "chain_hash": previous, "id": row["id"]})
+            seq, previous = _adopt(store, conn, ring)
         rows = []
         for entry in entries:
             seq += 1
@@ -179,6 +173,41 @@ def write_entries(store: EventStore, conn: psycopg.Connection, entries: Iterable
         conn.execute(_sql(store, "update_head"), {
             "seq": seq, "chain_hash": previous, "head_mac": head_mac(ring, seq, previous)})
     return len(rows)
+
+
+def _adopt(store: EventStore, conn: psycopg.Connection, ring: KeyRing) -> tuple[int, str]:
+    """The chain's first write adopts the rows logged before migration 0010 (in id order).
+
+    A role that may not read the log (least privilege: it only appends) skips it;
+    ``evstore privacy verify-log``, run by the owner, adopts them then.
+    """
+    seq, previous = 0, ""
+    try:
+        with conn.transaction():  # a savepoint: a refusal leaves the caller's transaction usable
+            legacy = conn.cursor(row_factory=dict_row).execute(
+                _sql(store, "unchained_rows")).fetchall()
+            chain_row = _sql(store, "chain_row")
+            for row in legacy:
+                seq += 1
+                previous = chain_mac(ring, previous, seq, row)
+                conn.execute(chain_row, {"seq": seq, "chain_hash": previous, "id": row["id"]})
+    except pgerrors.InsufficientPrivilege:
+        return 0, ""
+    return seq, previous
+
+
+def adopt_legacy(store: EventStore) -> int:
+    """Chain the rows logged before migration 0010 if no entry was chained yet; how many."""
+    ring = keyring(store.settings)
+    with store.db.connection() as conn, conn.transaction():
+        head = conn.execute(_sql(store, "lock_head")).fetchone()
+        if head is None or str(head[1]) != "":
+            return 0
+        seq, previous = _adopt(store, conn, ring)
+        if seq:
+            conn.execute(_sql(store, "update_head"), {
+                "seq": seq, "chain_hash": previous, "head_mac": head_mac(ring, seq, previous)})
+    return seq
 
 
 def record(store: EventStore, entry: AccessEntry, conn: psycopg.Connection | None = None) -> None:

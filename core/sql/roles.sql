@@ -64,6 +64,14 @@ GRANT SELECT (listening, expires_at) ON {schema}.consumer_members TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.create_month_partition(date) TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
+-- The access log (issue 11, privacy_log.sql): every component that reads personal data
+-- appends chained entries (insert_entry, under the head's lock) and reads the withdrawn
+-- consents and the holds; it never reads the log itself.
+GRANT INSERT ON {schema}.event_access_log TO {role};
+GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
+GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
+GRANT SELECT ON {schema}.subject_consents TO {role};
+GRANT SELECT ON {schema}.legal_holds TO {role};
 
 -- name: grant_reader
 -- Reads (store.sql reads, reader.sql) and a reader's own state: checkpoints
@@ -77,6 +85,14 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.stream_checkpoints TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.consumer_members TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
+-- The access log (issue 11, privacy_log.sql): every component that reads personal data
+-- appends chained entries (insert_entry, under the head's lock) and reads the withdrawn
+-- consents and the holds; it never reads the log itself.
+GRANT INSERT ON {schema}.event_access_log TO {role};
+GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
+GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
+GRANT SELECT ON {schema}.subject_consents TO {role};
+GRANT SELECT ON {schema}.legal_holds TO {role};
 
 -- name: grant_worker
 -- The job engine (jobs.sql, firings.sql: workers and the scheduler), replays
@@ -101,6 +117,14 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_items TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.create_month_partition(date) TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
+-- The access log (issue 11, privacy_log.sql): every component that reads personal data
+-- appends chained entries (insert_entry, under the head's lock) and reads the withdrawn
+-- consents and the holds; it never reads the log itself.
+GRANT INSERT ON {schema}.event_access_log TO {role};
+GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
+GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
+GRANT SELECT ON {schema}.subject_consents TO {role};
+GRANT SELECT ON {schema}.legal_holds TO {role};
 
 -- name: grant_privacy
 -- Forgetting a subject (privacy.sql): lock and rewrite or delete the subject's
@@ -110,6 +134,9 @@ GRANT SELECT ON {schema}.event_index TO {role};
 GRANT SELECT, DELETE ON {schema}.event_snapshots TO {role};
 GRANT INSERT ON {schema}.event_access_log TO {role};
 GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
+GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
+GRANT SELECT ON {schema}.subject_consents TO {role};
+GRANT SELECT ON {schema}.legal_holds TO {role};
 
 -- name: role_attributes
 -- The evstore roles that exist, with what would make them more than least privilege.

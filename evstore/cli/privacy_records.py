@@ -34,9 +34,13 @@ def _accessor(store: Any) -> str:
 
 def verify_log(as_json: JsonOption = False) -> None:
     """Check the access log's hash chain: a changed, removed or inserted row fails (exit 5)."""
+    from evstore.core.privacy.access_log import adopt_legacy
     from evstore.core.privacy.access_log import verify_log as verify
 
     with open_store() as store:
+        adopted = adopt_legacy(store)  # rows logged before migration 0010, if none is chained yet
+        if adopted and not as_json:
+            console.print(plain(f"{adopted:,} entries logged before the chain existed were chained"))
         report = verify(store)
     if as_json:
         print_json({"ok": report.ok, "checked": report.checked, "head_seq": report.head_seq,

@@ -261,7 +261,11 @@ def test_apply_as_the_owner_is_idempotent_and_grants_nothing_more(owner_only: Se
     assert tables == {("events", "INSERT"), ("events", "SELECT"), ("streams", "INSERT"),
                       ("streams", "SELECT"), ("event_types", "INSERT"),
                       ("event_types", "SELECT"), ("event_index", "SELECT"),
-                      ("schema_migrations", "SELECT")}
+                      ("schema_migrations", "SELECT"),
+                      # the access log (issue 11): appends chained entries, never reads the log
+                      ("event_access_log", "INSERT"), ("event_access_log_head", "SELECT"),
+                      ("event_access_log_head", "UPDATE"), ("subject_consents", "SELECT"),
+                      ("legal_holds", "SELECT")}
 
 
 def test_apply_by_a_user_who_cannot_create_roles_fails_clearly(secured: Secured) -> None:
