@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from evstore.workers.replay import ReplayConfig
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -24,7 +25,8 @@ def _text(driver: Any, css: str) -> str:
 
 
 def _wait_text(driver: Any, css: str, wanted: str, timeout: float = WAIT) -> None:
-    WebDriverWait(driver, timeout).until(
+    # htmx replaces the progress block every second: an element may go stale while read.
+    WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: wanted in " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, css)))
 
 
