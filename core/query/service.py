@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from psycopg import errors as pgerrors
 
 from ..errors import QueryError, QueryLimitError
+from ..store import hooks
 from ..store.persistence import EventRecord, EventStore, PartitionInfo
 from .cache import QueryCache
 from .compiler import XID8, PredicateCompiler, compile_sql, events_table
@@ -93,7 +94,8 @@ class EventQueryService:
                 result, metrics = hit
                 metrics = replace(metrics, cache_hit=True, cache_hit_rate=self.cache.hit_rate,
                                   query_duration_ms=(time.perf_counter() - started) * 1000)
-                return result, metrics
+                # each access logged, consent applied (issue 11); the cache keeps what is stored
+                return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
             metrics = QueryMetrics(horizon=horizon)
             with self._snapshot(conn):
                 events, next_cursor = self._run(conn, criteria, horizon, metrics, plan)
@@ -104,7 +106,7 @@ class EventQueryService:
             self.cache.put(key, horizon, result, metrics)
         metrics.cache_hit_rate = self.cache.hit_rate
         metrics.query_duration_ms = (time.perf_counter() - started) * 1000
-        return result, metrics
+        return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
 
     def iter_events(self, criteria: EventSearchCriteria) -> Any:
         """Every matching event, page after page (bounded memory)."""
@@ -128,7 +130,9 @@ class EventQueryService:
         """Like search_event_content, with each event's rank (ts_rank)."""
         from .search import ranked
 
-        return ranked(self, text, event_types, limit, criteria)
+        found = ranked(self, text, event_types, limit, criteria)
+        events = hooks.observe(self.store, "search", [e for e, _ in found])  # access log (issue 11)
+        return [(e, rank) for e, (_, rank) in zip(events, found, strict=True)]
 
     def invalidate(self, subject: str | None = None) -> int:
         """Drop cached results holding the subject's events (all results: ``None``)."""

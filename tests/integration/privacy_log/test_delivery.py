@@ -150,3 +150,25 @@ def test_a_replay_logs_one_entry_per_batch_and_redacts_withdrawn_subjects(
     assert all(r["accessor"] == "analyst" and r["purpose"] == "research" for r in rows)
     assert sorted(r["subject_id"] for r in rows) == ["a", "b", "c"]
     assert all(r["details"]["job_id"] == done.job_id for r in rows)
+
+
+def test_a_query_is_one_access_even_from_the_cache_and_applies_consent(database_url: str) -> None:
+    from evstore.core.query import EventQueryService, EventSearchCriteria
+
+    with open_store(database_url, flush_ms=0) as store:
+        _seed(store)
+        consent.withdraw(store, "a", "marketing", by="dpo")
+        service = EventQueryService(store)
+        criteria = EventSearchCriteria(event_types=["P2ProfileSet"], limit=100)
+        with store.access_context(accessor="crm", purpose="marketing"):
+            first, _ = service.query_events(criteria)
+            again, metrics = service.query_events(criteria)          # from the cache
+            none, _ = service.query_events(EventSearchCriteria(event_types=["P2OrderPlaced"]))
+        assert metrics.cache_hit and len(first) == len(again) == 6 and len(none) == 1
+        emails = sorted(e.event_data["email"] for e in again)
+        assert emails == ["[redacted]"] * 2 + ["b@example.com"] * 2 + ["c@example.com"] * 2
+        plain, _ = service.query_events(criteria)                    # no purpose: as stored
+        assert sorted(e.event_data["email"] for e in plain)[0] == "a@example.com"
+    rows = [r for r in log_rows(database_url) if r["access_type"] == "query"]
+    assert len(rows) == 3                                             # the order query logs nothing
+    assert [(r["accessor"], r["purpose"]) for r in rows[:2]] == [("crm", "marketing")] * 2
