@@ -55,14 +55,17 @@ _EMPTY_FOR = 2.0
 _parsed: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 _lock = threading.Lock()
 _empty_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_no_legacy_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def forget_empty(reads: Any = None) -> None:
     """Ask the catalog again on the next read (a run just completed here)."""
     if reads is None:
         _empty_until.clear()
+        _no_legacy_until.clear()
     else:
         _empty_until.pop(reads, None)
+        _no_legacy_until.pop(reads, None)
 
 
 def ranges(positions: list[int]) -> str:
@@ -185,6 +188,32 @@ def _catalog_rows(reads: Any, stream_id: str, lo: int, hi: int, gap: bool) -> li
         return []
 
 
+def _check_uncataloged(reads: Any, stream_id: str, lo: int, hi: int,
+                       events: list[EventRecord]) -> None:
+    """ArchivedHistoryError when positions of the range are missing and completed runs
+    made before the catalog existed (so not cataloged) may hold them."""
+    now = time.monotonic()
+    if _no_legacy_until.get(reads, 0.0) > now:
+        return
+    db = reads.db
+    try:
+        with db.connection() as conn:
+            runs = [r for (r,) in conn.execute(db.sql("archive", "catalog_runs_missing"))]
+    except psycopg.errors.UndefinedTable:
+        return
+    if not runs:
+        _no_legacy_until[reads] = now + _EMPTY_FOR
+        return
+    head = reads.get_stream_version(stream_id)
+    live = {e.stream_position for e in events}
+    missing = [p for p in range(lo, min(hi, head) + 1) if p not in live]
+    if missing:
+        raise ArchivedHistoryError(
+            stream_id, ranges(missing), runs,
+            "are not in the archive catalog (runs made before it): run "
+            "'evstore archive catalog --backfill'")
+
+
 def _has_gap(events: list[EventRecord], start: int, backwards: bool) -> bool:
     if not events:
         return True
@@ -208,8 +237,11 @@ def complete_stream(
     else:
         lo = max(start, 1)
         hi = MAX_POSITION if max_count is None else lo + max_count - 1
-    entries = _catalog_rows(reads, stream_id, lo, hi, _has_gap(events, start, backwards))
+    gap = _has_gap(events, start, backwards)
+    entries = _catalog_rows(reads, stream_id, lo, hi, gap)
     if not entries:
+        if gap:
+            _check_uncataloged(reads, stream_id, lo, hi, events)
         return events
     live = {e.stream_position for e in events}
     wanted: set[int] = set()

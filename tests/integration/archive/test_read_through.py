@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from evstore.core.archive import ArchivalPolicy, readthrough, run_policy
-from evstore.core.archive.catalog import stream_catalog, tier_stats
+from evstore.core.archive.catalog import backfill_catalog, stream_catalog, tier_stats
 from evstore.core.errors import ArchivedHistoryError
 from evstore.core.snapshots.store import SnapshotStore
 
@@ -189,3 +189,26 @@ def test_operator_views_catalog_and_stats(database_url: str, tmp_path: Path) -> 
     assert months[f"{month_start(3):%Y-%m}"]["live_events"] == 0
     assert months[f"{month_start(0):%Y-%m}"]["live_events"] == 6
     assert sum(m["archived_bytes"] for m in months.values()) > 0
+
+
+def test_backfill_catalogs_a_run_made_before_the_catalog(database_url: str, tmp_path: Path) -> None:
+    with PostgreSQLEventStore(database_url) as store:
+        reset_caches(store, tmp_path / "cache")
+        populate(store, [3, 2], streams=3, per_stream=5, prefix="old")
+        before = fingerprint(store.read_stream("old-2-1"))
+        run_policy(store, ArchivalPolicy(name="old", strategy="time_based", retention_days=45,
+                                         target_url=f"file://{tmp_path}/a"), now=NOW)
+        cataloged = {sid: [(e.first_position, e.last_position, e.event_count, e.run_id, e.segment_no)
+                           for e in stream_catalog(store, sid)]
+                     for sid in (f"old-{m}-{s}" for m in (3, 2) for s in range(3))}
+        with store.connection() as conn:  # as a run completed before migration 0009 left it
+            conn.execute(f"DELETE FROM {store.table('archive_catalog')}")
+        readthrough.forget_empty()
+        with pytest.raises(ArchivedHistoryError):
+            store.read_stream("old-2-1")
+        assert list(backfill_catalog(store).values()) == [6]
+        assert backfill_catalog(store) == {}  # once
+        for sid, entries in cataloged.items():
+            assert [(e.first_position, e.last_position, e.event_count, e.run_id, e.segment_no)
+                    for e in stream_catalog(store, sid)] == entries
+        assert fingerprint(store.read_stream("old-2-1")) == before
