@@ -121,10 +121,17 @@ class SubjectKeys:
         self.db = db
         self.provider = provider
         self.ttl = ttl
+        self.shares_events_db = False  # the keys live in the events' database
         self._cache: dict[str, tuple[DataKey | None, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, refs: set[str], create: bool) -> dict[str, DataKey | None]:
+    def get(self, refs: set[str], create: bool,
+            index: dict[str, list[Any]] | None = None) -> dict[str, DataKey | None]:
+        """The data keys of ``refs`` (None: destroyed), made where missing with ``create``.
+
+        ``index`` (blind-index rows as arrays) is written in the same round trip
+        when keys must be made here; it is emptied once written.
+        """
         now = time.monotonic()
         out: dict[str, DataKey | None] = {}
         with self._lock:
@@ -134,19 +141,31 @@ class SubjectKeys:
                     out[ref] = hit[0]
         missing = refs - set(out)
         if missing:
-            found = self._fetch(missing)
+            found = self._create(missing, index) if create else self._fetch(missing)
             if create and (absent := missing - set(found)):
-                with self.db.connection() as conn:
-                    for ref in sorted(absent):
-                        kid, wrapped = self.provider.wrap(ref, os.urandom(32))
-                        conn.execute(self.db.sql("privacy", "keys_insert"),
-                                     {"ref": ref, "kid": kid, "wrapped": wrapped})
-                found.update(self._fetch(absent))  # a concurrent writer's key wins
+                found.update(self._fetch(absent))  # committed by a concurrent writer meanwhile
             with self._lock:
                 for ref in missing:
                     out[ref] = found.get(ref)
                     self._cache[ref] = (out[ref], now)
         return out
+
+    def _create(self, refs: set[str], index: dict[str, list[Any]] | None) -> dict[str, DataKey]:
+        """The keys of ``refs``, made (with fresh random keys) where missing: one round trip."""
+        order = sorted(refs)
+        wraps = [self.provider.wrap(ref, os.urandom(32)) for ref in order]
+        params: dict[str, Any] = {"refs": order, "kids": [k for k, _ in wraps],
+                                  "wrapped": [w for _, w in wraps]}
+        block = "keys_get_or_create"
+        if index and index["fields"] and self.shares_events_db:
+            block = "keys_get_or_create_indexed"
+            params.update(index)
+        with self.db.connection() as conn:
+            rows = conn.execute(self.db.sql("privacy", block), params).fetchall()
+        if block.endswith("indexed"):
+            assert index is not None
+            index.clear()
+        return {ref: DataKey(self.provider.unwrap(kid, ref, bytes(wrapped))) for ref, kid, wrapped in rows}
 
     def _fetch(self, refs: set[str]) -> dict[str, DataKey]:
         with self.db.connection() as conn:
@@ -194,8 +213,10 @@ class PrivacyCipher:
             with self._keys_lock:
                 if self._keys is None:
                     settings = self.store.settings
-                    self._keys = SubjectKeys(_keys_db(self.store), key_provider(settings),
-                                             settings.key_cache_seconds)
+                    keys = SubjectKeys(_keys_db(self.store), key_provider(settings),
+                                       settings.key_cache_seconds)
+                    keys.shares_events_db = keys.db is self.store.db
+                    self._keys = keys
         return self._keys
 
     def registry(self) -> PrivacyRegistry:
@@ -216,42 +237,55 @@ class PrivacyCipher:
                 todo.append((i, pd, subject_ref(self.ring, subject)))
         if not todo:
             return list(events)
-        keys = self.keys.get({ref for _, _, ref in todo}, create=True)
-        out = list(events)
-        blind: list[dict[str, Any]] = []
+        # Blind-index entries first (they need the plain values, not the keys).
+        blind: dict[str, list[Any]] = {"fields": [], "digests": [], "subject_refs": [], "event_ids": []}
+        docs = []
         for i, pd, ref in todo:
             event = events[i]
-            key = keys[ref]
-            assert key is not None
             data = json.loads(dumps(event.event_data))
             meta = event.metadata.to_dict() if isinstance(event.metadata, EventMetadata) else {}
             meta = json.loads(dumps(meta))
+            docs.append((data, meta))
+            if not self.store.settings.blind_index:
+                continue
             for path in pd.fields:
                 root, steps = parse_path(path)
-                doc = data if root == "data" else meta
-                if self.store.settings.blind_index:
-                    field = f"{event.event_type}:{path}"
-                    blind.extend(
-                        {"field": field, "digest": blind_digest(self.ring, field, v), "ref": ref,
-                         "event_id": event.event_id}
-                        for v in values_at(doc, steps)
-                        if isinstance(v, str | int | float | bool) and not _sealed(v))
-                transform_at(doc, steps, _sealer(key, ref, event.event_id, path))
+                field = f"{event.event_type}:{path}"
+                for v in values_at(data if root == "data" else meta, steps):
+                    if isinstance(v, str | int | float | bool) and not _sealed(v):
+                        blind["fields"].append(field)
+                        blind["digests"].append(blind_digest(self.ring, field, v))
+                        blind["subject_refs"].append(ref)
+                        blind["event_ids"].append(event.event_id)
+        keys = self.keys.get({ref for _, _, ref in todo}, create=True, index=blind)
+        if blind.get("fields"):  # not written with the keys: a round trip of its own
+            with self.store.db.connection() as conn:
+                conn.execute(self.store.db.sql("privacy", "blind_insert"), blind)
+        out = list(events)
+        for (i, pd, ref), (data, meta) in zip(todo, docs, strict=True):
+            event = events[i]
+            key = keys[ref]
+            assert key is not None
+            for path in pd.fields:
+                root, steps = parse_path(path)
+                transform_at(data if root == "data" else meta, steps,
+                             _sealer(key, ref, event.event_id, path))
             out[i] = replace(event, event_data=data, metadata=EventMetadata.from_dict(meta))
-        if blind:
-            with self.store.db.connection() as conn, conn.cursor() as cur:
-                cur.executemany(self.store.db.sql("privacy", "blind_insert"), blind)
         return out
 
     # -- reading --------------------------------------------------------------
 
-    def open(self, record: EventRecord) -> EventRecord:
+    def open(self, record: EventRecord, in_data: bool = True, in_metadata: bool = True) -> EventRecord:
+        """The record (just decoded, owned by the caller) with its sealed values opened in place."""
+        meta = record.metadata.extra if in_metadata else None
         found: list[str] = []
-        data, meta = record.event_data, record.metadata.to_dict()
-        _collect(data, found)
-        _collect(meta, found)
+        if in_data:
+            _collect(record.event_data, found)
+        if in_metadata:
+            _collect(record.metadata.to_dict(), found)
         refs = {t[len(PREFIX):].partition(":")[0] for t in found if t.startswith(PREFIX)}
         keys = self.keys.get(refs, create=False) if refs else {}
+        event_id = record.event_id
 
         def open_value(value: str, path: str) -> Any:
             if not value.startswith(PREFIX):
@@ -261,13 +295,20 @@ class PrivacyCipher:
             if key is None:
                 return FORGOTTEN
             try:
-                return key.open(body, record.event_id, path)
+                return key.open(body, event_id, path)
             except (InvalidTag, ValueError):
                 return FORGOTTEN  # a key made after the forget, or a damaged value
 
-        data = _open(data, "data", open_value)
-        meta = _open(meta, "metadata", open_value)
-        return replace(record, event_data=data, metadata=EventMetadata.from_dict(meta))
+        if in_data:
+            _open_in_place(record.event_data, "data", open_value)
+        if meta:
+            _open_in_place(meta, "metadata", open_value)
+        if in_metadata:  # a declared standard field (metadata.source, ...)
+            for name in ("user_id", "correlation_id", "causation_id", "source"):
+                value = getattr(record.metadata, name)
+                if isinstance(value, str) and value.startswith(fieldcipher.MARK):
+                    object.__setattr__(record.metadata, name, open_value(value, f"metadata.{name}"))
+        return record
 
 
 def _sealer(key: DataKey, ref: str, event_id: Any, path: str) -> Any:
@@ -291,14 +332,21 @@ def _collect(doc: Any, found: list[str]) -> None:
         found.append(doc)
 
 
-def _open(doc: Any, path: str, fn: Any) -> Any:
+def _open_in_place(doc: Any, path: str, fn: Any) -> None:
     if isinstance(doc, dict):
-        return {k: _open(v, f"{path}.{k}", fn) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [_open(v, f"{path}[]", fn) for v in doc]
-    if _sealed(doc):
-        return fn(doc, path)
-    return doc
+        for k, v in doc.items():
+            if isinstance(v, str):
+                if v.startswith(fieldcipher.MARK):
+                    doc[k] = fn(v, f"{path}.{k}")
+            elif isinstance(v, dict | list):
+                _open_in_place(v, f"{path}.{k}", fn)
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            if isinstance(v, str):
+                if v.startswith(fieldcipher.MARK):
+                    doc[i] = fn(v, f"{path}[]")
+            elif isinstance(v, dict | list):
+                _open_in_place(v, f"{path}[]", fn)
 
 
 def cipher_for(store: EventStore) -> PrivacyCipher:

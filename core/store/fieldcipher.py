@@ -25,7 +25,7 @@ _MARK_BYTES = MARK.encode()
 class FieldCipher(Protocol):
     def seal(self, events: Sequence[Any]) -> list[Any]: ...
 
-    def open(self, record: Any) -> Any: ...
+    def open(self, record: Any, in_data: bool = True, in_metadata: bool = True) -> Any: ...
 
 
 CipherFactory = Callable[[Any], "FieldCipher | None"]
@@ -58,18 +58,17 @@ def seal(store: Any, events: Sequence[Any]) -> Sequence[Any]:
     return events if cipher is None else cipher.seal(events)
 
 
-def maybe_sealed(*texts: str | bytes | None) -> bool:
-    for text in texts:
-        if text is None:
-            continue
-        if (_MARK_BYTES if isinstance(text, bytes) else MARK) in text:
-            return True
-    return False
+def _holds(text: str | bytes | None) -> bool:
+    if text is None:
+        return False
+    return (_MARK_BYTES if isinstance(text, bytes) else MARK) in text
 
 
-def open_record(store: Any, record: Any, *texts: str | bytes | None) -> Any:
-    """``record`` with its sealed values opened, when its stored text holds any."""
-    if not maybe_sealed(*texts):
+def open_record(store: Any, record: Any, data_text: str | bytes | None,
+                metadata_text: str | None) -> Any:
+    """``record`` (just decoded) with its sealed values opened, when its stored text holds any."""
+    in_data, in_metadata = _holds(data_text), _holds(metadata_text)
+    if not (in_data or in_metadata):
         return record
     cipher = cipher_of(store)
-    return record if cipher is None else cipher.open(record)
+    return record if cipher is None else cipher.open(record, in_data, in_metadata)
