@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import threading
 from collections.abc import Callable
@@ -43,7 +44,9 @@ class Calls:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this evstore.aio object is closed")
-            cf: Future[T] = self._executor.submit(functools.partial(fn, *args, **kwargs))
+            # in the caller's context: its store.access_context(...) reaches the access log
+            cf: Future[T] = self._executor.submit(contextvars.copy_context().run,
+                                                  functools.partial(fn, *args, **kwargs))
         fut = asyncio.wrap_future(cf)
         try:
             return await asyncio.shield(fut)

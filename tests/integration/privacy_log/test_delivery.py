@@ -172,3 +172,22 @@ def test_a_query_is_one_access_even_from_the_cache_and_applies_consent(database_
     rows = [r for r in log_rows(database_url) if r["access_type"] == "query"]
     assert len(rows) == 3                                             # the order query logs nothing
     assert [(r["accessor"], r["purpose"]) for r in rows[:2]] == [("crm", "marketing")] * 2
+
+
+def test_the_async_api_carries_the_access_context_to_its_threads(database_url: str) -> None:
+    import asyncio
+
+    from evstore.aio import PostgreSQLEventStore as AsyncStore
+
+    with open_store(database_url, flush_ms=0) as store:
+        _seed(store)
+
+        async def main() -> int:
+            astore = AsyncStore(store)
+            with store.access_context(accessor="async-app", purpose="api"):
+                events = await astore.read_stream("user-a")
+            return len(events)
+
+        assert asyncio.run(main()) == 2
+    (row,) = log_rows(database_url)
+    assert (row["accessor"], row["purpose"], row["subject_id"]) == ("async-app", "api", "a")
