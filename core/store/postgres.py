@@ -192,7 +192,9 @@ class PostgreSQLEventStore(EventStore):
         max_count: int | None = None,
         backwards: bool = False,
     ) -> list[EventRecord]:
+        start = time.perf_counter()
         events = self._reads.read_stream(stream_id, from_version, max_count, backwards)
+        telemetry.record_read("read_stream", time.perf_counter() - start, len(events))
         return hooks.observe(self, "read_stream", events, stream_id=stream_id)  # access log
 
     def iter_stream(

@@ -114,6 +114,7 @@ def test_append_latency_conflicts_and_archive_metrics(database_url: str, tmp_pat
             for v in range(1, 11):
                 store.append_events(stream, [EventRecord(stream, "User", "Seen", {"n": v},
                                                          aggregate_version=v)])
+            assert len(store.read_stream(stream)) == 10
             with pytest.raises(ConcurrencyError):
                 store.append_events(stream, [EventRecord(stream, "User", "Seen", {"n": 0},
                                                          aggregate_version=3)])
@@ -131,6 +132,8 @@ def test_append_latency_conflicts_and_archive_metrics(database_url: str, tmp_pat
         assert metric_value(text, "evstore_archive_bytes_total", {"form": "raw"}) > 0
         assert metric_value(text, "evstore_append_seconds_count", {"outcome": "ok"}) == ok0 + 10
         assert metric_value(text, "evstore_append_conflicts_total") == conflicts0 + 1
+        assert metric_value(text, "evstore_read_seconds_count",
+                            {"operation": "read_stream", "source": "primary"}) >= 1
         assert metric_value(text, "evstore_append_seconds_bucket", {"outcome": "ok", "le": "+Inf"}) \
             == ok0 + 10
         assert metric_value(text, "evstore_events") is not None
