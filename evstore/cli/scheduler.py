@@ -36,7 +36,7 @@ def scheduler(
 
     with open_store() as store, open_broker() as broker:
         service = SchedulerService(store, engine_enqueue(JobEngine(store, broker)), replica=replica)
-        ops_started(ops, store.url)
+        ops_started(ops, store.url, pool=store.pool)
         for schedule in service.schedules.values():
             err_console.print(f"[dim]{schedule.name}: {schedule.trigger} ({schedule.describe()})[/]",
                               highlight=False)

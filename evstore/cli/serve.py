@@ -104,11 +104,14 @@ def start_ops(role: str, host: str | None, port: int | None, *, needs_redis: boo
 
 
 def ops_started(ops: Any, database_url: str, redis_url: str | None = None,
-                alive: Any = None, what: str = "workers") -> None:
-    """The process is up: its URLs (embedded servers are known only now) and readiness."""
+                alive: Any = None, what: str = "workers", pool: Any = None) -> None:
+    """The process is up: its URLs (embedded servers are known only now), its
+    connection pool (saturation metrics) and readiness."""
     from evstore.http.health import Check
 
     ops.set_urls(database_url, redis_url)
+    if pool is not None and ops.collector is not None:
+        ops.collector.local_pools["primary"] = pool
     if alive is not None:
         ops.readiness.add_check(lambda: Check(what, bool(alive()), "running" if alive() else "stopped"))
     ops.readiness.mark_started()

@@ -70,6 +70,8 @@ def test_scheduler_serves_readiness(env: dict[str, str], tmp_path: Path) -> None
         ready = wait_http(port, "/readyz", proc=proc).json()
         assert ready["role"] == "scheduler"
         assert {"database", "schema", "horizon", "redis"} <= {c["name"] for c in ready["checks"]}
+        text = get(port, "/metrics").text
+        assert metric_value(text, "evstore_db_pool_connections", {"pool": "primary", "state": "max"}) >= 1
 
 
 def test_reader_process_reports_its_groups_lag(database_url: str, tmp_path: Path) -> None:
