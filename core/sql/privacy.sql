@@ -207,3 +207,7 @@ UPDATE {schema}.jobs SET params = params - 'subject' WHERE job_id = %(job_id)s;
 -- name: lock_run
 -- One forget at a time rewrites a run's segments (held to the batch's commit).
 SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));
+
+-- name: demo_texts
+-- The stored text of every event (the demo searches it for forgotten strings).
+SELECT coalesce(event_data::text, '') || ' ' || metadata::text FROM {schema}.events;

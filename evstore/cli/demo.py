@@ -38,6 +38,7 @@ from .common import (
     open_store,
     plain,
 )
+from .demo_privacy import run_privacy_demo
 
 
 def _append_user(store: PostgreSQLEventStore, script: UserScript, rng_split: int) -> int:
@@ -160,6 +161,9 @@ def demo(
 
         # 6. Archive the oldest month to a local folder: preview, run, verify, restore.
         archived = _archive(store) if archive else None
+
+        # 7. Privacy: encryption on, a few members forgotten by forget jobs (demo_privacy.py).
+        run_privacy_demo(store)
 
     table = Table(title="demo summary", title_justify="left", show_header=False)
     table.add_column()
