@@ -4,9 +4,10 @@ Counts are per bucket (``bucket``, e.g. 5 minutes) and per key (``by``: the
 event type, the aggregate, or ``metadata.<field>`` — e.g. the user — with the
 event type). A bucket's baseline is the median of the same key's counts at the
 same time of day on the other days of the window (and the ``spread`` buckets
-either side of it), its scale the MAD of those counts (x 1.4826), floored by
-the Poisson spread ``sqrt(median)`` and by 1. The score is
-``(count - baseline) / scale``: a burst is a score above ``threshold`` with at
+either side of it). The score is taken on the square-root scale, where a
+steady (Poisson) rate has a spread of 0.5 whatever its size:
+``(sqrt(count) - median(sqrt(peers)))`` over ``max(1.4826 * MAD(sqrt(peers)), 0.5)``.
+A burst is a score above ``threshold`` with at
 least ``min_count`` events; a drop is a score below ``-threshold`` from a
 baseline of at least ``min_baseline``. The same bucket a week earlier is shown
 beside it when the window holds it.
@@ -51,7 +52,7 @@ class Anomaly:
 
 
 def score_counts(counts: Mapping[tuple[datetime, str], int], start: datetime, end: datetime,
-                 bucket: timedelta, *, threshold: float = 6.0, min_count: int = 10,
+                 bucket: timedelta, *, threshold: float = 5.0, min_count: int = 10,
                  min_baseline: float = 8.0, spread: int = 1) -> list[Anomaly]:
     """Anomalies of counts[(bucket start, key)] over [start, end) (missing buckets count 0)."""
     n = int((end - start) / bucket)
@@ -69,9 +70,13 @@ def score_counts(counts: Mapping[tuple[datetime, str], int], start: datetime, en
             if len(peers) < 3:
                 continue
             median = statistics.median(peers)
-            mad = statistics.median(abs(v - median) for v in peers)
-            scale = max(1.4826 * mad, math.sqrt(median), 1.0)
-            score = (count - median) / scale
+            # On the square-root scale counts of a steady rate spread evenly
+            # (Poisson: sd 0.5 there), so one threshold suits busy and quiet keys.
+            roots = [math.sqrt(v) for v in peers]
+            centre = statistics.median(roots)
+            mad = statistics.median(abs(r - centre) for r in roots)
+            scale = max(1.4826 * mad, 0.5)
+            score = (math.sqrt(count) - centre) / scale
             if score >= threshold and count >= min_count:
                 kind = "burst"
             elif score <= -threshold and median >= min_baseline:

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "evstore.cli.roles",
     "evstore.cli.serve",
     "evstore.cli.privacy",
+    "evstore.cli.query",
 ]
 
 app = typer.Typer(

@@ -60,7 +60,7 @@ def criteria(draw: Any, limit: int = 100_000) -> EventSearchCriteria:
     if draw(st.integers(0, 9)):  # mostly a time window (each returned event costs a decode)
         low = draw(st.integers(0, 118))
         kw["from_timestamp"] = START + timedelta(days=low, hours=draw(st.integers(0, 23)))
-        kw["to_timestamp"] = kw["from_timestamp"] + timedelta(days=draw(st.integers(1, 12)))
+        kw["to_timestamp"] = kw["from_timestamp"] + timedelta(days=draw(st.integers(1, 6)))
     return EventSearchCriteria(**kw)
 
 
