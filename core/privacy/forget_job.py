@@ -21,7 +21,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidJobError, JobError
-from ..jobs.batch_runs import BatchRun
+from ..jobs.batch_runs import BatchRun, mark_failed
 from ..jobs.model import BatchPlan
 from ..jobs.repository import JobRepository
 from .forget import ForgetResult, add_counts, check_subject, finish, get_result, open_request, plan_steps
@@ -81,17 +81,32 @@ def succeeded(store: EventStore, conn: psycopg.Connection, job_id: int,
 
 
 def run_here(store: EventStore, subject: str, requested_by: str = "evstore") -> ForgetResult:
-    """Create a forget job and run all its batches in this process; the result."""
+    """Create a forget job and run all its batches in this process; the result.
+
+    A batch that fails is marked failed (JobError): ``evstore jobs requeue``
+    hands it to the workers, or :func:`resume_here` runs it here again.
+    """
     params, batches = plan(store, {"subject": subject, "requested_by": requested_by})
     repo = JobRepository(store)
     job_id = repo.create(KIND, params, batches, requested_by)
     with store.db.connection() as conn:
         conn.execute(store.db.sql("privacy", "request_job"),
                      {"request_id": params["request_id"], "job_id": job_id})
-    repo.queue(job_id, ["pending"], lambda _job, _numbers: None)  # nothing sent: run here
+    return resume_here(store, job_id)
+
+
+def resume_here(store: EventStore, job_id: int) -> ForgetResult:
+    """Run a forget job's batches not done yet (pending or failed) in this process; the result."""
+    repo = JobRepository(store)
+    job = repo.get(job_id)
+    if job.kind != KIND:
+        raise InvalidJobError(f"job {job_id} is a {job.kind} job, not a forget")
+    repo.requeue(job_id, lambda _job, _numbers: None)  # nothing sent: run here
     worker = f"{socket.gethostname()}:{os.getpid()}:inline"
-    for number in range(1, len(batches) + 1):
-        with BatchRun.claim(repo, job_id, number, worker) as run:
+    for batch in repo.batches(job_id):
+        if batch.status != "queued":
+            continue
+        with BatchRun.claim(repo, job_id, batch.number, worker) as run:
             if run is None or (started := run.start()) is None:
                 continue
             try:
@@ -100,7 +115,9 @@ def run_here(store: EventStore, subject: str, requested_by: str = "evstore") -> 
                     if run.complete(items, counts) == "succeeded":
                         succeeded(store, conn, job_id, started.job_params)
             except Exception as exc:
-                run.attempt_failed(f"{type(exc).__name__}: {exc}"[:500], _label(started.params), None)
-                raise JobError(f"forget job {job_id} failed at batch {number} ({exc}); "
-                               f"'evstore jobs requeue {job_id}' completes it on the workers") from exc
-    return get_result(store, int(params["request_id"]))
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                mark_failed(repo, job_id, batch.number, started.attempt, error=error,
+                            item=_label(started.params))
+                raise JobError(f"forget job {job_id} failed at batch {batch.number} ({exc}); "
+                               f"'evstore jobs requeue {job_id}' completes it") from exc
+    return get_result(store, int(repo.get(job_id).params["request_id"]))

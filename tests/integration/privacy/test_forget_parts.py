@@ -132,3 +132,33 @@ def test_audit_lists_undeclared_types_and_personal_looking_fields(
                           "--json"], env={**__import__("os").environ, "DATABASE_URL": database_url},
                          capture_output=True, text=True, check=True).stdout
     assert "data.owner_email" in out
+
+
+def test_a_target_down_fails_the_archive_batch_and_a_requeue_completes(
+        database_url: str, privacy_config: Path, tmp_path: Path) -> None:
+    import pytest
+    from evstore.core.errors import JobError
+    from evstore.core.jobs.repository import JobRepository
+    from evstore.core.privacy.forget_job import resume_here
+
+    folder = tmp_path / "archive"
+    with open_store(database_url, encryption="off") as store:
+        for user in ("t1", "t2"):
+            store.append_events(f"User-{user}", [registered(user)])
+        EventArchiver(store).archive(ArchivalPolicy(name="all", strategy="count_based",
+                                                    keep_events=0, target_url=folder.as_uri()))
+        away = tmp_path / "unmounted"
+        folder.rename(away)  # the target is down (its volume gone)
+        with pytest.raises(JobError, match="failed at batch"):
+            cleanup_gdpr_data(store, "t1")
+        [job] = JobRepository(store).list_jobs(kind="forget")
+        assert job.status in ("running", "failed") and job.batches_failed == 1
+        away.rename(folder)  # back: nothing was lost
+        assert verify_archive(folder.as_uri()).ok
+        result = resume_here(store, job.job_id)
+        assert result.archive_segments_rewritten == 1 and result.keys_destroyed == 0
+        assert JobRepository(store).get(job.job_id).status == "succeeded"
+        text = zstandard.ZstdDecompressor().decompressobj().decompress(
+            next(folder.rglob("*.jsonl.zst")).read_bytes()).decode()
+        assert "t1-mail-canary" not in text and "t2-mail-canary" in text
+        assert verify_archive(folder.as_uri()).ok
