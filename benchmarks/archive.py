@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,10 +139,48 @@ def archive_round(store: Any, url: str, db_url: str, processes: int, namespace: 
             "restore_events_per_s": restored.events_restored / restore_seconds}
 
 
+def export_round(store: Any, url: str) -> dict[str, float]:
+    """One archive run in this process, phase by phase: plan, export (select, check every
+    checksum, compress, upload, read back), finalize (catalog, guard, drop), restore."""
+    from evstore.core.archive import (
+        ArchivalPolicy,
+        export_segment,
+        finalize_run,
+        list_segments,
+        plan_run,
+        restore_archive,
+    )
+
+    policy = ArchivalPolicy(name=f"phase-{uuid.uuid4().hex[:6]}", strategy="time_based",
+                            retention_days=0, target_url=url, segment_size=10_000)
+    t0 = time.perf_counter()
+    run, _ = plan_run(store, policy)
+    t1 = time.perf_counter()
+    for seg in list_segments(store, run.run_id):
+        export_segment(store, run.run_id, seg.number)
+    t2 = time.perf_counter()
+    done = finalize_run(store, run.run_id)
+    t3 = time.perf_counter()
+    restored = restore_archive(store, done.manifest_url)
+    t4 = time.perf_counter()
+    n = run.event_count
+    return {"plan_s": t1 - t0, "export_events_per_s": n / (t2 - t1),
+            "finalize_s": t3 - t2, "run_events_per_s": n / (t3 - t0),
+            "restore_events_per_s": restored.events_restored / (t4 - t3)}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="in-process phase rounds (medians are reported)")
+    parser.add_argument("--phases-only", action="store_true",
+                        help="skip the worker-job rounds (file and S3, 1 and 2 processes)")
     args = parser.parse_args()
     from evstore.core import PostgreSQLEventStore
     from evstore.core.config_file import STORAGE_ENV
@@ -152,22 +191,40 @@ def main() -> None:
         "key": "bench", "secret": "bench", "endpoint_url": f"http://127.0.0.1:{port}",
         "client_kwargs": {"region_name": "eu-west-1"}}})
     # Archive targets must be allowed by configuration (workers inherit this).
-    os.environ["EVSTORE_ARCHIVE_TARGETS"] = f"file://{folder}/archive,s3://evstore-bench"
+    os.environ["EVSTORE_ARCHIVE_TARGETS"] = (f"file://{folder}/archive,file://{folder}/phases,"
+                                              "s3://evstore-bench")
     results: dict[str, Any] = {"events": args.events}
     try:
         with scratch_database(os.environ.get("DATABASE_URL", DEFAULT_URL)) as db_url, \
                 PostgreSQLEventStore(db_url) as store:
             store.initialize_schema()
             populate(store, args.events)
-            rows, size, seconds = copy_baseline(store)
+            copies = [copy_baseline(store) for _ in range(max(1, args.repeat))]
+            rows, size, _ = copies[0]
+            seconds = median([c[2] for c in copies])
             results["copy_to"] = {"events": rows, "seconds": seconds, "events_per_s": rows / seconds,
                                   "mb_per_s": size / seconds / 1e6}
+            # In this process, phase by phase, COPY measured between rounds (medians).
+            phases: list[dict[str, float]] = []
+            copy_rates: list[float] = []
+            for _ in range(max(1, args.repeat)):
+                phases.append(export_round(store, f"file://{folder}/phases"))
+                r, _, s_ = copy_baseline(store)
+                copy_rates.append(r / s_)
+            results["phases_file"] = {k: median([p[k] for p in phases]) for k in phases[0]}
+            results["phases_file"]["copy_to_events_per_s"] = median(copy_rates)
+            results["phases_file"]["export_vs_copy_to"] = (
+                results["phases_file"]["export_events_per_s"] / median(copy_rates))
+            results["phases_file"]["run_vs_copy_to"] = (
+                results["phases_file"]["run_events_per_s"] / median(copy_rates))
             from evstore.core.archive import ArchiveTarget
 
             s3 = ArchiveTarget("s3://evstore-bench")
             s3.fs.mkdir(s3.root)
             namespace = f"evstore-bench-{os.getpid()}"
-            for name, url in (("file", f"file://{folder}/archive"), ("s3", "s3://evstore-bench/a")):
+            rounds = () if args.phases_only else (
+                ("file", f"file://{folder}/archive"), ("s3", "s3://evstore-bench/a"))
+            for name, url in rounds:
                 for processes in (1, 2):
                     key = f"{name}_{processes}_worker{'s' if processes > 1 else ''}"
                     results[key] = archive_round(store, url, db_url, processes, namespace, folder)
@@ -183,6 +240,12 @@ def main() -> None:
     print(f"archive throughput, {args.events:,} events (two monthly partitions, 10,000 per segment)")
     print(f"  COPY ... TO STDOUT baseline: {copy['events_per_s']:>10,.0f} events/s "
           f"{copy['mb_per_s']:7.1f} MB/s")
+    p = results["phases_file"]
+    print(f"  in-process, file target (median of {args.repeat}): export "
+          f"{p['export_events_per_s']:,.0f} events/s = {p['export_vs_copy_to']:.2f} of COPY TO "
+          f"({p['copy_to_events_per_s']:,.0f}/s alongside); whole run {p['run_events_per_s']:,.0f} "
+          f"events/s = {p['run_vs_copy_to']:.2f} (plan {p['plan_s']:.2f}s, finalize "
+          f"{p['finalize_s']:.2f}s); restore {p['restore_events_per_s']:,.0f} events/s")
     for key, r in results.items():
         if isinstance(r, dict) and "compression_ratio" in r:
             print(f"  {key:<22} {r['events_per_s']:>10,.0f} events/s {r['mb_per_s']:7.1f} MB/s "

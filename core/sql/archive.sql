@@ -315,8 +315,11 @@ SELECT i.run_id, i.segment_no, e.stream_id, min(e.stream_position), max(e.stream
   FROM {schema}.archive_items i
   JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
  WHERE i.run_id = %(run_id)s
-   AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c
-                    WHERE c.run_id = i.run_id AND c.segment_no = i.segment_no)
+   AND i.segment_no IN (SELECT s.segment_no FROM {schema}.archive_segments s
+                         WHERE s.run_id = %(run_id)s
+                           AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c
+                                            WHERE c.run_id = s.run_id
+                                              AND c.segment_no = s.segment_no))
  GROUP BY i.run_id, i.segment_no, e.stream_id
 ON CONFLICT DO NOTHING;
 
