@@ -20,7 +20,6 @@ from evstore.core.jobs.model import BatchPlan, Job
 from evstore.core.jobs.replay import (
     ReplaySelection,
     StreamSpan,
-    iter_batch_events,
     pack_streams,
     plan_streams,
 )
@@ -31,6 +30,7 @@ from .engine import JobEngine
 from .handlers import ALL_TYPES, HandlerContext, RegisteredHandler, register_event_handler, resolve_handlers
 from .kinds import BatchContext, BatchFailure, BatchOutcome, JobKind, Plan, register_job_kind
 from .registry import load_configured
+from .replica_events import BatchEvents, plan_lsn
 from .scrub import leaf_values, safe_error
 
 if TYPE_CHECKING:
@@ -153,6 +153,7 @@ class ReplayJobKind(JobKind):
             "stop_on_error": bool(params.get("stop_on_error")),
             "include_archived": bool(params.get("include_archived")),
             "accessor": params.get("accessor"), "purpose": params.get("purpose"),
+            "wal_lsn": plan_lsn(store),  # batches read on the replica once it is there
         }, batches)
 
     def run(self, ctx: BatchContext) -> BatchOutcome:
@@ -162,8 +163,9 @@ class ReplayJobKind(JobKind):
                                            ctx.connection, ctx.store) for h in handlers}
         counts: Counter[str] = Counter()
         done = 0
-        events = iter_batch_events(ctx.store, ctx.connection, ReplaySelection.from_params(p),
-                                   p["snapshot"], ctx.params["streams"])
+        source = BatchEvents(ctx.store, ctx.connection, ReplaySelection.from_params(p), p["snapshot"],
+                             ctx.params["streams"], p.get("wal_lsn"), ctx.attempt)  # replica or primary
+        events: Any = iter(source)
         if p.get("include_archived"):
             events = merge_tiers(events, iter_archived_of(
                 ctx.store, ReplaySelection.from_params(p), ctx.params["streams"]))
@@ -188,7 +190,7 @@ class ReplayJobKind(JobKind):
                     ) from exc
                 counts[handler.name] += 1
             done += 1
-        return BatchOutcome(done, {"handlers": dict(counts)})
+        return BatchOutcome(done, {"handlers": dict(counts), "source": source.source})
 
 
 def _narrow_to_handlers(selection: ReplaySelection, handlers: list[RegisteredHandler]) -> ReplaySelection:

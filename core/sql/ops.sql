@@ -64,3 +64,12 @@ SELECT r.status, count(*),
 -- replayed commit.
 SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint,
        extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8;
+
+-- name: current_wal_insert_lsn
+-- The primary's WAL insert position: every commit visible now is before it
+-- (with synchronous_commit off a visible commit may not be flushed yet).
+SELECT pg_current_wal_insert_lsn()::text;
+
+-- name: replayed_past
+-- On the standby: whether it has replayed the WAL up to %s.
+SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn) >= 0, false);

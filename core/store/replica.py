@@ -78,6 +78,26 @@ class ReplicaReads:
         assert row is not None
         return str(row[0])
 
+    def primary_insert_lsn(self) -> str:
+        """A WAL position after every commit visible on the primary now (a job's plan records it)."""
+        db = self.store.db
+        with db.connection() as conn:
+            row = conn.execute(db.sql("ops", "current_wal_insert_lsn")).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def wait_replayed(self, lsn: str, timeout: float = 2.0) -> bool:
+        """Whether the standby has replayed up to ``lsn`` (waiting up to ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.db.connection() as conn:
+                row = conn.execute(self.db.sql("ops", "replayed_past"), [lsn]).fetchone()
+            if row is not None and row[0]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
     def read_all(self, *args: Any, **kwargs: Any) -> ReadAllPage:
         start = time.perf_counter()
         head = self.primary_lsn()

@@ -7,11 +7,13 @@ lag (the page is not at_end, /metrics shows the lag), never served as the head.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -136,3 +138,56 @@ def test_a_lagging_standby_is_reported_as_lag_not_as_the_head(pair: StandbyPair)
         page = store.read_all(after=head.checkpoint, limit=100)
         assert [e.stream_id for e in page.events] == [stream] * 3
         assert page.at_end and page.lag_bytes == 0
+
+
+def test_a_replay_on_workers_reads_its_batches_on_the_standby(
+        pair: StandbyPair, redis_url: str, tmp_path: Path) -> None:
+    from evstore.workers.broker import make_broker
+    from evstore.workers.pool import WorkerPool
+    from evstore.workers.replay import EventReplayService, ReplayConfig
+
+    import tests.integration.workers.handlers  # noqa: F401  (the handlers, here too)
+    from tests.integration.workers.conftest import HANDLERS, ROOT, TEST_JOB_ENV
+    from tests.integration.workers.handlers import EFFECTS_DDL
+
+    env = {**TEST_JOB_ENV, "DATABASE_READ_URL": pair.standby_url, "PYTHONPATH": str(ROOT),
+           "EVSTORE_DRAMATIQ_NAMESPACE": os.environ["EVSTORE_DRAMATIQ_NAMESPACE"]}
+    with _store(pair) as store:
+        with store.connection() as conn:
+            conn.execute(EFFECTS_DDL)
+            (total,) = conn.execute("SELECT count(*) FROM events.events").fetchone()
+        pool = WorkerPool(pair.primary_url, redis_url, processes=1, threads=2, handler_modules=[HANDLERS],
+                          env=env, log_path=tmp_path / "workers.log", cwd=ROOT).start()
+        broker = make_broker(redis_url)
+        try:
+            service = EventReplayService(store, broker)
+            result = service.replay_events(ReplayConfig(handler_names=["record"], batch_size=2000),
+                                           wait=True, timeout=180)
+            assert result.status == "succeeded", service.engine.detail(result.job_id)
+            batches = service.engine.repo.batches(result.job_id)
+            # every batch read its events on the standby...
+            assert {b.details.get("source") for b in batches} == {"replica"}
+            # ...and every event took effect once, on the primary
+            with store.connection() as conn:
+                rows, distinct = conn.execute(
+                    "SELECT count(*), count(DISTINCT event_id) FROM public.replay_effects").fetchone()
+            assert rows == distinct == total == result.successful_events
+
+            # A standby that has not replayed what the plan saw: the batch reads on the primary.
+            with psycopg.connect(pair.standby_url, autocommit=True) as standby:
+                stream = f"Paused-{uuid.uuid4().hex[:6]}"
+                standby.execute("SELECT pg_wal_replay_pause()")
+                try:
+                    store.append_events(stream, [EventRecord(stream, "Paused", "Written", {"n": 1},
+                                                             aggregate_version=1)])
+                    late = service.replay_events(ReplayConfig(handler_names=["record"],
+                                                              aggregate_types=["Paused"]),
+                                                 wait=True, timeout=60)
+                finally:
+                    standby.execute("SELECT pg_wal_replay_resume()")
+            assert late.status == "succeeded" and late.successful_events == 1
+            assert [b.details.get("source") for b in service.engine.repo.batches(late.job_id)] == [
+                "primary"]
+        finally:
+            broker.client.close()
+            pool.stop(timeout=20)
