@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from psycopg.rows import dict_row
 
 from ..errors import ArchivedHistoryError, ArchiveError, ConfigurationError
-from ..store.persistence import EventRecord, EventStore
+from ..store.persistence import START, EventRecord, EventStore, Position, ReadAllPage
 from .readthrough import fetch_segment_lines, line_to_row
 
 MAX_POSITION = 2**63 - 1
@@ -111,3 +112,68 @@ def merge_tiers(live: Iterable[EventRecord], archived: Iterable[EventRecord]) ->
             continue
         last = key
         yield event
+
+
+def _key(text: str) -> tuple[int, int]:
+    tx, _, pos = text.partition(":")
+    return int(tx), int(pos)
+
+
+def read_all_tiers(
+    store: EventStore, after: Position | None = None, limit: int = 1000,
+    event_types: Sequence[str] | None = None, aggregate_types: Sequence[str] | None = None,
+    check_types: bool = True,
+) -> ReadAllPage:
+    """``store.read_all`` with the archived events of the same stretch of the global
+    order merged in (``StreamConfig(include_archived=True)``: BATCH and REPLAY readers
+    over archived months). The page holds every event, live or archived, after
+    ``after`` up to its checkpoint, once each, in the global order."""
+    page = store.read_all(after=after, limit=limit, event_types=event_types,
+                          aggregate_types=aggregate_types, check_types=check_types)
+    low = _order_of(after or START)
+    high = _order_of(page.checkpoint)
+    db = store.db
+    with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        segments = [s for s in cur.execute(db.sql("archive", "catalog_segment_ranges")).fetchall()
+                    if s["first_position"] and _key(s["last_position"]) > low
+                    and _key(s["first_position"]) <= high]
+    if not segments:
+        return page
+    if not store.settings.archive_read_through:
+        raise ArchivedHistoryError(
+            "*", f"global order {low[0]}:{low[1]} - {high[0]}:{high[1]}",
+            sorted({s["run_id"] for s in segments}),
+            "read-through is off (EVSTORE_ARCHIVE_READ_THROUGH=false)")
+    live = {_order(e) for e in page.events}
+    types = set(event_types) if event_types is not None else None
+    atypes = set(aggregate_types) if aggregate_types is not None else None
+    extra: list[EventRecord] = []
+    for seg in segments:
+        try:
+            lines = fetch_segment_lines(store.settings, seg["target_url"], seg["data_path"],
+                                        seg["sha256"], seg["raw_bytes"], seg["event_count"])
+        except (ArchiveError, ConfigurationError, OSError) as exc:
+            raise ArchivedHistoryError(
+                "*", f"segment {seg['segment_no']}", [seg["run_id"]],
+                f"it cannot be read ({type(exc).__name__}: {exc})") from exc
+        for line in lines:
+            key = (int(line["transaction_id"]), int(line["global_position"]))
+            if not low < key <= high or key in live:
+                continue
+            if types is not None and line["event_type"] not in types:
+                continue
+            if atypes is not None and line["aggregate_type"] not in atypes:
+                continue
+            extra.append(store.decode_row(line_to_row(line)))
+            live.add(key)
+    if not extra:
+        return page
+    merged = sorted([*page.events, *extra], key=_order)
+    if len(merged) <= limit:
+        return replace(page, events=merged)
+    merged = merged[:limit]
+    return replace(page, events=merged, checkpoint=merged[-1].position, at_end=False)
+
+
+def _order_of(position: Position) -> tuple[int, int]:
+    return int(position.transaction_id), int(position.global_position)

@@ -20,7 +20,9 @@ import threading
 import time
 import uuid
 from dataclasses import replace
+from functools import partial
 
+from ..archive.tiers import read_all_tiers
 from ..errors import ConfigurationError, ConsumerBusyError, HandlerError, StoreUnavailableError
 from ..store import hooks
 from ..store.persistence import START, EventStore, Position
@@ -280,7 +282,9 @@ class EventStreamReader:
             return True
         assert self.position is not None
         with hooks.unobserved():  # logged below, as delivered
-            page = self.store.read_all(after=self.position, limit=cfg.batch_size,
+            read_all = (partial(read_all_tiers, self.store) if cfg.include_archived
+                        else self.store.read_all)
+            page = read_all(after=self.position, limit=cfg.batch_size,
                                        event_types=cfg.event_types,
                                        aggregate_types=cfg.aggregate_types,
                                        check_types=False)

@@ -72,6 +72,9 @@ class StreamConfig:
     # Seconds between refreshes of the lag in metrics() (0: on every call).
     lag_interval: float = 5.0
     member_id: str | None = None
+    # Archived months too (issue 13, core/archive/tiers.py): a BATCH or REPLAY reader
+    # gets archived and live events in the one global order, each once.
+    include_archived: bool = False
     # Deprecated spelling of ``shards`` (init only).
     partitions: InitVar[int | None] = None
     # The spec's handler, called by process_stream() (run(handler) takes its own).

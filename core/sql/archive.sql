@@ -448,3 +448,13 @@ ANALYZE {schema}.archive_items;
 -- name: export_work_mem
 -- A segment's rows are sorted in the global order in memory, not on disk.
 SET LOCAL work_mem = '64MB';
+
+-- name: catalog_segment_ranges
+-- Readers across tiers (tiers.py): every cataloged segment with its range in
+-- the global order ("tx:pos" of its first and last event).
+SELECT DISTINCT c.run_id::text AS run_id, c.segment_no, r.target_url, s.data_path, s.sha256,
+       s.raw_bytes, s.event_count, s.first_position, s.last_position
+  FROM {schema}.archive_catalog c
+  JOIN {schema}.archive_runs r ON r.run_id = c.run_id
+  JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
+ ORDER BY s.first_position;

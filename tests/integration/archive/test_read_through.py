@@ -212,3 +212,32 @@ def test_backfill_catalogs_a_run_made_before_the_catalog(database_url: str, tmp_
             assert [(e.first_position, e.last_position, e.event_count, e.run_id, e.segment_no)
                     for e in stream_catalog(store, sid)] == entries
         assert fingerprint(store.read_stream("old-2-1")) == before
+
+
+def test_replay_reader_over_archived_months(database_url: str, tmp_path: Path) -> None:
+    """A REPLAY (and a BATCH) reader with include_archived gets every event of the
+    workload once, in the global order; without it, only the live ones."""
+    from evstore.core.reader.reader import EventStreamReader
+    from evstore.core.reader.streams import StreamConfig, StreamReadMode
+
+    with PostgreSQLEventStore(database_url) as store:
+        reset_caches(store, tmp_path / "cache")
+        for script in generate(60, seed=3, months=4):
+            store.append_events(script.stream_id, script.events)
+        order = [e.event_id for e in store.iter_all()]
+        result = run_policy(store, ArchivalPolicy(name="old", strategy="time_based",
+                                                  retention_days=62, target_url=f"file://{tmp_path}/a"),
+                            now=NOW)
+        assert 0 < result.run.deleted_events < len(order)
+        for mode in (StreamReadMode.REPLAY, StreamReadMode.BATCH):
+            got: list[Any] = []
+            EventStreamReader(store, StreamConfig(f"r-{mode.value}", mode=mode, batch_size=37,
+                                                  include_archived=True)).run(got.append)
+            assert [e.event_id for e in got] == order, mode
+        live: list[Any] = []
+        EventStreamReader(store, StreamConfig("r-live", mode=StreamReadMode.REPLAY)).run(live.append)
+        assert len(live) == len(order) - result.run.deleted_events
+        setting(store, archive_read_through=False)
+        with pytest.raises(ArchivedHistoryError):
+            EventStreamReader(store, StreamConfig("r-off", mode=StreamReadMode.REPLAY,
+                                                  include_archived=True)).run(lambda e: None)
