@@ -162,3 +162,24 @@ def test_a_target_down_fails_the_archive_batch_and_a_requeue_completes(
             next(folder.rglob("*.jsonl.zst")).read_bytes()).decode()
         assert "t1-mail-canary" not in text and "t2-mail-canary" in text
         assert verify_archive(folder.as_uri()).ok
+
+
+def test_cli_forget_here_and_forgets(database_url: str, privacy_config: Path) -> None:
+    import os
+
+    with open_store(database_url) as store:
+        store.append_events("User-erin", [registered("erin")])
+    evstore = str(Path(__file__).parents[3] / ".venv/bin/evstore")
+    env = {**os.environ, "DATABASE_URL": database_url, "EVENT_STORE_ENCRYPTION": "on",
+           "EVENT_STORE_MASTER_KEY": MASTER}
+    done = subprocess.run([evstore, "privacy", "forget", "erin", "--here", "--json"], env=env,
+                          capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    assert result["keys_destroyed"] == 1 and result["job_id"] is not None
+    listed = subprocess.run([evstore, "privacy", "forgets", "--json"], env=env,
+                            capture_output=True, text=True, check=True)
+    [row] = json.loads(listed.stdout)
+    assert row["counts"]["keys_destroyed"] == 1 and "erin" not in listed.stdout
+    bad = subprocess.run([evstore, "privacy", "forget", " ", "--here"], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "subject id" in bad.stderr and "Traceback" not in bad.stderr
