@@ -11,7 +11,9 @@ and their subjects; a call that returned no personal data writes nothing.
 
 Entries are buffered and written by a background thread in batches (one
 transaction each) at most ``EVSTORE_ACCESS_LOG_FLUSH_MS`` (200 ms) after the
-read; closing the store or leaving the interpreter writes the rest. A crash
+read (core/privacy/access_writer.py); unless consent must redact the call's
+events, which of them are personal is worked out by that thread too, off the
+read's path; closing the store or leaving the interpreter writes the rest. A crash
 (SIGKILL, power loss) loses the entries of at most that last interval. With
 ``EVSTORE_ACCESS_LOG_FLUSH_MS=0`` each read writes its entry before returning.
 A purpose declared in the access context also applies consent: the declared
@@ -20,19 +22,19 @@ fields of a subject who withdrew consent for that purpose come back redacted.
 
 from __future__ import annotations
 
-import atexit
+import functools
 import getpass
-import logging
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..store import hooks
 from . import consent
-from .access_log import AccessEntry, write_entries
+from .access_log import AccessEntry
+from .access_writer import BufferedWriter
 from .declarations import (
     PersonalData,
     PrivacyRegistry,
@@ -45,10 +47,7 @@ from .declarations import (
 if TYPE_CHECKING:
     from ..store.persistence import EventRecord, EventStore
 
-log = logging.getLogger(__name__)
 ITER_ENTRY_EVENTS = 10_000  # an iterator writes an entry at least every this many personal events
-WRITE_CHUNK = 1000  # entries per writing transaction
-MAX_BUFFERED = 200_000  # entries kept while the database refuses them (oldest dropped beyond)
 
 
 def default_accessor() -> str:
@@ -151,91 +150,6 @@ class Declarations:
         return found
 
 
-class BufferedWriter:
-    """Entries in memory, written in batches by a daemon thread at a bounded delay."""
-
-    def __init__(self, store: EventStore, interval: float) -> None:
-        self.store = store
-        self.interval = interval
-        self._buffer: list[AccessEntry] = []
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        _writers.add(self)
-
-    def add(self, entry: AccessEntry) -> None:
-        if self.interval <= 0:
-            self._write([entry])  # before the read returns; an error reaches the caller
-            return
-        with self._lock:
-            self._buffer.append(entry)
-            full = len(self._buffer) >= WRITE_CHUNK
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="evstore-access-log",
-                                                daemon=True)
-                self._thread.start()
-        if full:
-            self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception as exc:  # kept in the buffer, tried again next time
-                log.warning("access log: entries not written yet (%s); retrying", exc)
-
-    def _write(self, entries: list[AccessEntry]) -> None:
-        with self.store.db.connection() as conn:
-            for i in range(0, len(entries), WRITE_CHUNK):
-                write_entries(self.store, conn, entries[i:i + WRITE_CHUNK])
-
-    def flush(self) -> None:
-        with self._flush_lock:
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-            if not batch:
-                return
-            try:
-                self._write(batch)
-            except BaseException:
-                with self._lock:
-                    self._buffer[:0] = batch
-                    if len(self._buffer) > MAX_BUFFERED:
-                        lost = len(self._buffer) - MAX_BUFFERED
-                        del self._buffer[:lost]
-                        log.error("access log: %d entries dropped (database unavailable)", lost)
-                raise
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
-        try:
-            self.flush()
-        except Exception as exc:
-            log.error("access log: %d entries could not be written at close: %s",
-                      len(self._buffer), exc)
-        _writers.discard(self)
-
-
-_writers: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all() -> None:
-    for writer in list(_writers):
-        try:
-            writer.flush()
-        except Exception as exc:
-            log.error("access log: entries lost at exit: %s", exc)
-
-
 class Access:
     """What one access returned so far: personal event ids, their subjects and aggregates."""
 
@@ -247,6 +161,7 @@ class Access:
         self.subjects: set[str] = set()
         self.aggregates: set[str] = set()
         self.returned = 0
+        self.at = datetime.now(UTC)  # when the access happened, not when it is written
         self.personal_state = False  # a snapshot's state of a declared aggregate type
 
     def see(self, decl: Declarations, event: EventRecord) -> tuple[_Compiled, str] | None:
@@ -272,6 +187,7 @@ class Access:
             aggregate_id=next(iter(self.aggregates)) if len(self.aggregates) == 1 else None,
             details={k: v for k, v in {**self.detail, "returned": self.returned}.items()
                      if v is not None},
+            accessed_at=self.at,
         )
 
     def reset(self) -> None:
@@ -279,6 +195,7 @@ class Access:
         self.subjects.clear()
         self.aggregates.clear()
         self.returned = 0
+        self.at = datetime.now(UTC)
 
 
 class AccessObserver:
@@ -304,11 +221,33 @@ class AccessObserver:
         if (access.ids or access.personal_state) and self.store.settings.access_log:
             self.writer.add(access.entry())
 
-    def observed(self, access_type: str, events: list[EventRecord],
-                 detail: dict[str, Any]) -> list[EventRecord]:
+    def _analysed(self, access: Access, events: list[EventRecord]) -> AccessEntry | None:
+        """The entry of a call's events (None when none is personal): run by the writer."""
         decl = self.declarations
         decl.refresh()
+        for event in events:
+            access.see(decl, event)
+        return access.entry() if access.ids else None
+
+    def observed(self, access_type: str, events: list[EventRecord],
+                 detail: dict[str, Any]) -> list[EventRecord]:
         scope = hooks.current_scope()
+        if not isinstance(scope, Access):
+            ctx = self.context()
+            if ctx.purpose is None or not consent.withdrawn(self.store, ctx.purpose):
+                # Nothing to redact: which events are personal is worked out off the read's
+                # path, by the writer (or here, when entries are written before returning).
+                if self.store.settings.access_log:
+                    access = Access(access_type, ctx, detail)
+                    if self.writer.interval > 0:
+                        self.writer.add(functools.partial(self._analysed, access, events))
+                    else:
+                        entry = self._analysed(access, events)
+                        if entry is not None:
+                            self.writer.add(entry)
+                return events
+        decl = self.declarations
+        decl.refresh()
         access = scope if isinstance(scope, Access) else Access(access_type, self.context(), detail)
         redact: dict[int, tuple[_Compiled, str]] = {}
         for i, event in enumerate(events):
