@@ -98,8 +98,9 @@ def test_identity_workload_reads_identically_after_archiving(database_url: str, 
 
 
 @pytest.mark.parametrize("kind", ["file", "s3", "gs", "az"])
-def test_read_through_on_every_target_and_a_dead_target(
-    kind: str, database_url: str, emulators: Emulators, tmp_path: Path
+def test_read_through_on_every_target_and_a_target_killed_mid_read(
+    kind: str, database_url: str, emulators: Emulators, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = target_url_for(kind, emulators, tmp_path)
     with PostgreSQLEventStore(database_url) as store:
@@ -113,22 +114,35 @@ def test_read_through_on_every_target_and_a_dead_target(
         before = fingerprint(store.read_stream(sid))
         old = fingerprint(store.read_stream("old-3-1"))
         run_policy(store, ArchivalPolicy(name="old", strategy="time_based", retention_days=45,
-                                         target_url=url), now=NOW)
-        assert [e.last_position for e in stream_catalog(store, sid)] == [3]
+                                         target_url=url, segment_size=2), now=NOW)
+        # its archived positions 1-3 are in two segments
+        assert [(e.first_position, e.last_position) for e in stream_catalog(store, sid)] == [
+            (1, 2), (3, 3)]
         assert fingerprint(store.read_stream(sid)) == before
         assert fingerprint(store.read_stream("old-3-1")) == old
 
-        # the target goes away (its emulator process stopped, or the folder moved):
-        # a clear error, never the live part alone
+        # the target dies once the first segment is read (its emulator process
+        # stopped, or the folder moved): a clear error, never a partial history
         reset_caches(store, tmp_path / "cache-2")
-        if kind == "file":
-            (tmp_path / "archive").rename(tmp_path / "moved")
-        else:
-            emulators.by_target[kind].stop()
+        fetched: list[str] = []
+        fetch = readthrough.fetch_segment_lines
+
+        def fetch_then_kill(*args: Any) -> Any:
+            lines = fetch(*args)
+            if not fetched:
+                if kind == "file":
+                    (tmp_path / "archive").rename(tmp_path / "moved")
+                else:
+                    emulators.by_target[kind].stop()
+            fetched.append(args[2])
+            return lines
+
+        monkeypatch.setattr(readthrough, "fetch_segment_lines", fetch_then_kill)
         try:
             with pytest.raises(ArchivedHistoryError) as err:
                 store.read_stream(sid)
-            assert "1-3" in str(err.value) and "cannot be read" in str(err.value)
+            assert len(fetched) == 1
+            assert "positions 3 " in str(err.value) and "cannot be read" in str(err.value)
         finally:
             if kind != "file":
                 emulators.ensure(kind)
