@@ -17,6 +17,8 @@ PostgreSQL (``recheck``), so both kinds of row are judged by one semantics.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -71,10 +73,33 @@ def events_table(schema: str) -> sa.TableClause:
     return sa.table("events", *(sa.column(n, t) for n, t in _COLUMNS), schema=schema)
 
 
+_COMPILED: OrderedDict[Any, Any] = OrderedDict()
+_COMPILED_MAX = 512
+_COMPILED_LOCK = threading.Lock()
+
+
 def compile_sql(statement: sa.ClauseElement) -> tuple[str, dict[str, Any]]:
-    """SQL text with ``%(name)s`` placeholders and the values, for a psycopg cursor."""
-    compiled = statement.compile(dialect=DIALECT)
-    return str(compiled), dict(compiled.params)
+    """SQL text with ``%(name)s`` placeholders and the values, for a psycopg cursor.
+
+    Compiled forms are kept by SQLAlchemy's cache key (the statement's shape,
+    values left out), as SQLAlchemy's own engine does: the values of this
+    statement are then filled into the cached form.
+    """
+    key = statement._generate_cache_key()
+    if key is None:
+        compiled = statement.compile(dialect=DIALECT)
+        return str(compiled), dict(compiled.params)
+    with _COMPILED_LOCK:
+        compiled = _COMPILED.get(key.key)
+        if compiled is not None:
+            _COMPILED.move_to_end(key.key)
+    if compiled is None:
+        compiled = statement.compile(dialect=DIALECT, cache_key=key)
+        with _COMPILED_LOCK:
+            _COMPILED[key.key] = compiled
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+    return str(compiled), dict(compiled.construct_params(extracted_parameters=key.bindparams))
 
 
 def _lit(value: Any, type_: Any = None) -> sa.BindParameter[Any]:
@@ -208,8 +233,9 @@ class PredicateCompiler:
         for name in ("user_id", "correlation_id", "causation_id"):
             value = getattr(criteria, name)
             if value is not None:
-                # Written as the expression indexes of migration 0007 are.
-                terms.append(self._json_compare(c.metadata, (name,), "eq", value, "metadata"))
+                # Written as the expression indexes of migration 0007 are: the text of
+                # the field (a type test here would spoil the planner's estimates).
+                terms.append(self._text(c.metadata, (name,)) == _lit(value, sa.Text))
         predicate = criteria.predicate
         if predicate is not None:
             nnf = to_nnf(predicate)

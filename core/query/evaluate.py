@@ -7,6 +7,7 @@ and except ``jsonpath`` and ``text`` leaves, which only PostgreSQL evaluates).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -105,10 +106,19 @@ def matches(criteria: EventSearchCriteria, event: EventRecord) -> bool:
         c.stream_ids is None or event.stream_id in c.stream_ids,
         c.from_timestamp is None or event.created_at >= c.from_timestamp,
         c.to_timestamp is None or event.created_at < c.to_timestamp,
-        c.user_id is None or meta.get("user_id") == c.user_id,
-        c.correlation_id is None or meta.get("correlation_id") == c.correlation_id,
-        c.causation_id is None or meta.get("causation_id") == c.causation_id,
+        c.user_id is None or _text(meta.get("user_id")) == c.user_id,
+        c.correlation_id is None or _text(meta.get("correlation_id")) == c.correlation_id,
+        c.causation_id is None or _text(meta.get("causation_id")) == c.causation_id,
     )
     if not all(checks):
         return False
     return c.predicate is None or holds(c.predicate, event)
+
+
+def _text(value: Any) -> str | None:
+    """A JSON value as PostgreSQL's ``->>`` gives it (strings and booleans exactly)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, separators=(", ", ": "))

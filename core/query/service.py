@@ -74,6 +74,7 @@ class EventQueryService:
         # rewritten to a leaf on its blind index, or refused.
         self.field_rewriter = field_rewriter
         self._horizon = self.db.sql("store", "read_horizon")
+        self._parts: tuple[float, list[PartitionInfo]] | None = None
 
     # -- the public API --------------------------------------------------------------
 
@@ -97,7 +98,8 @@ class EventQueryService:
                 # each access logged, consent applied (issue 11); the cache keeps what is stored
                 return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
             metrics = QueryMetrics(horizon=horizon)
-            with self._snapshot(conn):
+            # One round trip for BEGIN, the timeout and the first page; COMMIT at the end.
+            with conn.pipeline(), self._snapshot(conn):
                 events, next_cursor = self._run(conn, criteria, horizon, metrics, plan)
         self._partitions(criteria, metrics)
         result = QueryResult(events, next_cursor, criteria)
@@ -287,8 +289,15 @@ class EventQueryService:
                         raise QueryError(f"malformed SQL/JSON path {leaf.value[1]!r}: "
                                          f"{exc.diag.message_primary}") from None
 
+    def month_partitions(self) -> list[PartitionInfo]:
+        """The store's month partitions, looked up at most every 30 s (metrics only)."""
+        cached = self._parts
+        if cached is None or time.monotonic() - cached[0] > 30:
+            cached = self._parts = (time.monotonic(), self.store.list_partitions())
+        return cached[1]
+
     def _partitions(self, criteria: EventSearchCriteria, metrics: QueryMetrics) -> None:
-        parts = self.store.list_partitions()
+        parts = self.month_partitions()
         if not metrics.plan_summary:
             metrics.partitions_scanned = [p.name for p in parts if _overlaps(p, criteria)]
         scanned = set(metrics.partitions_scanned)
