@@ -190,3 +190,29 @@ def test_consent_commands(database_url: str, cli) -> None:  # type: ignore[no-un
     assert [(s["purpose"], s["granted"], s["note"]) for s in states] == [
         ("marketing", False, "e-mail of 3 May")]
     assert cli("consent", "a", "").exit_code == 2                  # a purpose is needed
+
+
+def test_concurrent_writers_form_one_chain(database_url: str) -> None:
+    """Two stores (two pools, as two processes would) and four threads write at once."""
+    import threading
+
+    _fill(database_url, 0)
+    stores = [open_store(database_url, flush_ms=0), open_store(database_url, flush_ms=20)]
+    try:
+        def work(store) -> None:  # type: ignore[no-untyped-def]
+            for _ in range(15):
+                store.read_stream("user-a")
+
+        threads = [threading.Thread(target=work, args=(stores[i % 2],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            s.close()
+    rows = log_rows(database_url)
+    assert [r["seq"] for r in rows] == list(range(1, 61))
+    with open_store(database_url) as store:
+        report = verify_log(store)
+    assert report.ok and report.checked == 60, report.problems
