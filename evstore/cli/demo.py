@@ -39,6 +39,7 @@ from .common import (
     plain,
 )
 from .demo_privacy import run_privacy_demo
+from .demo_query import run_query_demo
 
 
 def _append_user(store: PostgreSQLEventStore, script: UserScript, rng_split: int) -> int:
@@ -164,6 +165,9 @@ def demo(
 
         # 7. Privacy: encryption on, a few members forgotten by forget jobs (demo_privacy.py).
         run_privacy_demo(store)
+
+        # 8. Queries: criteria, a --where filter, full text, the cache, explain, anomalies (demo_query.py).
+        run_query_demo(store, run_id)
 
     table = Table(title="demo summary", title_justify="left", show_header=False)
     table.add_column()
