@@ -73,7 +73,7 @@ def collect_segment(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyR
     min_gp = max_gp = None
     min_ca = max_ca = None
     macs: dict[str, Any] = {}
-    with store.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+    with store.db.connection() as conn, conn.transaction(), conn.cursor(binary=True) as cur:
         cur.execute(store.db.sql("archive", "export_work_mem"))
         cur.execute(store.db.sql("archive", "segment_lines"),
                     {"run_id": run.run_id, "segment_no": seg.number})
