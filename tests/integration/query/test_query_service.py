@@ -198,3 +198,31 @@ def test_indexes_reach_partitions_created_later(store: Any) -> None:
                      "(metadata ->> 'correlation_id'::text)", "gin (event_data jsonb_path_ops)",
                      "WHERE (payload IS NOT NULL)"):
         assert expected in joined, (expected, joined)
+
+
+def test_detect_anomalies_over_the_store_with_gauges(store: Any) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    # A steady login a day at 08:00 for a week, then 60 in five minutes for u-9.
+    for day in range(1, 7):
+        at = now - timedelta(days=day, hours=4)
+        store.append_events(f"User-steady-{day}", [event(day, {"ip": "10.0.0.1"}, user="u-1", at=at,
+                                                         etype="UserLoggedIn")])
+    burst_at = now - timedelta(minutes=7)
+    store.append_events("User-u9", [
+        EventRecord(aggregate_id="u9", aggregate_type="User", event_type="UserLoggedIn",
+                    event_data={"n": i}, metadata=EventMetadata(user_id="u-9"),
+                    created_at=burst_at + timedelta(seconds=i)) for i in range(60)])
+    registry = CollectorRegistry()
+    found = EventQueryService(store).detect_anomalies(
+        window=timedelta(days=7), bucket=timedelta(minutes=5), by="metadata.user_id", now=now,
+        registry=registry)
+    assert [(a.key, a.kind, a.count) for a in found] == [("UserLoggedIn for u-9", "burst", 60)]
+    assert found[0].explanation.startswith("UserLoggedIn for u-9: 60 in 5 min")
+    text = generate_latest(registry).decode()
+    assert 'evstore_query_anomaly_score{key="UserLoggedIn for u-9",kind="burst"}' in text
+    by_type = EventQueryService(store).detect_anomalies(window=timedelta(days=7), now=now)
+    assert [a.key for a in by_type] == ["UserLoggedIn"]
+    with pytest.raises(QueryError):
+        EventQueryService(store).detect_anomalies(by="colour")
