@@ -36,6 +36,7 @@ def scheduler(
 
     with open_store() as store, open_broker() as broker:
         service = SchedulerService(store, engine_enqueue(JobEngine(store, broker)), replica=replica)
+        ops.readiness.redis_client = broker.client  # (the embedded Redis has no REDIS_URL)
         ops_started(ops, store.url, pool=store.pool)
         for schedule in service.schedules.values():
             err_console.print(f"[dim]{schedule.name}: {schedule.trigger} ({schedule.describe()})[/]",

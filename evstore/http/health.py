@@ -76,6 +76,7 @@ class Readiness:
         self._lock = threading.Lock()
         self._cached: tuple[float, ReadinessReport] | None = None
         self.extra_checks: list[Callable[[], Check]] = []
+        self.redis_client: Any = None  # a client of the process's own (e.g. its broker's) to ping
 
     def add_check(self, check: Callable[[], Check]) -> None:
         """A check of the process's own (e.g. its worker processes are alive)."""
@@ -146,6 +147,12 @@ class Readiness:
     def _redis_check(self) -> Check:
         import redis
 
+        if self.redis_client is not None:
+            try:
+                self.redis_client.ping()
+            except (redis.RedisError, OSError) as exc:
+                return Check("redis", False, _first_line(exc))
+            return Check("redis", True, "reachable")
         if not self.redis_url:
             return Check("redis", False, "no REDIS_URL configured yet")
         try:
