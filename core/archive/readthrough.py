@@ -56,6 +56,7 @@ _parsed: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 _lock = threading.Lock()
 _empty_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _no_legacy_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_filled_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def forget_empty(reads: Any = None) -> None:
@@ -173,15 +174,19 @@ def line_to_row(line: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _catalog_rows(reads: Any, stream_id: str, lo: int, hi: int, gap: bool) -> list[dict[str, Any]]:
+    """The catalog rows of the range: one indexed query while the catalog is known to
+    have rows, none while it is known to be empty (unless the live rows show a gap)."""
     now = time.monotonic()
     if not gap and _empty_until.get(reads, 0.0) > now:
         return []
     db = reads.db
     try:
         with db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            if not cur.execute(db.sql("archive", "catalog_any")).fetchone()["any"]:
-                _empty_until[reads] = now + _EMPTY_FOR
-                return []
+            if _filled_until.get(reads, 0.0) <= now:
+                if not cur.execute(db.sql("archive", "catalog_any")).fetchone()["any"]:
+                    _empty_until[reads] = now + _EMPTY_FOR
+                    return []
+                _filled_until[reads] = now + _EMPTY_FOR
             return cur.execute(db.sql("archive", "catalog_stream"),
                                {"stream_id": stream_id, "lo": lo, "hi": hi}).fetchall()
     except psycopg.errors.UndefinedTable:  # a schema before migration 0009
@@ -238,6 +243,9 @@ def complete_stream(
         lo = max(start, 1)
         hi = MAX_POSITION if max_count is None else lo + max_count - 1
     gap = _has_gap(events, start, backwards)
+    if not gap and max_count is not None and len(events) == max_count and (
+            not backwards or start < MAX_POSITION):
+        return events  # every position asked for is live
     entries = _catalog_rows(reads, stream_id, lo, hi, gap)
     if not entries:
         if gap:
