@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import err_console, handle_errors, settings
+from .common import err_console, fail, handle_errors, settings
 
 DEFAULT_SERVE_PORT = 8080
 
@@ -70,10 +70,12 @@ def serve(
                           highlight=False)
         try:
             server.run()
+        except SystemExit:  # uvicorn's start-up failure (the reason is in its log line)
+            pass
         finally:
             ops.close()
         if not server.started:
-            raise typer.Exit(3)
+            raise fail(f"could not listen on {bind_host}:{bind_port} (in use? see the line above)", 3)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psycopg
@@ -61,3 +62,18 @@ def test_not_ready_names_the_reason_and_livez_needs_nothing(database_url: str, t
         text = get(port, "/metrics").text
         assert metric_value(text, "evstore_scrape_ok") == 0
         assert "s3cret-pw" not in text
+
+
+def test_a_port_in_use_is_one_clear_line_and_exit_3(database_url: str, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([*SERVE, str(port)], env={**os.environ, "DATABASE_URL": database_url},
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert f"error: could not listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
