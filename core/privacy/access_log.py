@@ -168,8 +168,9 @@ def write_entries(store: EventStore, conn: psycopg.Connection, entries: Iterable
             row = entry.row(seq, "")
             previous = row["chain_hash"] = chain_mac(ring, previous, seq, row)
             rows.append(row)
-        with conn.cursor() as cur:
-            cur.executemany(_sql(store, "insert_entry"), rows)
+        columns = {name: [row[name] for row in rows] for name in rows[0]}
+        columns["subject_ids"] = [_json(ids) for ids in columns["subject_ids"]]
+        conn.execute(_sql(store, "insert_entries"), columns)  # one statement for the batch
         conn.execute(_sql(store, "update_head"), {
             "seq": seq, "chain_hash": previous, "head_mac": head_mac(ring, seq, previous)})
     return len(rows)

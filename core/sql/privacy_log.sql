@@ -23,13 +23,23 @@ SELECT id, access_id, event_id, aggregate_id, subject_id, event_ids, subject_ids
 -- name: chain_row
 UPDATE {schema}.event_access_log SET seq = %(seq)s, chain_hash = %(chain_hash)s WHERE id = %(id)s;
 
--- name: insert_entry
+-- name: insert_entries
+-- A batch in one statement: each parameter is the array of one column's values
+-- (event_ids as uuid[] literals, subject_ids and details as JSON text).
 INSERT INTO {schema}.event_access_log
        (access_id, event_id, aggregate_id, subject_id, event_ids, subject_ids, accessor,
         access_type, purpose, ip_address, user_agent, accessed_at, details, seq, chain_hash)
-VALUES (%(access_id)s, %(event_id)s, %(aggregate_id)s, %(subject_id)s, %(event_ids)s::uuid[],
-        %(subject_ids)s, %(accessor)s, %(access_type)s, %(purpose)s, %(ip_address)s::inet,
-        %(user_agent)s, %(accessed_at)s, %(details)s::jsonb, %(seq)s, %(chain_hash)s);
+SELECT r.access_id, r.event_id, r.aggregate_id, r.subject_id, r.event_ids::uuid[],
+       ARRAY(SELECT jsonb_array_elements_text(r.subject_ids::jsonb)), r.accessor, r.access_type,
+       r.purpose, r.ip_address::inet, r.user_agent, r.accessed_at, r.details::jsonb, r.seq,
+       r.chain_hash
+  FROM unnest(%(access_id)s::uuid[], %(event_id)s::uuid[], %(aggregate_id)s::text[],
+              %(subject_id)s::text[], %(event_ids)s::text[], %(subject_ids)s::text[],
+              %(accessor)s::text[], %(access_type)s::text[], %(purpose)s::text[],
+              %(ip_address)s::text[], %(user_agent)s::text[], %(accessed_at)s::timestamptz[],
+              %(details)s::text[], %(seq)s::bigint[], %(chain_hash)s::text[])
+       AS r(access_id, event_id, aggregate_id, subject_id, event_ids, subject_ids, accessor,
+            access_type, purpose, ip_address, user_agent, accessed_at, details, seq, chain_hash);
 
 -- name: chained_rows
 SELECT id, access_id, event_id, aggregate_id, subject_id, event_ids, subject_ids, accessor,
