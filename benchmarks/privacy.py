@@ -9,6 +9,7 @@ on). Rounds alternate off / on so drift hits both alike. Reported:
 
 - append: events/s appending batches of 10 events to fresh streams (each
   stream one subject, so each on-batch makes a data key, like a new user);
+- again: a second batch to each of those streams (the subject's key known);
 - read_stream: events/s reading those streams back (each record decrypted);
 - the ratio on/off of each (the issue aims at >= 70%);
 - forget of one subject with ``--forget-events`` encrypted events (and 10%
@@ -61,12 +62,12 @@ def append_round(store: Any, prefix: str, streams: int) -> float:
     return streams * BATCH / (time.perf_counter() - started)
 
 
-def read_round(store: Any, prefix: str, streams: int) -> float:
+def read_round(store: Any, prefix: str, streams: int, per_stream: int = BATCH) -> float:
     started = time.perf_counter()
     total = 0
     for n in range(streams):
         total += len(store.read_stream(f"User-{prefix}{n}"))
-    assert total == streams * BATCH
+    assert total == streams * per_stream
     return total / (time.perf_counter() - started)
 
 
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="events appended per round and mode")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--forget-events", type=int, default=10000)
+    parser.add_argument("--no-blind-index", action="store_true",
+                        help="encryption on without the blind index (EVENT_STORE_BLIND_INDEX=false)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
@@ -125,10 +128,12 @@ def main() -> None:
             with PostgreSQLEventStore(url) as store:
                 store.initialize_schema()
             streams = max(1, args.events // BATCH)
-            rates: dict[str, list[float]] = {"append off": [], "append on": [], "read off": [],
-                                             "read on": []}
+            rates: dict[str, list[float]] = {"append off": [], "append on": [], "again off": [],
+                                             "again on": [], "read off": [], "read on": []}
             settings = {"off": load_settings(database_url=url, encryption="off"),
-                        "on": load_settings(database_url=url, encryption="on", master_key="33" * 32)}
+                        "on": load_settings(database_url=url, encryption="on", master_key="33" * 32,
+                                            blind_index=not args.no_blind_index)}
+            cpu_us: dict[str, list[float]] = {"off": [], "on": []}
             stores = {mode: PostgreSQLEventStore(url, settings=s) for mode, s in settings.items()}
             try:
                 append_round(stores["on"], "warm-on", 20)
@@ -137,7 +142,11 @@ def main() -> None:
                     for mode in ("off", "on"):
                         prefix = f"r{r}{mode}-"
                         rates[f"append {mode}"].append(append_round(stores[mode], prefix, streams))
-                        rates[f"read {mode}"].append(read_round(stores[mode], prefix, streams))
+                        rates[f"again {mode}"].append(append_round(stores[mode], prefix, streams))
+                        cpu = time.process_time()
+                        rates[f"read {mode}"].append(read_round(stores[mode], prefix, streams,
+                                                                per_stream=2 * BATCH))
+                        cpu_us[mode].append((time.process_time() - cpu) / (streams * 2 * BATCH) * 1e6)
             finally:
                 for s in stores.values():
                     s.close()
@@ -147,7 +156,9 @@ def main() -> None:
         "events_per_round": streams * BATCH, "rounds": args.rounds,
         "medians_events_per_s": medians,
         "append_ratio_on_off": medians["append on"] / medians["append off"],
+        "append_existing_ratio_on_off": medians["again on"] / medians["again off"],
         "read_ratio_on_off": medians["read on"] / medians["read off"],
+        "read_client_cpu_us_per_event": {m: statistics.median(v) for m, v in cpu_us.items()},
         "forget": forget,
     }
     if args.json:
@@ -156,8 +167,11 @@ def main() -> None:
     print(f"{streams * BATCH:,} events per round, {args.rounds} rounds (medians)")
     for key, value in medians.items():
         print(f"  {key:<11} {value:>10,.0f} events/s")
-    print(f"  append on/off {out['append_ratio_on_off']:.0%}   "
+    print(f"  append on/off {out['append_ratio_on_off']:.0%} (new subjects), "
+          f"{out['append_existing_ratio_on_off']:.0%} (existing: 'again')   "
           f"read_stream on/off {out['read_ratio_on_off']:.0%}")
+    cpu = out["read_client_cpu_us_per_event"]
+    print(f"  read_stream client CPU per event: {cpu['off']:.0f} us off, {cpu['on']:.0f} us on")
     print(f"forget of a subject with {forget['events']:,} events: key destruction "
           f"{forget['key_destruction_ms']:.1f} ms, whole forget job {forget['forget_job_seconds']:.2f} s")
 

@@ -109,9 +109,10 @@ class DataKey:
         body = base64.urlsafe_b64encode(nonce + self.aes.encrypt(nonce, plain, ad)).decode()
         return f"{PREFIX}{ref}:{body}"
 
-    def open(self, body: str, event_id: Any, path: str) -> Any:
+    def open(self, body: str, ad: bytes) -> Any:
+        """The value sealed with associated data ``ad`` (``_ad(event_id, path)``)."""
         raw = base64.urlsafe_b64decode(body)
-        return json.loads(self.aes.decrypt(raw[:12], raw[12:], _ad(event_id, path)))
+        return json.loads(self.aes.decrypt(raw[:12], raw[12:], ad).decode())
 
 
 class SubjectKeys:
@@ -278,24 +279,21 @@ class PrivacyCipher:
     def open(self, record: EventRecord, in_data: bool = True, in_metadata: bool = True) -> EventRecord:
         """The record (just decoded, owned by the caller) with its sealed values opened in place."""
         meta = record.metadata.extra if in_metadata else None
-        found: list[str] = []
-        if in_data:
-            _collect(record.event_data, found)
-        if in_metadata:
-            _collect(record.metadata.to_dict(), found)
-        refs = {t[len(PREFIX):].partition(":")[0] for t in found if t.startswith(PREFIX)}
-        keys = self.keys.get(refs, create=False) if refs else {}
-        event_id = record.event_id
+        keys: dict[str, DataKey | None] = {}
+        ad_head = str(record.event_id).encode() + b"\0"
 
         def open_value(value: str, path: str) -> Any:
             if not value.startswith(PREFIX):
                 return FORGOTTEN if value == ANONYMIZED else value
             ref, _, body = value[len(PREFIX):].partition(":")
-            key = keys.get(ref)
+            if ref in keys:
+                key = keys[ref]
+            else:
+                key = keys[ref] = self.keys.get({ref}, create=False)[ref]
             if key is None:
                 return FORGOTTEN
             try:
-                return key.open(body, event_id, path)
+                return key.open(body, ad_head + path.encode())
             except (InvalidTag, ValueError):
                 return FORGOTTEN  # a key made after the forget, or a damaged value
 
