@@ -123,6 +123,7 @@ class Declarations:
         self._file: list[PersonalData] = []
         self._file_at = 0.0
         self.registry = PrivacyRegistry()
+        self.types: frozenset[str] = frozenset()  # the declared event types
         self._compiled: dict[tuple[str, int], _Compiled | None] = {}
 
     def refresh(self) -> None:
@@ -134,6 +135,7 @@ class Declarations:
             if now - self._file_at >= self._ttl or self._code is None:
                 self._file, self._file_at = file_declarations(), now
             self.registry = PrivacyRegistry([*code, *self._file])
+            self.types = frozenset(self.registry.event_types())
             self._compiled = {}
             self._code = code
 
@@ -231,6 +233,10 @@ class AccessObserver:
 
     def observed(self, access_type: str, events: list[EventRecord],
                  detail: dict[str, Any]) -> list[EventRecord]:
+        self.declarations.refresh()
+        types = self.declarations.types
+        if not any(event.event_type in types for event in events):
+            return events  # no event of a declared type: no personal data, nothing to do
         scope = hooks.current_scope()
         if not isinstance(scope, Access):
             ctx = self.context()
