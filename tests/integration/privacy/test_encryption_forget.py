@@ -108,3 +108,14 @@ def test_keys_in_another_database(database_url, privacy_config, tmp_path: Path) 
     finally:
         with psycopg.connect(with_dbname(database_url, "postgres"), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_subject_under_legal_hold_is_not_forgotten(encrypted_store) -> None:
+    from evstore.core.privacy import holds
+
+    store = encrypted_store
+    store.append_events("User-h1", [registered("h1")])
+    holds.place(store, "h1", "litigation", "legal team")
+    with pytest.raises(holds.LegalHoldError):
+        cleanup_gdpr_data(store, "h1")
+    assert store.read_stream("User-h1")[0].event_data["name"] == "h1-name-canary"
