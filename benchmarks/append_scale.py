@@ -7,7 +7,9 @@ single-event appends (half to new streams, half to existing ones with
 expected version ANY) from one process, then fills the store up to the next
 level server-side (INSERT ... SELECT generate_series, 250-byte events in
 streams of 10, in the current month's partition, in chunks of 500,000), and
-times again. The filler rows carry a placeholder checksum: do not run
+times again. After each append a raw one-row INSERT + commit into a small
+table is timed too (the baseline: what the loaded machine gives a write now);
+``new/raw`` is the ratio of the medians. The filler rows carry a placeholder checksum: do not run
 ``verify`` on this database (it is dropped at the end anyway). The machine is
 shared: compare the levels of one run, not runs.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import time
 from typing import Any
 
@@ -37,27 +38,51 @@ SELECT 'Filler-' || s, s::text, 'Filler', 10, now(), now()
 CHUNK = 500_000
 
 
-def time_appends(store: Any, n: int, filled: int, label: str) -> dict[str, Any]:
+BASELINE_DDL = "CREATE TABLE IF NOT EXISTS public.scale_baseline (id bigserial PRIMARY KEY, body jsonb)"
+BASELINE = "INSERT INTO public.scale_baseline (body) VALUES (%s::jsonb)"
+
+
+def time_appends(store: Any, n: int, filled: int, label: str, raw: Any) -> dict[str, Any]:
+    """n/2 appends creating new streams, then n/2 to existing streams (expected version ANY):
+    random filler streams, or at level 0 the streams just created."""
     from evstore import ANY, EventRecord
 
     rnd = random.Random(7)
-    lat: list[float] = []
-    for i in range(n):
-        if i % 2 and filled >= 10:
-            stream = f"Filler-{rnd.randrange(filled // 10)}"
-            event = EventRecord(stream.split("-", 1)[1], "Filler", "Probed", {"i": i, "pad": "x" * 200})
-            args: tuple[Any, ...] = (stream, [event], ANY)
-        else:
-            stream = f"Probe-{label}-{i}"
-            args = (stream, [EventRecord(stream, "Probe", "Probed", {"i": i, "pad": "x" * 200},
-                                         aggregate_version=1)])
+    new: list[float] = []
+    old: list[float] = []
+    base: list[float] = []
+
+    def baseline() -> None:  # a raw one-row INSERT + commit, interleaved: the machine's load now
         start = time.perf_counter()
-        store.append_events(*args)
-        lat.append(time.perf_counter() - start)
-    lat.sort()
-    return {"stored": filled, "appends": n, "p50_ms": 1000 * statistics.median(lat),
-            "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-            "mean_ms": 1000 * statistics.fmean(lat)}
+        raw.execute(BASELINE, ['{"pad": "%s"}' % ("x" * 200)])
+        base.append(time.perf_counter() - start)
+    half = n // 2
+    for i in range(half):
+        stream = f"Probe-{label}-{i}"
+        event = EventRecord(stream, "Probe", "Probed", {"i": i, "pad": "x" * 200}, aggregate_version=1)
+        start = time.perf_counter()
+        store.append_events(stream, [event])
+        new.append(time.perf_counter() - start)
+        baseline()
+    for i in range(half):
+        if filled >= 10:
+            stream, agg, kind = f"Filler-{rnd.randrange(filled // 10)}", None, "Filler"
+        else:
+            stream, agg, kind = f"Probe-{label}-{rnd.randrange(half)}", None, "Probe"
+        agg = stream.split("-", 1)[1] if kind == "Filler" else stream
+        event = EventRecord(agg, kind, "Probed", {"i": i, "pad": "x" * 200})
+        start = time.perf_counter()
+        store.append_events(stream, [event], ANY)
+        old.append(time.perf_counter() - start)
+        baseline()
+
+    def q(values: list[float], at: float) -> float:
+        ordered = sorted(values)
+        return 1000 * ordered[min(len(ordered) - 1, int(at * len(ordered)))]
+
+    return {"stored": filled, "appends": n, "new_p50_ms": q(new, 0.5), "new_p99_ms": q(new, 0.99),
+            "existing_p50_ms": q(old, 0.5), "existing_p99_ms": q(old, 0.99),
+            "baseline_p50_ms": q(base, 0.5), "new_over_baseline": q(new, 0.5) / q(base, 0.5)}
 
 
 def fill(url: str, lo: int, hi: int) -> float:
@@ -91,7 +116,11 @@ def main() -> None:
         with PostgreSQLEventStore(url) as store:
             store.initialize_schema()
             filled = 0
-            rows.append(time_appends(store, args.appends, 0, "0"))
+            import psycopg
+
+            raw = psycopg.connect(url, autocommit=True)
+            raw.execute(BASELINE_DDL)
+            rows.append(time_appends(store, args.appends, 0, "0", raw))
             print(rows[-1], flush=True)
             for level in levels:
                 seconds = fill(url, filled, level)
@@ -99,12 +128,15 @@ def main() -> None:
                 with store.connection() as conn:
                     size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))"
                                         ).fetchone()[0]
-                rows.append({**time_appends(store, args.appends, filled, str(level)),
+                rows.append({**time_appends(store, args.appends, filled, str(level), raw),
                              "fill_seconds": round(seconds), "database": size})
                 print(rows[-1], flush=True)
-    print(f"\n{'stored events':>14} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    print(f"\n{'stored events':>14} {'new p50':>8} {'new p99':>8} {'old p50':>8} {'old p99':>8} "
+          f"{'raw p50':>8} {'new/raw':>8}  (ms; raw: a one-row INSERT interleaved)")
     for r in rows:
-        print(f"{r['stored']:>14,} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mean_ms']:8.2f}")
+        print(f"{r['stored']:>14,} {r['new_p50_ms']:8.2f} {r['new_p99_ms']:8.2f} "
+              f"{r['existing_p50_ms']:8.2f} {r['existing_p99_ms']:8.2f} {r['baseline_p50_ms']:8.2f} "
+              f"{r['new_over_baseline']:8.2f}")
 
 
 if __name__ == "__main__":
