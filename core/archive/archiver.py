@@ -134,9 +134,11 @@ class EventArchiver:
     def verify(self, url: str, trust_unsigned: bool = False) -> ArchiveVerifyReport:
         return verify_archive(url, trust_unsigned)
 
-    def cleanup_gdpr_data(self, user_id: str, anonymize: bool = True) -> dict[str, Any]:
-        result: GdprCleanupResult = cleanup_gdpr_data(self.store, user_id, anonymize=anonymize)
-        return result.as_dict()
+    def cleanup_gdpr_data(self, user_id: str, anonymize: bool = True) -> GdprCleanupResult:
+        """Forget a data subject everywhere (a forget job: core/privacy/gdpr.py); its counts
+        (``events_anonymized``, ``snapshots_rewritten``, ``archive_segments_rewritten``,
+        ``keys_destroyed``, ...; ``as_dict()``)."""
+        return cleanup_gdpr_data(self.store, str(user_id), anonymize=anonymize)
 
     def target(self, policy: str | ArchivalPolicy) -> ArchiveTarget:
         return ArchiveTarget(self._policy(policy).target_url)
