@@ -72,6 +72,10 @@ GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
 GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
 GRANT SELECT ON {schema}.subject_consents TO {role};
 GRANT SELECT ON {schema}.legal_holds TO {role};
+-- Per-subject encryption (issue 10, privacy.sql: keys_get_or_create(_indexed),
+-- blind_insert): a subject's data key is read or made, its blind-index entries written.
+GRANT SELECT, INSERT ON {schema}.subject_keys TO {role};
+GRANT INSERT ON {schema}.blind_index TO {role};
 
 -- name: grant_reader
 -- Reads (store.sql reads, reader.sql) and a reader's own state: checkpoints
@@ -93,6 +97,10 @@ GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
 GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
 GRANT SELECT ON {schema}.subject_consents TO {role};
 GRANT SELECT ON {schema}.legal_holds TO {role};
+-- Per-subject encryption (issue 10): reads open sealed values with the subjects'
+-- data keys (keys_get) and look values up in the blind index (blind_lookup).
+GRANT SELECT ON {schema}.subject_keys TO {role};
+GRANT SELECT ON {schema}.blind_index TO {role};
 
 -- name: grant_worker
 -- The job engine (jobs.sql, firings.sql: workers and the scheduler), replays
@@ -125,6 +133,8 @@ GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
 GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
 GRANT SELECT ON {schema}.subject_consents TO {role};
 GRANT SELECT ON {schema}.legal_holds TO {role};
+-- Per-subject encryption (issue 10): replays and snapshot builds open sealed values.
+GRANT SELECT ON {schema}.subject_keys TO {role};
 
 -- name: grant_privacy
 -- Forgetting a subject (privacy.sql): lock and rewrite or delete the subject's
@@ -137,6 +147,20 @@ GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
 GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
 GRANT SELECT ON {schema}.subject_consents TO {role};
 GRANT SELECT ON {schema}.legal_holds TO {role};
+-- Forget (issue 10, privacy.sql; core/privacy/forget*.py): a forget job run by this
+-- role (cleanup_gdpr_data, evstore privacy forget --here): its job rows, the
+-- subject's keys, tombstone, blind-index entries, events, snapshots, archive
+-- segments (the rewrite records their new hashes), and the audit row.
+GRANT SELECT, INSERT, UPDATE ON {schema}.jobs TO {role};
+GRANT SELECT, INSERT, UPDATE ON {schema}.job_batches TO {role};
+GRANT SELECT, INSERT ON {schema}.job_errors TO {role};
+GRANT SELECT, DELETE ON {schema}.subject_keys TO {role};
+GRANT SELECT, DELETE ON {schema}.blind_index TO {role};
+GRANT SELECT, INSERT ON {schema}.forgotten_subjects TO {role};
+GRANT SELECT, INSERT, UPDATE ON {schema}.forget_requests TO {role};
+GRANT SELECT ON {schema}.archive_runs TO {role};
+GRANT SELECT, UPDATE ON {schema}.archive_segments TO {role};
+GRANT SELECT ON {schema}.event_types TO {role};
 
 -- name: role_attributes
 -- The evstore roles that exist, with what would make them more than least privilege.
