@@ -1,12 +1,14 @@
 """The spec's "GDPR Compliance" example, as written (Usage Examples).
 
-A forget runs as a job on the worker processes (issue 10), which find the
-example's personal-data declarations through ``tests.spec.privacy_declarations``.
+``cleanup_gdpr_data`` runs the forget job in this process (issue 10); what is
+personal in the example's events is declared in a configuration file of the
+test's own (``[privacy.<EventType>]``), so no declaration outlives the test.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,16 +26,22 @@ from evstore.aio import (
 
 from .conftest import run
 
-DECLARATIONS = "tests.spec.privacy_declarations"
+DECLARATIONS = """
+[privacy.UserCreated]
+fields = ["data.email", "data.name"]
+subject = "metadata.user_id"
+
+[privacy.UserUpdated]
+fields = ["data.email", "data.name"]
+subject = "metadata.user_id"
+"""
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 10: cleanup_gdpr_data's result with "
-                   "events_anonymized (EventArchiver.cleanup_gdpr_data still returns a dict)")
-def test_gdpr_compliance(event_store: PostgreSQLEventStore, user_id: UUID, start_workers: Any,
-                         capsys: pytest.CaptureFixture[str]) -> None:
-    import tests.spec.privacy_declarations  # noqa: F401  (declares here too)
-
-    start_workers([DECLARATIONS])
+def test_gdpr_compliance(event_store: PostgreSQLEventStore, user_id: UUID, tmp_path: Path,
+                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "evstore.toml"
+    config.write_text(DECLARATIONS)
+    monkeypatch.setenv("EVSTORE_CONFIG", str(config))
     other = uuid4()
 
     def events_of(uid: UUID, email: str) -> list[EventRecord]:
@@ -71,11 +79,11 @@ def test_gdpr_compliance(event_store: PostgreSQLEventStore, user_id: UUID, start
 
     try:
         result, archiver = run(example())
+        assert archiver.sync.policies()["gdpr_compliance"].retention_days == 2555
     finally:
         unregister_policy("gdpr_compliance")  # policies are registered process-wide
     assert "Anonymized 2 events" in capsys.readouterr().out.splitlines()
     assert result.events_anonymized == 2
-    assert archiver.sync.policies()["gdpr_compliance"].retention_days == 2555
     forgotten = event_store.sync.read_stream(f"User-{user_id}")
     assert [e.event_type for e in forgotten] == ["UserCreated", "UserUpdated", "UserLoggedIn"]
     text = json.dumps([e.event_data for e in forgotten])
