@@ -98,9 +98,13 @@ class EventQueryService:
                 # each access logged, consent applied (issue 11); the cache keeps what is stored
                 return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
             metrics = QueryMetrics(horizon=horizon)
-            # One round trip for BEGIN, the timeout and the first page; COMMIT at the end.
-            with conn.pipeline(), self._snapshot(conn):
-                events, next_cursor = self._run(conn, criteria, horizon, metrics, plan)
+            predicate = criteria.predicate
+            if predicate is None or not has_data_leaf(predicate):
+                # One page, one round trip: BEGIN, the timeout, (the plan,) the page, COMMIT.
+                events, next_cursor = self._one_page(conn, criteria, horizon, metrics, plan)
+            else:
+                with conn.pipeline(), self._snapshot(conn):
+                    events, next_cursor = self._run(conn, criteria, horizon, metrics, plan)
         self._partitions(criteria, metrics)
         result = QueryResult(events, next_cursor, criteria)
         metrics.rows_returned = len(events)
@@ -227,18 +231,56 @@ class EventQueryService:
         row = conn.execute(self.db.sql("query", "events_between"), [str(old), str(new)]).fetchone()
         return row is not None and not row[0]
 
+    def _one_page(self, conn: psycopg.Connection, criteria: EventSearchCriteria, horizon: int,
+                  metrics: QueryMetrics, plan: bool) -> tuple[list[EventRecord], str | None]:
+        """A query SQL answers alone: every statement queued, read after one sync."""
+        after = decode_cursor(criteria.after, criteria) if criteria.after else None
+        sql, params = compile_sql(self.statement(criteria, horizon, after, criteria.limit))
+        explained = None
+        try:
+            with conn.pipeline(), self._snapshot(conn):
+                if plan:
+                    explained = conn.execute(self.db.sql("query", "explain", statement=sql,
+                                                         analyze="false"), params, prepare=False)
+                page = conn.execute(sql, params, prepare=False)
+            rows = page.fetchall()
+        except psycopg.Error as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        if explained is not None:
+            from .explain import summarise
+
+            metrics.plan_summary, metrics.partitions_scanned = summarise(explained.fetchone()[0])
+        metrics.rows_examined = len(rows)
+        events = [self.store.decode_row(row) for row in rows]
+        if len(events) < criteria.limit:
+            return events, None
+        last = events[-1]
+        assert last.transaction_id is not None and last.global_position is not None
+        return events, encode_cursor(last.transaction_id, last.global_position, criteria)
+
     def _fetch(self, conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
         try:
             # Never a server-side prepared statement: each plan is made for its values
             # (partition pruning, expression indexes).
             return conn.execute(sql, params, prepare=False).fetchall()
-        except pgerrors.QueryCanceled as exc:
-            raise QueryLimitError(
+        except psycopg.Error as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def _translate(self, exc: psycopg.Error) -> BaseException:
+        if isinstance(exc, pgerrors.QueryCanceled):
+            return QueryLimitError(
                 f"the query ran longer than {self.store.settings.query_timeout_ms:,} ms "
-                "(EVENT_STORE_QUERY_TIMEOUT_MS): add a time bound or a narrower filter") from exc
-        except (pgerrors.InvalidTextRepresentation, pgerrors.SyntaxError, pgerrors.UndefinedObject,
-                pgerrors.DataException) as exc:
-            raise QueryError(f"the query was refused: {exc.diag.message_primary}") from exc
+                "(EVENT_STORE_QUERY_TIMEOUT_MS): add a time bound or a narrower filter")
+        if isinstance(exc, pgerrors.InvalidTextRepresentation | pgerrors.SyntaxError
+                      | pgerrors.UndefinedObject | pgerrors.DataException):
+            return QueryError(f"the query was refused: {exc.diag.message_primary}")
+        return exc
 
     def _snapshot(self, conn: psycopg.Connection) -> Any:
         db = self.db

@@ -649,6 +649,8 @@ CREATE TABLE {schema}.forget_requests (
     counts       jsonb       NOT NULL DEFAULT '{}'
 );
 CREATE INDEX forget_requests_subject_idx ON {schema}.forget_requests (subject_ref);
+
+
 -- migration 0007 (issue 12: the event query service, core/query, docs/query.md)
 -- Indexes on the partitioned events table: built on every month partition and
 -- cloned onto partitions created later. The full-text index is optional
