@@ -58,7 +58,8 @@ class ReplicaReads:
     def __init__(self, store: Any, url: str) -> None:
         self.store = store
         self.db = Database.open(url, store.schema, pool_size=store.settings.pool_size)
-        self.reads = StoreReads(_ReplicaView(store, self.db))
+        # (the store as StoreReads sees it: every attribute the store's, the database the standby's)
+        self.reads = StoreReads(_ReplicaView(store, self.db))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.db.close()
