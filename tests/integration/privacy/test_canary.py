@@ -220,7 +220,9 @@ def test_canaries_of_forgotten_subjects_are_nowhere(
             (segments,) = conn.execute(
                 "SELECT sum((counts->>'archive_segments_rewritten')::int) FROM events.forget_requests"
             ).fetchone()
-        assert segments >= len(forgotten)
+        # (a batch killed after rewriting its segment, before its commit, finds it clean
+        # when requeued and counts nothing: at most one per thread of the killed pool)
+        assert len(forgotten) - 3 <= segments <= len(forgotten)
 
         # and a copy of an archive made before the forget restores anonymized
         restored = restore_archive(store, f"file://{pre_forget_copy}")
