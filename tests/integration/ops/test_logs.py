@@ -89,9 +89,15 @@ def test_no_personal_data_in_any_log_line(env: dict[str, str], tmp_path: Path,  
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     # Every log line is JSON; the command's one banner for a person is not a log line.
     banner = [line for line in lines if not line.startswith("{")]
-    assert " ".join(banner).startswith("1 worker process(es) x 2 threads; handler modules:")
-    assert len(banner) <= 3
-    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert " ".join(banner).startswith("1 worker process(es) x 2 threads; handler modules:"), banner
+    assert len(banner) <= 3, f"lines that are not JSON: {banner}"
+    records = []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"a log line that is not one JSON object: {line[:500]!r}") from None
     batch_lines = [r for r in records if str(r.get("event", "")).startswith("batch.")]
     assert batch_lines, "the workers logged no batch"
     assert all("job_id" in r and "batch" in r for r in batch_lines)
