@@ -1,9 +1,18 @@
-"""Generates evstore-dashboard.json (python3 deploy/grafana/make_dashboard.py > deploy/grafana/evstore-dashboard.json).
+# ruff: noqa: E501  (PromQL expressions are kept on one line each)
+"""Generates evstore-dashboard.json:
+
+    python3 deploy/grafana/make_dashboard.py > deploy/grafana/evstore-dashboard.json
 
 Every expression uses the metrics contract of docs/operations.md; tests/integration/ops/test_deploy.py
 checks that each metric named here is one evstore exposes."""
+
+from __future__ import annotations
+
 import json
+
 panels = []
+
+
 def panel(title, exprs, unit="short", kind="timeseries", w=12, h=8, desc=""):
     n = len(panels)
     panels.append({
@@ -12,7 +21,8 @@ def panel(title, exprs, unit="short", kind="timeseries", w=12, h=8, desc=""):
         "gridPos": {"x": (n % 2) * 12 if w == 12 else 0, "y": (n // 2) * h, "w": w, "h": h},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-        "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": l} for i, (e, l) in enumerate(exprs)],
+        "targets": [{"refId": chr(65 + i), "expr": e, "legendFormat": legend}
+                    for i, (e, legend) in enumerate(exprs)],
     })
 panel("Append latency (p50, p99)", [
     ('histogram_quantile(0.5, sum by (le) (rate(evstore_append_seconds_bucket{outcome="ok"}[5m])))', "p50"),
