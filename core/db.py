@@ -126,9 +126,9 @@ class Database:
             raise StoreUnavailableError(f"database unavailable: {exc}") from exc
         except PoolTimeout as exc:
             raise StoreUnavailableError(f"no database connection available: {exc}") from exc
-        if not self._owns_pool and conn not in self._adopted:
-            self._adopt(conn)
         try:
+            if not self._owns_pool and conn not in self._adopted:
+                self._adopt(conn)
             yield conn
         except BaseException as exc:
             cm.__exit__(type(exc), exc, exc.__traceback__)

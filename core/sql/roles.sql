@@ -76,6 +76,11 @@ GRANT SELECT ON {schema}.legal_holds TO {role};
 -- blind_insert): a subject's data key is read or made, its blind-index entries written.
 GRANT SELECT, INSERT ON {schema}.subject_keys TO {role};
 GRANT INSERT ON {schema}.blind_index TO {role};
+-- Read-through of archived history (issue 13, archive.sql catalog_*): read_stream
+-- looks up which archived segment holds a stream's missing positions.
+GRANT SELECT ON {schema}.archive_catalog TO {role};
+GRANT SELECT ON {schema}.archive_runs TO {role};
+GRANT SELECT ON {schema}.archive_segments TO {role};
 
 -- name: grant_reader
 -- Reads (store.sql reads, reader.sql) and a reader's own state: checkpoints
@@ -101,6 +106,11 @@ GRANT SELECT ON {schema}.legal_holds TO {role};
 -- data keys (keys_get) and look values up in the blind index (blind_lookup).
 GRANT SELECT ON {schema}.subject_keys TO {role};
 GRANT SELECT ON {schema}.blind_index TO {role};
+-- Read-through of archived history (issue 13, archive.sql catalog_*): read_stream
+-- looks up which archived segment holds a stream's missing positions.
+GRANT SELECT ON {schema}.archive_catalog TO {role};
+GRANT SELECT ON {schema}.archive_runs TO {role};
+GRANT SELECT ON {schema}.archive_segments TO {role};
 
 -- name: grant_worker
 -- The job engine (jobs.sql, firings.sql: workers and the scheduler), replays
@@ -122,6 +132,7 @@ GRANT SELECT, INSERT, UPDATE ON {schema}.snapshot_load_stats TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_runs TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_segments TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_items TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.archive_catalog TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.create_month_partition(date) TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.write_horizon() TO {role};
 GRANT EXECUTE ON FUNCTION {schema}.stream_events(text, bigint, bigint, boolean) TO {role};
@@ -160,6 +171,7 @@ GRANT SELECT, INSERT ON {schema}.forgotten_subjects TO {role};
 GRANT SELECT, INSERT, UPDATE ON {schema}.forget_requests TO {role};
 GRANT SELECT ON {schema}.archive_runs TO {role};
 GRANT SELECT, UPDATE ON {schema}.archive_segments TO {role};
+GRANT SELECT ON {schema}.archive_catalog TO {role};
 GRANT SELECT ON {schema}.event_types TO {role};
 
 -- name: role_attributes

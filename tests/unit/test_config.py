@@ -38,7 +38,7 @@ BAD = [
     ("EVENT_STORE_CACHE_TTL", "5m", "valid integer"),
     ("EVENT_STORE_RETENTION_DAYS", "-1", "greater than or equal to 1"),
     ("EVENT_STORE_RETENTION_DAYS", "0", "greater than or equal to 1"),
-    ("EVENT_STORE_ENCRYPTION", "on", "not available"),
+    ("EVENT_STORE_ENCRYPTION", "rot13", "must be off or on"),
     ("EVENT_STORE_VERIFY_READS", "maybe", "valid boolean"),
     ("EVENT_STORE_POOL_SIZE", "0", "greater than or equal to 1"),
     ("REDIS_URL", "http://x", "must be a Redis URL"),

@@ -110,7 +110,11 @@ def test_writer_cannot_rewrite_history_or_touch_other_tables(secured: Secured) -
         refused(conn, f"SELECT * FROM {s}.stream_checkpoints")
         refused(conn, f"SELECT host FROM {s}.consumer_members")
         refused(conn, f"SELECT * FROM {s}.event_access_log")
-        refused(conn, f"SELECT * FROM {s}.archive_runs")
+        # Archive runs and the catalog are readable (read-through of archived history)
+        # but never writable, and the items of a run are not even readable.
+        refused(conn, f"SELECT * FROM {s}.archive_items")
+        refused(conn, f"DELETE FROM {s}.archive_runs")
+        refused(conn, f"DELETE FROM {s}.archive_catalog")
         refused(conn, f"CREATE TABLE {s}.mine (x int)")
         refused(conn, f"ALTER TABLE {s}.events DISABLE TRIGGER USER")
         # The month partitions themselves are not reachable around the parent's grants.
@@ -273,7 +277,10 @@ def test_apply_as_the_owner_is_idempotent_and_grants_nothing_more(owner_only: Se
                       ("legal_holds", "SELECT"),
                       # per-subject encryption (issue 10): data keys read or made, blind index
                       ("subject_keys", "SELECT"), ("subject_keys", "INSERT"),
-                      ("blind_index", "INSERT")}
+                      ("blind_index", "INSERT"),
+                      # read-through of archived history (issue 13): the catalog lookup
+                      ("archive_catalog", "SELECT"), ("archive_runs", "SELECT"),
+                      ("archive_segments", "SELECT")}
 
 
 def test_apply_by_a_user_who_cannot_create_roles_fails_clearly(secured: Secured) -> None:
@@ -410,7 +417,13 @@ def test_worker_archives_and_deletes_archived_events(
     with secured.store("worker") as worker:
         result = EventArchiver(worker).archive(policy)
         assert result.events == 2 and result.run.status == "completed"
-        assert [e.stream_position for e in worker.read_stream("cart-1")] == [3]
+    with psycopg.connect(secured.admin_url) as admin:
+        live = admin.execute(f"SELECT stream_position FROM {secured.schema}.events "
+                             "WHERE stream_id = 'cart-1'").fetchall()
+    assert live == [(3,)]
+    # The writer still reads the whole history: positions 1 and 2 through the archive.
+    with secured.store("writer") as writer:
+        assert [e.stream_position for e in writer.read_stream("cart-1")] == [1, 2, 3]
 
 
 def test_apply_refuses_an_existing_role_with_more_than_least_privilege(owner_only: Secured) -> None:
