@@ -43,7 +43,27 @@ class BatchEvents:
     def __iter__(self) -> Iterator[EventRecord]:
         store, conn, selection, snapshot, streams = self._args
         if self._replica is None:
-            yield from iter_batch_events(store, conn, selection, snapshot, streams)
+            yield from _closing(iter_batch_events(store, conn, selection, snapshot, streams))
             return
         with self._replica.db.connection() as rconn, rconn.transaction():
-            yield from iter_batch_events(store, rconn, selection, snapshot, streams)
+            yield from _closing(iter_batch_events(store, rconn, selection, snapshot, streams))
+
+
+def _closing(events: Iterator[EventRecord]) -> Iterator[EventRecord]:
+    """The events; when left early (a handler failed), the cursor's close is allowed to fail.
+
+    A failed batch's transaction is rolled back before the abandoned generator
+    is collected, and its server-side cursor went with it: closing it then
+    raised InvalidCursorName, printed as "Exception ignored in ..." on stderr
+    (a line outside the JSON log).
+    """
+    try:
+        for event in events:  # noqa: UP028  (`yield from` would close the cursor before `finally`)
+            yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            try:
+                close()
+            except psycopg.Error:
+                pass

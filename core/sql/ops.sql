@@ -73,3 +73,10 @@ SELECT pg_current_wal_insert_lsn()::text;
 -- name: replayed_past
 -- On the standby: whether it has replayed the WAL up to %s.
 SELECT coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn) >= 0, false);
+
+-- name: horizon_and_lsn
+-- On the primary, in this order: the global-order horizon, then the WAL insert
+-- position. Every append transaction below the horizon had finished, so its
+-- commit is before that position: a standby that has replayed past it shows
+-- every event below the horizon.
+SELECT {schema}.write_horizon()::text, pg_current_wal_insert_lsn()::text;
