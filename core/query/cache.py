@@ -60,6 +60,15 @@ class QueryCache:
             self.hits += 1
             return entry[2], entry[3]
 
+    def holds(self, key: str) -> bool:
+        """Whether an entry (perhaps expired) is kept: only then is the horizon read first."""
+        with self._lock:
+            return key in self._entries
+
+    def miss(self) -> None:
+        with self._lock:
+            self.misses += 1
+
     def put(self, key: str, horizon: int, result: Any, metrics: Any) -> None:
         if self.size <= 0 or self.ttl <= 0:
             return

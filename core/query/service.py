@@ -85,19 +85,25 @@ class EventQueryService:
             raise QueryError("query_events takes an EventSearchCriteria")
         criteria = self._rewrite(criteria)
         self._check(criteria)
+        key = self.cache.key(criteria)
         with self.db.connection() as conn:
-            (horizon_text,) = conn.execute(self._horizon).fetchone() or (None,)
-            horizon = int(horizon_text)
-            key = self.cache.key(criteria)
-            hit = self.cache.get(key, horizon, lambda old, new: self._unchanged(conn, old, new)) \
-                if use_cache else None
+            # The horizon is read first only to judge a kept entry; otherwise the page's
+            # own statement computes it in the page's snapshot (page_at_horizon).
+            horizon: int | None = None
+            hit = None
+            if use_cache and self.cache.holds(key):
+                (horizon_text,) = conn.execute(self._horizon).fetchone() or (None,)
+                horizon = int(horizon_text)
+                hit = self.cache.get(key, horizon, lambda old, new: self._unchanged(conn, old, new))
+            elif use_cache:
+                self.cache.miss()
             if hit is not None:
                 result, metrics = hit
                 metrics = replace(metrics, cache_hit=True, cache_hit_rate=self.cache.hit_rate,
                                   query_duration_ms=(time.perf_counter() - started) * 1000)
                 # each access logged, consent applied (issue 11); the cache keeps what is stored
                 return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
-            metrics = QueryMetrics(horizon=horizon)
+            metrics = QueryMetrics(horizon=horizon or 0)
             predicate = criteria.predicate
             if predicate is None or not has_data_leaf(predicate):
                 # One page, one round trip: BEGIN, the timeout, (the plan,) the page, COMMIT.
@@ -109,7 +115,7 @@ class EventQueryService:
         result = QueryResult(events, next_cursor, criteria)
         metrics.rows_returned = len(events)
         if use_cache:
-            self.cache.put(key, horizon, result, metrics)
+            self.cache.put(key, metrics.horizon, result, metrics)
         metrics.cache_hit_rate = self.cache.hit_rate
         metrics.query_duration_ms = (time.perf_counter() - started) * 1000
         return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
@@ -156,13 +162,16 @@ class EventQueryService:
 
     # -- building and running ------------------------------------------------------
 
-    def statement(self, criteria: EventSearchCriteria, horizon: int,
+    def statement(self, criteria: EventSearchCriteria, horizon: int | None,
                   after: tuple[int, int] | None, limit: int) -> sa.Select[Any]:
+        """The page; ``horizon=None``: bounded by ``h.x`` of page_at_horizon (see page_sql)."""
         t = self.table
         c = t.c
         order = (c.transaction_id, c.global_position)
         terms = self.compiler.where(criteria, t)
-        terms.append(c.transaction_id < sa.cast(sa.literal(str(horizon)), XID8))
+        bound = sa.select(_H.c.x).scalar_subquery() if horizon is None \
+            else sa.cast(sa.literal(str(horizon)), XID8)
+        terms.append(c.transaction_id < bound)
         if after is not None:
             mark = sa.tuple_(sa.cast(sa.literal(str(after[0])), XID8), sa.literal(after[1]))
             position = sa.tuple_(*order)
@@ -171,7 +180,23 @@ class EventQueryService:
         return (sa.select(sa.literal_column(_columns())).select_from(t).where(*terms)
                 .order_by(*ordering).limit(limit))
 
-    def _run(self, conn: psycopg.Connection, criteria: EventSearchCriteria, horizon: int,
+    def page_sql(self, criteria: EventSearchCriteria, horizon: int | None,
+                 after: tuple[int, int] | None, limit: int) -> tuple[str, dict[str, Any]]:
+        """The page's SQL; with ``horizon=None`` the horizon is computed by the same
+        statement (page_at_horizon: inside read_only_snapshot, in the rows' snapshot)."""
+        sql, params = compile_sql(self.statement(criteria, horizon, after, limit))
+        if horizon is None:
+            sql = self.db.sql("query", "page_at_horizon", statement=sql,
+                              direction="ASC" if criteria.order == "asc" else "DESC")
+        return sql, params
+
+    @staticmethod
+    def _at_horizon(rows: list[Any], metrics: QueryMetrics) -> list[Any]:
+        """The rows of page_at_horizon without their last column, the horizon (into metrics)."""
+        metrics.horizon = int(rows[0][-1])
+        return [] if rows[0][0] is None else [row[:-1] for row in rows]
+
+    def _run(self, conn: psycopg.Connection, criteria: EventSearchCriteria, horizon: int | None,
              metrics: QueryMetrics, plan: bool) -> tuple[list[EventRecord], str | None]:
         settings = self.store.settings
         after = decode_cursor(criteria.after, criteria) if criteria.after else None
@@ -182,12 +207,15 @@ class EventQueryService:
         first = True
         while len(events) < criteria.limit:
             want = criteria.limit - len(events) if not recheck else page
-            sql, params = compile_sql(self.statement(criteria, horizon, after, want))
+            sql, params = self.page_sql(criteria, horizon, after, want)
             if first and plan:
                 metrics.plan_summary, scanned = self.plan_summary(conn, sql, params)
                 metrics.partitions_scanned = scanned
             first = False
             rows = self._fetch(conn, sql, params)
+            if horizon is None:  # the first page: later pages are bounded by the same value
+                rows = self._at_horizon(rows, metrics)
+                horizon = metrics.horizon
             metrics.rows_examined += len(rows)
             if metrics.rows_examined > settings.query_row_budget:
                 raise QueryLimitError(
@@ -231,11 +259,12 @@ class EventQueryService:
         row = conn.execute(self.db.sql("query", "events_between"), [str(old), str(new)]).fetchone()
         return row is not None and not row[0]
 
-    def _one_page(self, conn: psycopg.Connection, criteria: EventSearchCriteria, horizon: int,
-                  metrics: QueryMetrics, plan: bool) -> tuple[list[EventRecord], str | None]:
+    def _one_page(self, conn: psycopg.Connection, criteria: EventSearchCriteria,
+                  horizon: int | None, metrics: QueryMetrics,
+                  plan: bool) -> tuple[list[EventRecord], str | None]:
         """A query SQL answers alone: every statement queued, read after one sync."""
         after = decode_cursor(criteria.after, criteria) if criteria.after else None
-        sql, params = compile_sql(self.statement(criteria, horizon, after, criteria.limit))
+        sql, params = self.page_sql(criteria, horizon, after, criteria.limit)
         explained = None
         try:
             with conn.pipeline(), self._snapshot(conn):
@@ -244,6 +273,8 @@ class EventQueryService:
                                                          analyze="false"), params, prepare=False)
                 page = conn.execute(sql, params, prepare=False)
             rows = page.fetchall()
+            if horizon is None:
+                rows = self._at_horizon(rows, metrics)
         except psycopg.Error as exc:
             translated = self._translate(exc)
             if translated is exc:
@@ -348,6 +379,9 @@ class EventQueryService:
             metrics.warnings.append(
                 f"no time bound: the query scanned every month partition ({len(parts)}); "
                 "set from_timestamp/to_timestamp to prune months")
+
+
+_H = sa.table("h", sa.column("x", XID8()))  # page_at_horizon's horizon CTE
 
 
 def _overlaps(p: PartitionInfo, criteria: EventSearchCriteria) -> bool:

@@ -58,3 +58,15 @@ DROP INDEX IF EXISTS {schema}.events_fulltext_idx;
 -- a cached result read under the old horizon holds under the new one when none was.
 SELECT EXISTS (SELECT 1 FROM {schema}.events
                 WHERE transaction_id >= %s::text::xid8 AND transaction_id < %s::text::xid8);
+
+-- name: page_at_horizon
+-- One statement: the global-order horizon and the page below it. Run inside the
+-- REPEATABLE READ transaction (read_only_snapshot), write_horizon() sees the very
+-- snapshot the rows are read in, so no event of a transaction below the horizon is
+-- missing, and the horizon costs no round trip of its own. {statement}: the page
+-- compiled by SQLAlchemy, bounded by (SELECT h.x FROM h); {direction}: ASC or DESC.
+-- The horizon is the last column; nothing matching gives one row of NULLs and it.
+WITH h AS MATERIALIZED (SELECT {schema}.write_horizon() AS x)
+SELECT page.*, h.x::text
+  FROM h LEFT JOIN ({statement}) page ON true
+ ORDER BY page.transaction_id {direction}, page.global_position {direction};
