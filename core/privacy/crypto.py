@@ -122,17 +122,11 @@ class SubjectKeys:
         self.db = db
         self.provider = provider
         self.ttl = ttl
-        self.shares_events_db = False  # the keys live in the events' database
         self._cache: dict[str, tuple[DataKey | None, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, refs: set[str], create: bool,
-            index: dict[str, list[Any]] | None = None) -> dict[str, DataKey | None]:
-        """The data keys of ``refs`` (None: destroyed), made where missing with ``create``.
-
-        ``index`` (blind-index rows as arrays) is written in the same round trip
-        when keys must be made here; it is emptied once written.
-        """
+    def get(self, refs: set[str], create: bool) -> dict[str, DataKey | None]:
+        """The data keys of ``refs`` (None: destroyed), made where missing with ``create``."""
         now = time.monotonic()
         out: dict[str, DataKey | None] = {}
         with self._lock:
@@ -142,7 +136,7 @@ class SubjectKeys:
                     out[ref] = hit[0]
         missing = refs - set(out)
         if missing:
-            found = self._create(missing, index) if create else self._fetch(missing)
+            found = self._create(missing) if create else self._fetch(missing)
             if create and (absent := missing - set(found)):
                 found.update(self._fetch(absent))  # committed by a concurrent writer meanwhile
             with self._lock:
@@ -151,21 +145,14 @@ class SubjectKeys:
                     self._cache[ref] = (out[ref], now)
         return out
 
-    def _create(self, refs: set[str], index: dict[str, list[Any]] | None) -> dict[str, DataKey]:
+    def _create(self, refs: set[str]) -> dict[str, DataKey]:
         """The keys of ``refs``, made (with fresh random keys) where missing: one round trip."""
         order = sorted(refs)
         wraps = [self.provider.wrap(ref, os.urandom(32)) for ref in order]
         params: dict[str, Any] = {"refs": order, "kids": [k for k, _ in wraps],
                                   "wrapped": [w for _, w in wraps]}
-        block = "keys_get_or_create"
-        if index and index["fields"] and self.shares_events_db:
-            block = "keys_get_or_create_indexed"
-            params.update(index)
         with self.db.connection() as conn:
-            rows = conn.execute(self.db.sql("privacy", block), params).fetchall()
-        if block.endswith("indexed"):
-            assert index is not None
-            index.clear()
+            rows = conn.execute(self.db.sql("privacy", "keys_get_or_create"), params).fetchall()
         return {ref: DataKey(self.provider.unwrap(kid, ref, bytes(wrapped))) for ref, kid, wrapped in rows}
 
     def _fetch(self, refs: set[str]) -> dict[str, DataKey]:
@@ -214,10 +201,8 @@ class PrivacyCipher:
             with self._keys_lock:
                 if self._keys is None:
                     settings = self.store.settings
-                    keys = SubjectKeys(_keys_db(self.store), key_provider(settings),
-                                       settings.key_cache_seconds)
-                    keys.shares_events_db = keys.db is self.store.db
-                    self._keys = keys
+                    self._keys = SubjectKeys(_keys_db(self.store), key_provider(settings),
+                                             settings.key_cache_seconds)
         return self._keys
 
     def registry(self) -> PrivacyRegistry:
@@ -228,7 +213,13 @@ class PrivacyCipher:
 
     # -- writing --------------------------------------------------------------
 
-    def seal(self, events: Sequence[EventRecord]) -> list[EventRecord]:
+    def seal(self, events: Sequence[EventRecord]) -> tuple[list[EventRecord], dict[str, list[Any]] | None]:
+        """The events with their declared fields sealed, and their blind-index rows (or None).
+
+        The rows are not written here: the append writes them in its own
+        transaction and statement (core/store/append.py), so an entry exists
+        exactly when its event does.
+        """
         registry = self.registry()
         todo = []
         for i, event in enumerate(events):
@@ -237,7 +228,7 @@ class PrivacyCipher:
             if pd is not None and subject is not None:
                 todo.append((i, pd, subject_ref(self.ring, subject)))
         if not todo:
-            return list(events)
+            return list(events), None
         # Blind-index entries first (they need the plain values, not the keys).
         blind: dict[str, list[Any]] = {"fields": [], "digests": [], "subject_refs": [], "event_ids": []}
         docs = []
@@ -258,10 +249,7 @@ class PrivacyCipher:
                         blind["digests"].append(blind_digest(self.ring, field, v))
                         blind["subject_refs"].append(ref)
                         blind["event_ids"].append(event.event_id)
-        keys = self.keys.get({ref for _, _, ref in todo}, create=True, index=blind)
-        if blind.get("fields"):  # not written with the keys: a round trip of its own
-            with self.store.db.connection() as conn:
-                conn.execute(self.store.db.sql("privacy", "blind_insert"), blind)
+        keys = self.keys.get({ref for _, _, ref in todo}, create=True)
         out = list(events)
         for (i, pd, ref), (data, meta) in zip(todo, docs, strict=True):
             event = events[i]
@@ -272,7 +260,7 @@ class PrivacyCipher:
                 transform_at(data if root == "data" else meta, steps,
                              _sealer(key, ref, event.event_id, path))
             out[i] = replace(event, event_data=data, metadata=EventMetadata.from_dict(meta))
-        return out
+        return out, (blind if blind["fields"] else None)
 
     # -- reading --------------------------------------------------------------
 

@@ -77,29 +77,6 @@ SELECT k.key_ref, k.master_kid, k.wrapped_key FROM {schema}.subject_keys k
  WHERE k.key_ref = ANY(%(refs)s::text[])
    AND k.key_ref NOT IN (SELECT key_ref FROM inserted);
 
--- name: keys_get_or_create_indexed
--- keys_get_or_create and the append's blind-index entries, in one round trip
--- (the keys in the events' own database).
-WITH candidate AS (
-    SELECT * FROM unnest(%(refs)s::text[], %(kids)s::text[], %(wrapped)s::bytea[])
-                  AS c(key_ref, master_kid, wrapped_key)
-), inserted AS (
-    INSERT INTO {schema}.subject_keys (key_ref, master_kid, wrapped_key)
-    SELECT key_ref, master_kid, wrapped_key FROM candidate
-    ON CONFLICT (key_ref) DO NOTHING
-    RETURNING key_ref, master_kid, wrapped_key
-), indexed AS (
-    INSERT INTO {schema}.blind_index (field, digest, subject_ref, event_id)
-    SELECT * FROM unnest(%(fields)s::text[], %(digests)s::text[], %(subject_refs)s::text[],
-                         %(event_ids)s::uuid[])
-    ON CONFLICT DO NOTHING
-)
-SELECT key_ref, master_kid, wrapped_key FROM inserted
-UNION ALL
-SELECT k.key_ref, k.master_kid, k.wrapped_key FROM {schema}.subject_keys k
- WHERE k.key_ref = ANY(%(refs)s::text[])
-   AND k.key_ref NOT IN (SELECT key_ref FROM inserted);
-
 -- name: keys_destroy
 DELETE FROM {schema}.subject_keys WHERE key_ref = ANY(%(refs)s::text[]);
 
@@ -117,12 +94,6 @@ UPDATE {schema}.subject_keys
 
 -- name: keys_count
 SELECT count(*), count(*) FILTER (WHERE master_kid = %(kid)s) FROM {schema}.subject_keys;
-
--- name: blind_insert
-INSERT INTO {schema}.blind_index (field, digest, subject_ref, event_id)
-SELECT * FROM unnest(%(fields)s::text[], %(digests)s::text[], %(subject_refs)s::text[],
-                     %(event_ids)s::uuid[])
-ON CONFLICT DO NOTHING;
 
 -- name: blind_lookup
 SELECT DISTINCT b.event_id

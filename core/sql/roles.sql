@@ -72,8 +72,9 @@ GRANT USAGE ON SEQUENCE {schema}.event_access_log_id_seq TO {role};
 GRANT SELECT, UPDATE ON {schema}.event_access_log_head TO {role};
 GRANT SELECT ON {schema}.subject_consents TO {role};
 GRANT SELECT ON {schema}.legal_holds TO {role};
--- Per-subject encryption (issue 10, privacy.sql: keys_get_or_create(_indexed),
--- blind_insert): a subject's data key is read or made, its blind-index entries written.
+-- Per-subject encryption (issue 10, privacy.sql: keys_get_or_create; store.sql
+-- append_blind_cte / insert_blind_cte): a subject's data key is read or made, the
+-- append writes its blind-index entries.
 GRANT SELECT, INSERT ON {schema}.subject_keys TO {role};
 GRANT INSERT ON {schema}.blind_index TO {role};
 -- Read-through of archived history (issue 13, archive.sql catalog_*): read_stream

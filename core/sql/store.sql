@@ -124,9 +124,36 @@ RETURNING version
 )
 
 -- name: insert_events_values
--- The insert of an append inside its transaction (lock and version check done).
-INSERT INTO {schema}.events ({columns}) VALUES {rows}
+-- The insert of an append inside its transaction (lock and version check done);
+-- {blind_cte} is empty or insert_blind_cte (the same statement writes both).
+{blind_cte}INSERT INTO {schema}.events ({columns}) VALUES {rows}
 RETURNING global_position, transaction_id;
+
+-- name: append_blind_cte
+-- Blind-index entries of an encrypted append (core/store/fieldcipher.py), in
+-- append_exact after append_types_cte: written only if the stream's row moved,
+-- in the append's own statement (so its transaction).
+, b AS (
+    INSERT INTO {schema}.blind_index (field, digest, subject_ref, event_id)
+    SELECT u.* FROM s, unnest(%(b_fields)s::text[], %(b_digests)s::text[],
+                              %(b_subject_refs)s::text[], %(b_event_ids)s::uuid[])
+                       AS u(field, digest, subject_ref, event_id)
+    ON CONFLICT DO NOTHING
+)
+
+-- name: insert_blind_cte
+-- The same, before insert_events_values (positional: its four arrays first).
+WITH b AS (
+    INSERT INTO {schema}.blind_index (field, digest, subject_ref, event_id)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[])
+    ON CONFLICT DO NOTHING
+)
+
+-- name: insert_blind_index
+-- The same for an append by COPY, inside its transaction.
+INSERT INTO {schema}.blind_index (field, digest, subject_ref, event_id)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[])
+ON CONFLICT DO NOTHING;
 
 -- name: copy_events
 -- The insert of a large append: COPY with positions allocated beforehand.

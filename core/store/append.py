@@ -22,6 +22,11 @@ The shapes differ only in round trips, never in these steps:
 - ``ANY``: lock; read the stream's head (the version to expect) and accept a
   retry of events stored already; check; insert (VALUES or COPY).
 
+With EVENT_STORE_ENCRYPTION, the blind-index entries of the sealed events
+(core/store/fieldcipher.py) are written by the insert's own statement (a CTE;
+a statement of their own before a COPY): in the append's transaction and, but
+for COPY, in no extra round trip; an append that loses writes none.
+
 A lost check (or a duplicate event id) is resolved after the transaction by
 :meth:`Appender._resolve_conflict`: the same events stored before are a retry
 and accepted (``deduplicated``), an event id used elsewhere is
@@ -63,6 +68,17 @@ COPY_THRESHOLD = 64
 # -- the append ---------------------------------------------------------------
 
 
+class PreparedBatch(list[Prepared]):
+    """The prepared events of one append, and the blind-index rows to write with them."""
+
+    index: fieldcipher.BlindRows | None = None
+
+
+def _blind_args(index: fieldcipher.BlindRows) -> list[Any]:
+    return [index["fields"], index["digests"], index["subject_refs"], index["event_ids"]]
+
+
+
 class Appender:
     """The append of one store: validation, month partitions, then lock, check, insert."""
 
@@ -81,6 +97,9 @@ class Appender:
         self._locked_check = {True: db.sql("store", "append_stream_create"),
                               False: db.sql("store", "append_stream_advance")}
         self._types_cte = db.sql("store", "append_types_cte")
+        self._blind_cte = db.sql("store", "append_blind_cte")
+        self._insert_blind_cte = db.sql("store", "insert_blind_cte")
+        self._insert_blind = db.sql("store", "insert_blind_index")
         self._remember_type = db.sql("store", "remember_event_type")
         self._allocate_positions = db.sql("store", "allocate_positions")
         self._copy_events = db.sql("store", "copy_events", columns=INSERT_COLUMNS)
@@ -105,15 +124,17 @@ class Appender:
                 self.month_partitions.forget(months)
         raise StoreUnavailableError(f"could not create partitions for {sorted(months)}")
 
-    def prepare(self, stream_id: str, events: Sequence[EventRecord]) -> list[Prepared]:
+    def prepare(self, stream_id: str, events: Sequence[EventRecord]) -> PreparedBatch:
         """Validate the batch and encode each event: everything before the database."""
         batch = list(events)
         validate_batch(stream_id, batch)
         # Declared personal fields sealed per subject (EVENT_STORE_ENCRYPTION), before the checksum.
-        batch = list(fieldcipher.seal(self.store, batch))
+        sealed, index = fieldcipher.seal(self.store, batch)
         settings = self.store.settings
         signing = checksums.signer(keyring(settings))
-        return [prepare(i, e, settings, signing) for i, e in enumerate(batch)]
+        out = PreparedBatch(prepare(i, e, settings, signing) for i, e in enumerate(sealed))
+        out.index = index
+        return out
 
     def append(
         self, conn: psycopg.Connection, stream_id: str, batch: list[Prepared], expected: int | StreamState
@@ -211,6 +232,10 @@ class Appender:
         if new_types:
             types_cte = self._types_cte
             args["new_types"] = sorted(new_types)
+        index = getattr(batch, "index", None)
+        if index:
+            types_cte += self._blind_cte
+            args.update({f"b_{k}": v for k, v in index.items()})
         statement = self.db.sql("store", "append_exact", stream_write=self._locked_check[expected == 0],
                                 types_cte=types_cte, columns=INSERT_COLUMNS,
                                 rows=",".join(placeholders))
@@ -225,11 +250,13 @@ class Appender:
         new_types: set[str],
     ) -> tuple[list[int], int]:
         self._remember_types(conn, new_types)
-        args: list[Any] = []
+        index = getattr(batch, "index", None)
+        args: list[Any] = _blind_args(index) if index else []
         for i, p in enumerate(batch):
             args.extend(insert_row(stream_id, base + i + 1, p))
         statement = self.db.sql("store", "insert_events_values", columns=INSERT_COLUMNS,
-                                rows=",".join([_VALUES_ROW] * len(batch)))
+                                rows=",".join([_VALUES_ROW] * len(batch)),
+                                blind_cte=self._insert_blind_cte if index else "")
         rows = conn.execute(statement, args).fetchall()
         (_, tx) = rows[0]
         return [g for g, _ in rows], tx
@@ -239,6 +266,9 @@ class Appender:
         new_types: set[str],
     ) -> tuple[list[int], int]:
         self._remember_types(conn, new_types)
+        index = getattr(batch, "index", None)
+        if index:
+            conn.execute(self._insert_blind, _blind_args(index))
         positions = sorted(g for (g,) in conn.execute(self._allocate_positions, [len(batch)]))
         with conn.cursor().copy(self._copy_events) as copy:
             for i, p in enumerate(batch):

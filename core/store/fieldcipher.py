@@ -4,8 +4,11 @@ The store cannot import a feature package, so core/privacy registers a
 *factory* here (``install``); the store builds its cipher on first use and
 
 - seals each event of an append before its JSON and checksum are made
-  (``seal(events) -> events``: declared fields replaced by ciphertext), so the
-  checksum covers what is stored and keeps verifying after a key is destroyed;
+  (``seal(events) -> (events, index)``: declared fields replaced by
+  ciphertext), so the checksum covers what is stored and keeps verifying
+  after a key is destroyed; ``index`` (None, or the blind-index rows as
+  arrays: ``fields``, ``digests``, ``subject_refs``, ``event_ids``) is written
+  by the append in its own transaction and round trip (core/store/append.py);
 - opens each decoded record whose stored text holds a sealed value
   (``open(record) -> record``), after its checksum was checked. A value whose
   key is gone opens as a typed marker, never an exception.
@@ -22,8 +25,12 @@ MARK = "evenc:"
 _MARK_BYTES = MARK.encode()
 
 
+# Blind-index rows of an append, as arrays (keys: fields, digests, subject_refs, event_ids).
+BlindRows = dict[str, list[Any]]
+
+
 class FieldCipher(Protocol):
-    def seal(self, events: Sequence[Any]) -> list[Any]: ...
+    def seal(self, events: Sequence[Any]) -> tuple[list[Any], BlindRows | None]: ...
 
     def open(self, record: Any, in_data: bool = True, in_metadata: bool = True) -> Any: ...
 
@@ -50,12 +57,13 @@ def cipher_of(store: Any) -> FieldCipher | None:
     return found  # type: ignore[return-value]
 
 
-def seal(store: Any, events: Sequence[Any]) -> Sequence[Any]:
-    """The events with their declared fields sealed (as they are when encryption is off)."""
+def seal(store: Any, events: Sequence[Any]) -> tuple[Sequence[Any], BlindRows | None]:
+    """The events with their declared fields sealed (as they are when encryption is off),
+    and the blind-index rows the append must write with them (None: none)."""
     if store.settings.encryption == "none":
-        return events
+        return events, None
     cipher = cipher_of(store)
-    return events if cipher is None else cipher.seal(events)
+    return (events, None) if cipher is None else cipher.seal(events)
 
 
 def _holds(text: str | bytes | None) -> bool:
