@@ -68,7 +68,9 @@ class BufferedWriter:
                 log.warning("access log: entries not written yet (%s); retrying", exc)
 
     def _write(self, entries: list[AccessEntry]) -> None:
-        with self.store.db.connection() as conn:
+        # Pipelined: BEGIN and the head's lock in one round trip, then the insert, the
+        # head's update and COMMIT in another (the chain needs the head before the MACs).
+        with self.store.db.connection() as conn, conn.pipeline():
             for i in range(0, len(entries), WRITE_CHUNK):
                 write_entries(self.store, conn, entries[i:i + WRITE_CHUNK])
 

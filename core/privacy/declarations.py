@@ -176,6 +176,7 @@ class PrivacyRegistry:
     def __init__(self, declarations: tuple[PersonalData, ...] | list[PersonalData] = ()) -> None:
         self._lock = threading.Lock()
         self._by_type: dict[str, dict[int, PersonalData]] = {}
+        self.generation = 0  # bumped by every declare(): a reader's cheap "changed?" check
         for pd in declarations:
             self.declare(pd)
 
@@ -184,6 +185,7 @@ class PrivacyRegistry:
             raise TypeError("declare() takes a PersonalData")
         with self._lock:
             self._by_type.setdefault(pd.event_type, {})[pd.version] = pd
+            self.generation += 1
         return pd
 
     def declarations(self) -> list[PersonalData]:
