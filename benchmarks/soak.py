@@ -182,6 +182,7 @@ def soak(url: str, redis_url: str, seconds: float, writers: int, readers: int,
     from evstore.workers.replay import EventReplayService, ReplayConfig
     from evstore.workers.settings import load_job_settings
 
+    import benchmarks.soak_handlers  # noqa: F401  (the replay's handler, registered here too)
     from evstore import PostgreSQLEventStore
 
     namespace = f"evstore-soak-{os.getpid()}"
@@ -216,8 +217,6 @@ def soak(url: str, redis_url: str, seconds: float, writers: int, readers: int,
                 elapsed = time.monotonic() - started
                 written = any(w.lines for w in wchildren)  # (a job needs events to cover)
                 if replay_job is None and written and elapsed >= seconds / 3:
-                    import benchmarks.soak_handlers  # noqa: F401  (the handler, here too)
-
                     replay_job = EventReplayService(store, broker).replay_events(
                         ReplayConfig(handler_names=["soak_noop"], batch_size=2000)).job_id
                 if archive_job is None and written and elapsed >= seconds / 2:
@@ -230,6 +229,15 @@ def soak(url: str, redis_url: str, seconds: float, writers: int, readers: int,
                 print(f"{s['t']:6.0f} s  {s['events_per_s']:7.0f} ev/s  append p50 {s['p50_ms']:6.2f} ms "
                       f"p99 {s['p99_ms']:6.2f} ms  group lag {s['lag_events']:>7,}  "
                       f"rss MB {json.dumps(s['rss_mb'])}", flush=True)
+            # On a slow start the jobs may not have begun yet: start them while the writers run.
+            if replay_job is None:
+                replay_job = EventReplayService(store, broker).replay_events(
+                    ReplayConfig(handler_names=["soak_noop"], batch_size=2000)).job_id
+            if archive_job is None:
+                archive_job = start_archive_job(engine, ArchivalPolicy(
+                    name="soak", strategy="count_based", keep_events=0, target_url=target,
+                    segment_size=5000, delete_after_archive=False), created_by="soak")
+            time.sleep(min(interval, 2.0))
         finally:
             for w in wchildren:
                 w.stop()
