@@ -74,6 +74,7 @@ class EventQueryService:
         # rewritten to a leaf on its blind index, or refused.
         self.field_rewriter = field_rewriter
         self._horizon = self.db.sql("store", "read_horizon")
+        self._here = self.db.sql("query", "statement_horizon").rstrip(";")
         self._parts: tuple[float, list[PartitionInfo]] | None = None
 
     # -- the public API --------------------------------------------------------------
@@ -183,10 +184,10 @@ class EventQueryService:
     def page_sql(self, criteria: EventSearchCriteria, horizon: int | None,
                  after: tuple[int, int] | None, limit: int) -> tuple[str, dict[str, Any]]:
         """The page's SQL; with ``horizon=None`` the horizon is computed by the same
-        statement (page_at_horizon: inside read_only_snapshot, in the rows' snapshot)."""
+        statement, in the snapshot its rows are read in (page_at_horizon)."""
         sql, params = compile_sql(self.statement(criteria, horizon, after, limit))
         if horizon is None:
-            sql = self.db.sql("query", "page_at_horizon", statement=sql,
+            sql = self.db.sql("query", "page_at_horizon", horizon=self._here, statement=sql,
                               direction="ASC" if criteria.order == "asc" else "DESC")
         return sql, params
 
@@ -262,12 +263,18 @@ class EventQueryService:
     def _one_page(self, conn: psycopg.Connection, criteria: EventSearchCriteria,
                   horizon: int | None, metrics: QueryMetrics,
                   plan: bool) -> tuple[list[EventRecord], str | None]:
-        """A query SQL answers alone: every statement queued, read after one sync."""
+        """A query SQL answers alone: the timeout, (the plan,) the page, read after one sync.
+
+        One statement sees one snapshot (the horizon's and the rows', or the horizon
+        was read before it), so no transaction is begun: the statements before the
+        sync form one implicit transaction, which the timeout (is_local) ends with."""
         after = decode_cursor(criteria.after, criteria) if criteria.after else None
         sql, params = self.page_sql(criteria, horizon, after, criteria.limit)
         explained = None
         try:
-            with conn.pipeline(), self._snapshot(conn):
+            with conn.pipeline():
+                conn.execute(self.db.sql("query", "set_timeout"),
+                             [str(self.store.settings.query_timeout_ms)])
                 if plan:
                     explained = conn.execute(self.db.sql("query", "explain", statement=sql,
                                                          analyze="false"), params, prepare=False)

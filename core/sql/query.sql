@@ -60,13 +60,46 @@ SELECT EXISTS (SELECT 1 FROM {schema}.events
                 WHERE transaction_id >= %s::text::xid8 AND transaction_id < %s::text::xid8);
 
 -- name: page_at_horizon
--- One statement: the global-order horizon and the page below it. Run inside the
--- REPEATABLE READ transaction (read_only_snapshot), write_horizon() sees the very
--- snapshot the rows are read in, so no event of a transaction below the horizon is
--- missing, and the horizon costs no round trip of its own. {statement}: the page
--- compiled by SQLAlchemy, bounded by (SELECT h.x FROM h); {direction}: ASC or DESC.
--- The horizon is the last column; nothing matching gives one row of NULLs and it.
-WITH h AS MATERIALIZED (SELECT {schema}.write_horizon() AS x)
+-- One statement: the global-order horizon and the page below it, in one snapshot
+-- (a statement's own, or its REPEATABLE READ transaction's). {horizon} is the block
+-- statement_horizon below; {statement}: the page compiled by SQLAlchemy, bounded
+-- by (SELECT h.x FROM h); {direction}: ASC or DESC. The horizon is the last
+-- column; nothing matching gives one row of NULLs and it. So a query makes no
+-- round trip for the horizon and needs no transaction of its own.
+WITH h AS MATERIALIZED ({horizon})
 SELECT page.*, h.x::text
   FROM h LEFT JOIN ({statement}) page ON true
  ORDER BY page.transaction_id {direction}, page.global_position {direction};
+
+-- name: statement_horizon
+-- write_horizon() (migration 0006, docs/global-order.md) as a subquery that reads
+-- the snapshot of the statement it is part of. The function itself is VOLATILE:
+-- called by a READ COMMITTED statement it takes a newer snapshot than the
+-- statement's rows, and could count a transaction that committed in between
+-- (an event below the horizon the rows do not show). The function's query (mod()
+-- for its %: the page has %(name)s parameters);
+-- tests/integration/query/test_query_horizon.py checks both agree.
+WITH snap AS MATERIALIZED (
+    SELECT pg_current_snapshot() AS s
+), key AS (
+    SELECT hashtextextended('evstore-append:{schema}', 0) AS k
+), locks AS MATERIALIZED (
+    SELECT l.locktype, l.pid, l.transactionid::text::bigint AS x32
+      FROM pg_catalog.pg_locks l, key
+     WHERE l.granted
+       AND ((l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock')
+         OR (l.locktype = 'advisory' AND l.objsubid = 1
+             AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                WHERE datname = current_database())
+             AND l.classid::text::bigint = ((key.k >> 32) & 4294967295)
+             AND l.objid::text::bigint = (key.k & 4294967295)))
+), running AS (
+    SELECT t.x32, EXISTS (SELECT 1 FROM locks a
+                           WHERE a.locktype = 'advisory' AND a.pid = t.pid) AS appends
+      FROM locks t WHERE t.locktype = 'transactionid'
+)
+SELECT least(pg_snapshot_xmax(snap.s),
+             (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
+               WHERE NOT EXISTS (SELECT 1 FROM running r
+                                  WHERE r.x32 = mod(x::text::bigint, 4294967296) AND NOT r.appends))) AS x
+  FROM snap;

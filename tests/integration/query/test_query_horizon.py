@@ -57,3 +57,27 @@ def test_no_event_above_an_open_appending_transaction(store: Any, pg_url: str) -
         assert [e.event_id for e in result.events] == order
         assert result.events == service.query_events(c, use_cache=False)[0].events
         assert metrics.horizon > xid
+
+
+def test_the_statement_horizon_is_write_horizon(store: Any, pg_url: str) -> None:
+    # The page's inline copy of write_horizon() (query.sql statement_horizon) gives
+    # the function's value in the same snapshot: idle, and with an appender held open.
+    here = store.db.sql("query", "statement_horizon").rstrip(";")
+    store.append_events("Seen-1", [ev("1", "Seen")])
+
+    def both() -> tuple[int, int]:
+        with raw(pg_url, autocommit=False) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            (inline,) = conn.execute(f"SELECT ({here})::text").fetchone()
+            (function,) = conn.execute("SELECT events.write_horizon()::text").fetchone()
+            return int(inline), int(function)
+
+    inline, function = both()
+    assert inline == function
+    with raw(pg_url, autocommit=False) as slow:
+        xid = int(slow.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+        _insert_late(slow, ev("late", "Seen", created_at=datetime.now(UTC)), "Seen-late")
+        store.append_events("Seen-2", [ev("2", "Seen")])
+        inline, function = both()
+        assert inline == function and inline <= xid
+        slow.rollback()
