@@ -419,26 +419,45 @@ SELECT s.aggregate_id, s.aggregate_type, max(c.last_position) AS archived_to, s.
 HAVING s.version > max(c.last_position)
  ORDER BY s.aggregate_type, s.aggregate_id;
 
--- name: segment_lines
--- Fast export (fastexport.py): the columns of each event of a segment as the
--- archive line writes them (times already in the line's ISO form, the id as
--- text and as the 32 hex digits a version-2 checksum covers, the time in
--- microseconds since 1970), in the global order.
-SELECT e.event_id::text AS event_id, replace(e.event_id::text, '-', '') AS event_hex,
-       e.aggregate_id, e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
-       e.stream_id, e.stream_position, e.global_position,
-       e.transaction_id::text::bigint AS transaction_id,
-       e.event_data::text AS event_data,
-       translate(encode(e.payload, 'base64'), E'\n', '') AS payload,
-       e.metadata::text AS metadata,
-       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS created_iso,
-       to_char(e.stored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS stored_iso,
+-- name: export_snapshot
+-- Fast export (fastexport.py): the segment's lines and its per-stream ranges
+-- are read by two statements that must see the same rows.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+
+-- name: segment_copy
+-- Fast export (fastexport.py): per event of a segment, in the global order, one
+-- COPY text row of its columns as the archive line writes them (times already
+-- in the line's ISO form, the id also as the 32 hex digits a version-2
+-- checksum covers, the time also in microseconds since 1970). Only the rows are
+-- sorted (OFFSET 0 keeps the subquery apart): the columns are formatted as the
+-- rows stream out, while Python reads the rows before them.
+COPY (
+SELECT e.event_id, replace(e.event_id::text, '-', ''), e.aggregate_id, e.aggregate_type,
+       e.event_type, e.event_version, e.aggregate_version, e.stream_id, e.stream_position,
+       e.global_position, e.transaction_id, e.event_data,
+       translate(encode(e.payload, 'base64'), E'\n', ''), e.metadata,
+       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+       to_char(e.stored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
        e.status, e.compression, e.encryption, e.checksum, e.original_size, e.stored_size,
-       (extract(epoch FROM e.created_at) * 1000000)::bigint AS created_us, e.created_at
+       (extract(epoch FROM e.created_at) * 1000000)::bigint
+  FROM (SELECT e.* FROM {schema}.archive_items i
+          JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
+         WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
+         ORDER BY e.transaction_id, e.global_position OFFSET 0) e
+) TO STDOUT;
+
+-- name: segment_stream_ranges
+-- Fast export, in the same snapshot as segment_copy: each stream's range in
+-- the segment, for the manifest and the archive catalog.
+SELECT e.stream_id,
+       min(e.stream_position) AS first_position, max(e.stream_position) AS last_position,
+       count(*) AS event_count, min(e.global_position) AS min_global_position,
+       max(e.global_position) AS max_global_position, min(e.created_at) AS min_created_at,
+       max(e.created_at) AS max_created_at
   FROM {schema}.archive_items i
   JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
  WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
- ORDER BY e.transaction_id, e.global_position;
+ GROUP BY e.stream_id;
 
 -- name: analyze_items
 -- After planning: the planner then joins a segment's items to the events with a

@@ -1,0 +1,118 @@
+"""The fast export (PostgreSQL writes the lines, COPY streams them) against the slow path.
+
+Awkward values (quotes, backslashes, control characters, non-ASCII, a tab and a
+newline in names, a compressed payload) must give the very bytes the slow path
+(rows to dicts, ``json.dumps``) writes; a changed row must stop the segment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from evstore.core.archive import ArchivalPolicy, list_segments, plan_run
+from evstore.core.archive.fastexport import collect_segment
+from evstore.core.archive.segments import row_to_line
+from evstore.core.config import load_settings
+from evstore.core.errors import ArchiveIntegrityError
+from evstore.core.keys import keyring
+from psycopg.rows import dict_row
+
+from evstore import EventMetadata, EventRecord, PostgreSQLEventStore
+
+from ..core.helpers import tamper
+from .helpers import month_start
+
+AWKWARD = ['quote " back \\ slash \\" \\\\', "tab\there\nnew\rline \b\f \x01 \x1f \x7f",
+           "ünïcödé ☃ 𝄞 日本", "</script>\u2028\u2029", ""]
+
+
+def _events(stream: int) -> list[EventRecord]:
+    base = month_start(2) + timedelta(days=3)
+    return [EventRecord(
+        aggregate_id=f"agg\t\"{stream}\\ü", aggregate_type="Type\\\"A", event_type="Ev\nt",
+        event_data={"text": text, "big": "y" * (600 if i == 1 else 3), "n": i, "f": 0.1 * i,
+                    "k\\\"ey": [None, True, 1e100]},
+        metadata=EventMetadata(user_id=f"u\\{stream}", source="te\"st ☃"),
+        created_at=base + timedelta(seconds=i, microseconds=i * 7))
+        for i, text in enumerate(AWKWARD)]
+
+
+def _slow_lines(store: PostgreSQLEventStore, run_id: str, number: int) -> list[dict[str, Any]]:
+    with store.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(store.db.sql("archive", "segment_rows"),
+                           {"run_id": run_id, "segment_no": number}).fetchall()
+    return [row_to_line(r) for r in rows]
+
+
+def _failures(store: PostgreSQLEventStore, run: Any, segments: list[Any], ring: Any) -> int:
+    failed = 0
+    for seg in segments:
+        try:
+            collect_segment(store, run, seg, ring)
+        except ArchiveIntegrityError as exc:
+            assert "fails its checksum" in str(exc)
+            failed += 1
+    return failed
+
+
+def test_fast_export_writes_the_slow_paths_bytes_and_stops_at_a_changed_row(
+        pg_url: str, tmp_path: Path) -> None:
+    import json
+
+    import zstandard
+
+    # Given awkward events, some compressed (payload), in two streams and segments
+    settings = load_settings(database_url=pg_url, compression="zstd", compression_threshold=300)
+    with PostgreSQLEventStore(pg_url, settings=settings) as store:
+        store.initialize_schema()
+        for s in range(3):
+            store.append_events(f"str\\eam\t{s}\n☃", _events(s))
+        run, _ = plan_run(store, ArchivalPolicy(
+            name="fast", strategy="time_based", retention_days=0,
+            target_url=f"file://{tmp_path}/a", segment_size=8))
+        segments = list_segments(store, run.run_id)
+        assert len(segments) == 2
+        ring = keyring(store.settings)
+        with_payload = 0
+        for seg in segments:
+            # When a segment is collected the fast way
+            got = collect_segment(store, run, seg, ring)
+            raw = zstandard.ZstdDecompressor().decompress(got.data)
+            # Then its lines are exactly the slow path's, and its ranges match them
+            lines = _slow_lines(store, run.run_id, seg.number)
+            with_payload += any(line["payload"] is not None for line in lines)
+            expected = b"".join(json.dumps(line, ensure_ascii=False, separators=(",", ":"))
+                                .encode() + b"\n" for line in lines)
+            assert raw == expected
+            assert got.manifest.raw_bytes == len(expected)
+            assert got.manifest.event_count == len(lines) == seg.event_count
+            assert got.manifest.first_position == (
+                f"{lines[0]['transaction_id']}:{lines[0]['global_position']}")
+            assert got.manifest.last_position == (
+                f"{lines[-1]['transaction_id']}:{lines[-1]['global_position']}")
+            assert got.manifest.min_global_position == min(x["global_position"] for x in lines)
+            by_stream: dict[str, int] = {}
+            for text in expected.splitlines():
+                sid = json.loads(text)["stream_id"]
+                by_stream[sid] = by_stream.get(sid, 0) + len(text)
+            assert {c["stream_id"]: c["bytes"] for c in got.catalog} == by_stream
+            assert sum(c["event_count"] for c in got.catalog) == len(lines)
+        assert with_payload >= 1
+
+        # When a compressed event's checksum is changed (checked the slow way, from its line)
+        events = store.table("events")
+        with tamper(pg_url) as conn:
+            conn.execute(f"UPDATE {events} SET checksum = checksum || '0' WHERE payload IS NOT NULL")
+        # Then collecting each segment that holds one fails, naming the event
+        assert _failures(store, run, segments, ring) == with_payload
+        with tamper(pg_url) as conn:
+            conn.execute(f"UPDATE {events} SET checksum = left(checksum, -1) "
+                         "WHERE payload IS NOT NULL")
+        assert _failures(store, run, segments, ring) == 0
+        # And so does one whose data was changed behind the store's back (one HMAC over bytes)
+        with tamper(pg_url) as conn:
+            conn.execute(f"UPDATE {events} SET event_data = jsonb_set(event_data, '{{n}}', '99') "
+                         "WHERE event_data->>'n' = '3' AND payload IS NULL")
+        assert _failures(store, run, segments, ring) == len(segments)
