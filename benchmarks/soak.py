@@ -204,59 +204,62 @@ def soak(url: str, redis_url: str, seconds: float, writers: int, readers: int,
                     "EVSTORE_ARCHIVE_TARGETS": target}
         pool = WorkerPool(url, redis_url, processes=1, threads=2, env=pool_env, cwd=ROOT,
                           handler_modules=["benchmarks.soak_handlers"]).start()
-        members = [Child("reader", ["--role", "reader", "--url", url, "--member", f"m{i}"], env)
-                   for i in range(readers)]
-        wchildren = [Child("writer", ["--role", "writer", "--url", url, "--seed", str(i),
-                                      "--interval", str(interval)], env) for i in range(writers)]
-        started = time.monotonic()
-        replay_job = archive_job = None
-        cps = CheckpointStore(store)
+        members: list[Child] = []
         try:
-            while (elapsed := time.monotonic() - started) < seconds:
-                time.sleep(interval)
-                elapsed = time.monotonic() - started
-                written = any(w.lines for w in wchildren)  # (a job needs events to cover)
-                if replay_job is None and written and elapsed >= seconds / 3:
+            members += [Child("reader", ["--role", "reader", "--url", url, "--member", f"m{i}"], env)
+                       for i in range(readers)]
+            wchildren = [Child("writer", ["--role", "writer", "--url", url, "--seed", str(i),
+                                          "--interval", str(interval)], env) for i in range(writers)]
+            started = time.monotonic()
+            replay_job = archive_job = None
+            cps = CheckpointStore(store)
+            try:
+                while (elapsed := time.monotonic() - started) < seconds:
+                    time.sleep(interval)
+                    elapsed = time.monotonic() - started
+                    written = any(w.lines for w in wchildren)  # (a job needs events to cover)
+                    if replay_job is None and written and elapsed >= seconds / 3:
+                        replay_job = EventReplayService(store, broker).replay_events(
+                            ReplayConfig(handler_names=["soak_noop"], batch_size=2000)).job_id
+                    if archive_job is None and written and elapsed >= seconds / 2:
+                        policy = ArchivalPolicy(name="soak", strategy="count_based", keep_events=0,
+                                                target_url=target, segment_size=5000,
+                                                delete_after_archive=False)
+                        archive_job = start_archive_job(engine, policy, created_by="soak")
+                    samples.append(_sample(elapsed, wchildren, members, pool, cps))
+                    s = samples[-1]
+                    print(f"{s['t']:6.0f} s  {s['events_per_s']:7.0f} ev/s  append p50 {s['p50_ms']:6.2f} ms "
+                          f"p99 {s['p99_ms']:6.2f} ms  group lag {s['lag_events']:>7,}  "
+                          f"rss MB {json.dumps(s['rss_mb'])}", flush=True)
+                # On a slow start the jobs may not have begun yet: start them while the writers run.
+                if replay_job is None:
                     replay_job = EventReplayService(store, broker).replay_events(
                         ReplayConfig(handler_names=["soak_noop"], batch_size=2000)).job_id
-                if archive_job is None and written and elapsed >= seconds / 2:
-                    policy = ArchivalPolicy(name="soak", strategy="count_based", keep_events=0,
-                                            target_url=target, segment_size=5000,
-                                            delete_after_archive=False)
-                    archive_job = start_archive_job(engine, policy, created_by="soak")
-                samples.append(_sample(elapsed, wchildren, members, pool, cps))
-                s = samples[-1]
-                print(f"{s['t']:6.0f} s  {s['events_per_s']:7.0f} ev/s  append p50 {s['p50_ms']:6.2f} ms "
-                      f"p99 {s['p99_ms']:6.2f} ms  group lag {s['lag_events']:>7,}  "
-                      f"rss MB {json.dumps(s['rss_mb'])}", flush=True)
-            # On a slow start the jobs may not have begun yet: start them while the writers run.
-            if replay_job is None:
-                replay_job = EventReplayService(store, broker).replay_events(
-                    ReplayConfig(handler_names=["soak_noop"], batch_size=2000)).job_id
-            if archive_job is None:
-                archive_job = start_archive_job(engine, ArchivalPolicy(
-                    name="soak", strategy="count_based", keep_events=0, target_url=target,
-                    segment_size=5000, delete_after_archive=False), created_by="soak")
-            time.sleep(min(interval, 2.0))
-        finally:
-            for w in wchildren:
-                w.stop()
-        acknowledged = sum(next((x["events"] for x in w.lines if x.get("final")), -1) for w in wchildren)
-        checks["writers_reported"] = all(any(x.get("final") for x in w.lines) for w in wchildren)
-        # the jobs and the group finish what was written
-        for name, job in (("replay", replay_job), ("archive", archive_job)):
-            if job is None:
-                checks[f"{name}_job"] = "not started (run too short)"
-                continue
-            done = engine.wait(job, timeout=600)
-            checks[f"{name}_job"] = done.status
-        deadline = time.monotonic() + 300
-        while group_lag(cps)[0] != 0 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for m in members:
-            m.stop()
-        pool.stop()
-        broker.client.close()
+                if archive_job is None:
+                    archive_job = start_archive_job(engine, ArchivalPolicy(
+                        name="soak", strategy="count_based", keep_events=0, target_url=target,
+                        segment_size=5000, delete_after_archive=False), created_by="soak")
+                time.sleep(min(interval, 2.0))
+            finally:
+                for w in wchildren:
+                    w.stop()
+            acknowledged = sum(next((x["events"] for x in w.lines if x.get("final")), -1) for w in wchildren)
+            checks["writers_reported"] = all(any(x.get("final") for x in w.lines) for w in wchildren)
+            # the jobs and the group finish what was written
+            for name, job in (("replay", replay_job), ("archive", archive_job)):
+                if job is None:
+                    checks[f"{name}_job"] = "not started (run too short)"
+                    continue
+                done = engine.wait(job, timeout=600)
+                checks[f"{name}_job"] = done.status
+            deadline = time.monotonic() + 300
+            while group_lag(cps)[0] != 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:  # on any failure too: no process of the run is left behind
+            for m in members:
+                m.stop(timeout=20)
+            pool.stop()
+            broker.client.close()
         checks.update(_final_checks(store, url, acknowledged))
     ok = (checks["writers_reported"] and checks["counts_match"] and checks["global_order_ok"]
           and checks["group_every_event"] and checks["verify_ok"]
