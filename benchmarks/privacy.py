@@ -134,6 +134,7 @@ def main() -> None:
                         "on": load_settings(database_url=url, encryption="on", master_key="33" * 32,
                                             blind_index=not args.no_blind_index)}
             cpu_us: dict[str, list[float]] = {"off": [], "on": []}
+            append_cpu_us: dict[str, list[float]] = {"off": [], "on": []}
             stores = {mode: PostgreSQLEventStore(url, settings=s) for mode, s in settings.items()}
             try:
                 append_round(stores["on"], "warm-on", 20)
@@ -141,8 +142,10 @@ def main() -> None:
                 for r in range(args.rounds):
                     for mode in ("off", "on"):
                         prefix = f"r{r}{mode}-"
+                        cpu = time.process_time()
                         rates[f"append {mode}"].append(append_round(stores[mode], prefix, streams))
                         rates[f"again {mode}"].append(append_round(stores[mode], prefix, streams))
+                        append_cpu_us[mode].append((time.process_time() - cpu) / (streams * 2 * BATCH) * 1e6)
                         cpu = time.process_time()
                         rates[f"read {mode}"].append(read_round(stores[mode], prefix, streams,
                                                                 per_stream=2 * BATCH))
@@ -159,6 +162,7 @@ def main() -> None:
         "append_existing_ratio_on_off": medians["again on"] / medians["again off"],
         "read_ratio_on_off": medians["read on"] / medians["read off"],
         "read_client_cpu_us_per_event": {m: statistics.median(v) for m, v in cpu_us.items()},
+        "append_client_cpu_us_per_event": {m: statistics.median(v) for m, v in append_cpu_us.items()},
         "forget": forget,
     }
     if args.json:
@@ -172,6 +176,9 @@ def main() -> None:
           f"read_stream on/off {out['read_ratio_on_off']:.0%}")
     cpu = out["read_client_cpu_us_per_event"]
     print(f"  read_stream client CPU per event: {cpu['off']:.0f} us off, {cpu['on']:.0f} us on")
+    cpu = out["append_client_cpu_us_per_event"]
+    print(f"  append (both passes) client CPU per event: {cpu['off']:.0f} us off, {cpu['on']:.0f} us on"
+          f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"forget of a subject with {forget['events']:,} events: key destruction "
           f"{forget['key_destruction_ms']:.1f} ms, whole forget job {forget['forget_job_seconds']:.2f} s")
 

@@ -148,12 +148,17 @@ class SubjectKeys:
     def _create(self, refs: set[str]) -> dict[str, DataKey]:
         """The keys of ``refs``, made (with fresh random keys) where missing: one round trip."""
         order = sorted(refs)
-        wraps = [self.provider.wrap(ref, os.urandom(32)) for ref in order]
+        plain = {ref: os.urandom(32) for ref in order}
+        wraps = [self.provider.wrap(ref, plain[ref]) for ref in order]
         params: dict[str, Any] = {"refs": order, "kids": [k for k, _ in wraps],
                                   "wrapped": [w for _, w in wraps]}
         with self.db.connection() as conn:
             rows = conn.execute(self.db.sql("privacy", "keys_get_or_create"), params).fetchall()
-        return {ref: DataKey(self.provider.unwrap(kid, ref, bytes(wrapped))) for ref, kid, wrapped in rows}
+        ours = {ref: wrapped for ref, (_, wrapped) in zip(order, wraps, strict=True)}
+        # A key we made and stored is used as made; one a concurrent writer stored is unwrapped.
+        return {ref: DataKey(plain[ref] if bytes(wrapped) == ours.get(ref)
+                             else self.provider.unwrap(kid, ref, bytes(wrapped)))
+                for ref, kid, wrapped in rows}
 
     def _fetch(self, refs: set[str]) -> dict[str, DataKey]:
         with self.db.connection() as conn:
@@ -222,11 +227,15 @@ class PrivacyCipher:
         """
         registry = self.registry()
         todo = []
+        refs: dict[str, str] = {}  # subject -> ref, once per append (a batch is mostly one subject)
         for i, event in enumerate(events):
             pd = registry.declaration_of(event)
             subject = registry.subject_of(event) if pd is not None else None
             if pd is not None and subject is not None:
-                todo.append((i, pd, subject_ref(self.ring, subject)))
+                ref = refs.get(subject)
+                if ref is None:
+                    ref = refs[subject] = subject_ref(self.ring, subject)
+                todo.append((i, pd, ref))
         if not todo:
             return list(events), None
         # Blind-index entries first (they need the plain values, not the keys).

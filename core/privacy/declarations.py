@@ -34,6 +34,7 @@ version. :func:`registry_for` gives the merged registry.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,7 @@ ROOTS = ("data", "metadata")
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-$@:]+(\[\])?\Z")
 
 
+@functools.lru_cache(maxsize=4096)  # (immutable result; a bad path raises, and is not cached)
 def parse_path(path: str, *, where: str = "path") -> tuple[str, tuple[tuple[str, bool], ...]]:
     """``"data.addresses[].street"`` -> ``("data", (("addresses", True), ("street", False)))``.
 
