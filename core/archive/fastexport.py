@@ -66,41 +66,52 @@ def _problem(eid: str, gp: str) -> str:
             "it is not archived (run 'evstore verify')")
 
 
-def _field(copied: str) -> str:
-    """A column as COPY's text form sent it, back to its text (NULL stays ``\\N``)."""
-    if copied == _NULL or "\\" not in copied:
+def _field(copied: str) -> str | None:
+    """A column as COPY's text form sent it, back to its text (None for NULL)."""
+    if copied == _NULL:
+        return None
+    if "\\" not in copied:
         return copied
     return _ESCAPED.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), copied)
 
 
-def _q(value: str) -> str:
-    return "null" if value == _NULL else _quote(value)
+def _q(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
 
 
-def _n(value: str) -> str:
-    return "null" if value == _NULL else value
+def _n(value: str | None) -> str:
+    return "null" if value is None else value
 
 
 def _read_lines(cur: Any, sql: str, params: dict[str, Any], ring: KeyRing,
-                sizes: dict[str, int]) -> list[bytes]:
+                sizes: dict[str, int], encoding: str) -> list[bytes]:
     """The segment's lines, every event's checksum checked as its row arrives (PostgreSQL
     writes the next rows meanwhile); ``sizes`` gets the bytes of each stream's lines."""
     lines: list[bytes] = []
     append = lines.append
     macs: dict[str, HmacSha256] = {}
     with cur.copy(sql, params) as copy:
-        for chunk in copy:  # one CopyData message per row, in the database's UTF-8
-            row = bytes(chunk)[:-1].decode()
-            f = row.split("\t")
-            if "\\" in row.replace("\\N", ""):  # something was escaped (rare but for JSON)
+        for chunk in copy:  # one CopyData message per row, in the connection's encoding
+            row = bytes(chunk)[:-1].decode(encoding)
+            f: list[Any] = row.split("\t")
+            escaped = "\\" in row.replace("\\N", "")  # not only NULLs (rare but for JSON)
+            if escaped:
                 f = [_field(x) for x in f]
             (eid, hexid, aid, atype, etype, ever, aver, sid, pos, gp, tx, data, payload, meta,
              created, stored, status, comp, encr, digest, osize, ssize, created_us) = f
+            if not escaped:  # "\N" is a NULL here (a text "\N" would have come as "\\N")
+                data = None if data == _NULL else data
+                payload = None if payload == _NULL else payload
+                status = None if status == _NULL else status
+                comp = None if comp == _NULL else comp
+                encr = None if encr == _NULL else encr
+                osize = None if osize == _NULL else osize
+                ssize = None if ssize == _NULL else ssize
             line = (_LINE % (eid, _quote(aid), _quote(atype), _quote(etype), ever, aver,
                              _quote(sid), pos, gp, tx, _q(data), _q(payload), _quote(meta),
                              created, stored, _q(status), _q(comp), _q(encr), _quote(digest),
                              _n(osize), _n(ssize))).encode()
-            if payload == _NULL and data != _NULL and digest.startswith("2:"):
+            if payload is None and data is not None and digest.startswith("2:"):
                 _, kid, mac = digest.split(":")
                 ring_mac = macs.get(kid)
                 if ring_mac is None:
@@ -124,7 +135,8 @@ def collect_segment(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyR
     with store.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
         cur.execute(store.db.sql("archive", "export_snapshot"))
         cur.execute(store.db.sql("archive", "export_work_mem"))
-        lines = _read_lines(cur, store.db.sql("archive", "segment_copy"), params, ring, sizes)
+        lines = _read_lines(cur, store.db.sql("archive", "segment_copy"), params, ring, sizes,
+                            conn.info.encoding)
         ranges = cur.execute(store.db.sql("archive", "segment_stream_ranges"), params).fetchall()
     if not lines:
         raise ValueError(f"segment {seg.number} of run {run.run_id} has no events")

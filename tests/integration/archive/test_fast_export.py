@@ -31,7 +31,8 @@ AWKWARD = ['quote " back \\ slash \\" \\\\', "tab\there\nnew\rline \b\f \x01 \x1
 def _events(stream: int) -> list[EventRecord]:
     base = month_start(2) + timedelta(days=3)
     return [EventRecord(
-        aggregate_id=f"agg\t\"{stream}\\ü", aggregate_type="Type\\\"A", event_type="Ev\nt",
+        aggregate_id=f"agg\t\"{stream}\\ü", aggregate_type="\\N" if stream else "Type\\\"A",
+        event_type="Ev\nt",
         event_data={"text": text, "big": "y" * (600 if i == 1 else 3), "n": i, "f": 0.1 * i,
                     "k\\\"ey": [None, True, 1e100]},
         metadata=EventMetadata(user_id=f"u\\{stream}", source="te\"st ☃"),
