@@ -230,7 +230,7 @@ class PrivacyCipher:
         refs: dict[str, str] = {}  # subject -> ref, once per append (a batch is mostly one subject)
         for i, event in enumerate(events):
             pd = registry.declaration_of(event)
-            subject = registry.subject_of(event) if pd is not None else None
+            subject = _subject_of(registry, pd, event) if pd is not None else None
             if pd is not None and subject is not None:
                 ref = refs.get(subject)
                 if ref is None:
@@ -304,6 +304,21 @@ class PrivacyCipher:
                 if isinstance(value, str) and value.startswith(fieldcipher.MARK):
                     object.__setattr__(record.metadata, name, open_value(value, f"metadata.{name}"))
         return record
+
+
+def _subject_of(registry: PrivacyRegistry, pd: Any, event: EventRecord) -> str | None:
+    """``registry.subject_of(event)`` for the declaration ``pd`` already found, without
+    re-reading the event for the two usual paths (the aggregate id, metadata.user_id)."""
+    if pd.subject == "aggregate_id":
+        value: Any = event.aggregate_id
+    elif (pd.subject == "metadata.user_id" and isinstance(event.metadata, EventMetadata)
+          and event.metadata.user_id is not None):  # (None: it may be in extra, as to_dict has it)
+        value = event.metadata.user_id
+    else:
+        return registry.subject_of(event)
+    if value is None or isinstance(value, dict | list) or value == "":
+        return None
+    return str(value)
 
 
 def _sealer(key: DataKey, ref: str, event_id: Any, path: str) -> Any:
