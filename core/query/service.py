@@ -1,8 +1,8 @@
 """EventQueryService: criteria queries, full-text search, a never-stale cache, explain.
 
 A query reads, like ``read_all``, only events of transactions below the
-global-order horizon (``write_horizon()``), in one REPEATABLE READ snapshot,
-under a statement timeout; pages are keyset pages of the global order
+global-order horizon, computed by the page's own statement in its snapshot
+(page_at_horizon), under a statement timeout; pages are keyset pages of the global order
 ``(transaction_id, global_position)`` behind an opaque cursor. Results are the
 store's EventRecords, decoded and checksum-verified by ``store.decode_row``.
 See docs/query.md for what each predicate can and cannot see.
