@@ -99,8 +99,11 @@ def console_url(job_env: dict[str, str], console_config: Path, tmp_path: Path) -
 @pytest.fixture(scope="session")
 def _driver() -> Iterator[Any]:
     if not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMEDRIVER)):
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: apt-get install chromium chromium-driver "
-                    "(.ci/run installs them)")
+        why = (f"{CHROMIUM} and {CHROMEDRIVER} are needed: apt-get install chromium chromium-driver "
+               "(./run test installs them when run as root)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
