@@ -32,6 +32,8 @@ def ranked(service: Any, query: str, event_types: Any, limit: int,
         raise QueryError(f"limit must be from 1 to 10,000 (got {limit})")
     leaf = Leaf("text", None, query)
     criteria = EventSearchCriteria(event_types=event_types, limit=limit, **extra)
+    if criteria.event_types:  # a typo in a type filter is an error, never an empty answer
+        service.store.check_event_types(criteria.event_types)
     compiler = service.compiler
     t = service.table
     c = t.c

@@ -356,6 +356,8 @@ class EventQueryService:
                        where=map_leaves(criteria.predicate, self.field_rewriter))
 
     def _check(self, criteria: EventSearchCriteria) -> None:
+        if criteria.event_types:  # a typo in a type filter is an error, never an empty answer
+            self.store.check_event_types(criteria.event_types)
         if criteria.predicate is None:
             return
         from .criteria import leaves

@@ -37,6 +37,8 @@ def test_query_command(store: Any, pg_url: str) -> None:
     bad = run(pg_url, "--where", '__import__("os").system("touch /tmp/owned")')
     assert bad.returncode == 2 and "not allowed" in bad.stderr and "Traceback" not in bad.stderr
     assert run(pg_url, "--where", "body.x == 1").returncode == 2
+    typo = run(pg_url, "--type", "UserRegistred")
+    assert typo.returncode == 2 and "unknown event type(s): UserRegistred" in typo.stderr
     found = run(pg_url, "search", "bob@example.com", "--json")  # an address is one token
     assert found.returncode == 0 and [e["aggregate_id"] for e in json.loads(found.stdout)] == ["2"]
     plan = run(pg_url, "explain", "--where", 'metadata.source == "web"')

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from evstore.core.config import load_settings
-from evstore.core.errors import QueryError, QueryLimitError
+from evstore.core.errors import QueryError, QueryLimitError, UnknownEventTypeError
 from evstore.core.query import EventQueryService, EventSearchCriteria, Leaf, Not, f, text
 from evstore.core.query.compiler import compile_sql
 from evstore.core.store.persistence import EventMetadata, EventRecord
@@ -68,8 +69,13 @@ def test_values_and_paths_never_become_sql_text(query_store: Any) -> None:
         if len(bad) > 3:
             assert bad not in sql, (bad, sql)
         assert any(bad == v or (isinstance(v, list) and bad in v) for v in params.values())
-        result, _ = service.query_events(c, plan=False, use_cache=False)
-        assert result.events == []  # treated as data: nothing is named like that
+        # An event type never appended is refused by name (a typo in a filter) ...
+        with pytest.raises(UnknownEventTypeError) as refused:
+            service.query_events(c, plan=False, use_cache=False)
+        assert refused.value.unknown == [bad]
+        # ... and every other hostile value is data: nothing is named like that.
+        result, _ = service.query_events(replace(c, event_types=["T1"]), plan=False, use_cache=False)
+        assert result.events == []
         # In a predicate of each kind, in path and value positions: data, or a clear refusal.
         for leaf in (lambda b=bad: f(f"metadata.{b}") == b, lambda b=bad: Leaf("in", "data.email", (b,)),
                      lambda b=bad: f("data.email").startswith(b), lambda b=bad: text(b),
