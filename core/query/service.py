@@ -254,10 +254,10 @@ class EventQueryService:
         return keep
 
     def _unchanged(self, conn: psycopg.Connection, old: int, new: int) -> bool:
-        """No event of a transaction in [old, new): a result read under old holds under new."""
-        if new < old:
-            return False
-        row = conn.execute(self.db.sql("query", "events_between"), [str(old), str(new)]).fetchone()
+        """No event of a transaction in [old, new), and no forget lately: old's result holds."""
+        row = None if new < old else conn.execute(
+            self.db.sql("query", "events_between"),  # the window: any entry's age, plus skew
+            [str(old), str(new), self.cache.ttl + 5.0]).fetchone()
         return row is not None and not row[0]
 
     def _one_page(self, conn: psycopg.Connection, criteria: EventSearchCriteria,

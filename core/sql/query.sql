@@ -56,8 +56,13 @@ DROP INDEX IF EXISTS {schema}.events_fulltext_idx;
 -- name: events_between
 -- Whether any event was written by a transaction in [old horizon, new horizon):
 -- a cached result read under the old horizon holds under the new one when none was.
+-- A forget rewrites or unseals events without writing any: a subject forgotten
+-- within the cache's lifetime (the third parameter, in seconds) counts as a change,
+-- so no process serves a cached answer read before that forget.
 SELECT EXISTS (SELECT 1 FROM {schema}.events
-                WHERE transaction_id >= %s::text::xid8 AND transaction_id < %s::text::xid8);
+                WHERE transaction_id >= %s::text::xid8 AND transaction_id < %s::text::xid8)
+    OR EXISTS (SELECT 1 FROM {schema}.forgotten_subjects
+                WHERE forgotten_at > now() - make_interval(secs => %s));
 
 -- name: page_at_horizon
 -- One statement: the global-order horizon and the page below it, in one snapshot

@@ -82,6 +82,8 @@ GRANT INSERT ON {schema}.blind_index TO {role};
 GRANT SELECT ON {schema}.archive_catalog TO {role};
 GRANT SELECT ON {schema}.archive_runs TO {role};
 GRANT SELECT ON {schema}.archive_segments TO {role};
+-- The query cache's check (query.sql events_between): when a subject was last forgotten.
+GRANT SELECT (forgotten_at) ON {schema}.forgotten_subjects TO {role};
 
 -- name: grant_reader
 -- Reads (store.sql reads, reader.sql) and a reader's own state: checkpoints
@@ -112,6 +114,8 @@ GRANT SELECT ON {schema}.blind_index TO {role};
 GRANT SELECT ON {schema}.archive_catalog TO {role};
 GRANT SELECT ON {schema}.archive_runs TO {role};
 GRANT SELECT ON {schema}.archive_segments TO {role};
+-- The query cache's check (query.sql events_between): when a subject was last forgotten.
+GRANT SELECT (forgotten_at) ON {schema}.forgotten_subjects TO {role};
 
 -- name: grant_worker
 -- The job engine (jobs.sql, firings.sql: workers and the scheduler), replays
