@@ -200,3 +200,17 @@ def redis_url(_redis_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A Dramatiq namespace of the test's own on REDIS_URL (for tests that start worker
+    pools with an explicit namespace); its keys are deleted afterwards."""
+    import redis
+
+    ns = f"evstore-test-{uuid.uuid4().hex[:8]}"
+    yield ns
+    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    keys = list(client.scan_iter(f"{ns}*"))
+    if keys:
+        client.delete(*keys)

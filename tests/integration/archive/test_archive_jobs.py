@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,6 @@ from .helpers import populate, raw_rows
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    ns = f"evstore-test-{uuid.uuid4().hex[:8]}"
-    yield ns
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{ns}*"))
-    if keys:
-        client.delete(*keys)
 
 
 def pool(database_url: str, namespace: str, tmp_path: Path, name: str) -> WorkerPool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -77,14 +76,6 @@ def recent(store: object, i: int) -> list[EventRecord]:
             for e in store.read_stream(s, from_version=2)]  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    ns = f"evstore-test-{uuid.uuid4().hex[:8]}"
-    yield ns
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{ns}*"))
-    if keys:
-        client.delete(*keys)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,16 +27,6 @@ from evstore import PostgreSQLEventStore
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture
-def namespace() -> Iterator[str]:
-    ns = f"evstore-test-{uuid.uuid4().hex[:8]}"
-    yield ns
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{ns}*"))
-    if keys:
-        client.delete(*keys)
 
 
 def test_missed_periods_coalesce_into_one_firing(database_url: str, namespace: str) -> None:
