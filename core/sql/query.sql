@@ -77,34 +77,7 @@ SELECT page.*, h.x::text
  ORDER BY page.transaction_id {direction}, page.global_position {direction};
 
 -- name: statement_horizon
--- write_horizon() (migration 0006, docs/global-order.md) as a subquery that reads
--- the snapshot of the statement it is part of. The function itself is VOLATILE:
--- called by a READ COMMITTED statement it takes a newer snapshot than the
--- statement's rows, and could count a transaction that committed in between
--- (an event below the horizon the rows do not show). The function's query (mod()
--- for its %: the page has %(name)s parameters);
--- tests/integration/query/test_query_horizon.py checks both agree.
-WITH snap AS MATERIALIZED (
-    SELECT pg_current_snapshot() AS s
-), key AS (
-    SELECT hashtextextended('evstore-append:{schema}', 0) AS k
-), locks AS MATERIALIZED (
-    SELECT l.locktype, l.pid, l.transactionid::text::bigint AS x32
-      FROM pg_catalog.pg_locks l, key
-     WHERE l.granted
-       AND ((l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock')
-         OR (l.locktype = 'advisory' AND l.objsubid = 1
-             AND l.database = (SELECT oid FROM pg_catalog.pg_database
-                                WHERE datname = current_database())
-             AND l.classid::text::bigint = ((key.k >> 32) & 4294967295)
-             AND l.objid::text::bigint = (key.k & 4294967295)))
-), running AS (
-    SELECT t.x32, EXISTS (SELECT 1 FROM locks a
-                           WHERE a.locktype = 'advisory' AND a.pid = t.pid) AS appends
-      FROM locks t WHERE t.locktype = 'transactionid'
-)
-SELECT least(pg_snapshot_xmax(snap.s),
-             (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
-               WHERE NOT EXISTS (SELECT 1 FROM running r
-                                  WHERE r.x32 = mod(x::text::bigint, 4294967296) AND NOT r.appends))) AS x
-  FROM snap;
+-- write_horizon() (docs/global-order.md) as a subquery of the page's statement: the
+-- function is STABLE (migration 0012), so it reads that statement's snapshot, the
+-- same one the page's rows are read in.
+SELECT {schema}.write_horizon() AS x;

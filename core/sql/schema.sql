@@ -189,8 +189,9 @@ $$;
 -- never append here, do not hold the horizon back. Transactions running at
 -- the snapshot that have finished by the time the locks are read are counted
 -- (conservatively: they may have appended). See docs/global-order.md.
+-- STABLE (migration 0012): it runs in the snapshot of the statement that calls it.
 CREATE FUNCTION {schema}.write_horizon() RETURNS xid8
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql STABLE AS $$
     WITH snap AS MATERIALIZED (
         SELECT pg_current_snapshot() AS s
     ), key AS (

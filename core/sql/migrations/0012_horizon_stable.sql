@@ -1,0 +1,11 @@
+-- evstore schema, migration 12: write_horizon() is STABLE. {schema} is replaced
+-- with the quoted schema name.
+--
+-- A VOLATILE SQL function called by a READ COMMITTED statement takes a newer
+-- snapshot than the statement's own rows, so a statement could not ask for the
+-- horizon and the rows below it at once: the horizon might count a transaction
+-- that committed after the rows were read. STABLE functions run in the calling
+-- statement's snapshot, so `SELECT ... WHERE transaction_id < write_horizon()`
+-- is one consistent answer (the query service's page_at_horizon). Callers in a
+-- REPEATABLE READ transaction (read_all) see no difference.
+ALTER FUNCTION {schema}.write_horizon() STABLE;
