@@ -8,7 +8,6 @@ import os
 import pytest
 
 from tests.integration.reader.conftest import pstore  # noqa: F401  (fixture)
-from tests.integration.schedules.test_replicas import namespace  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -25,8 +25,10 @@ def handle_user_event(event: EventRecord):  # type: ignore[no-untyped-def]  # as
 
 
 @pytest.mark.usefixtures("only_these_handlers")
-def test_event_replay(event_store: PostgreSQLEventStore, start_workers: Any,
+def test_event_replay(start_workers: Any, event_store: PostgreSQLEventStore,
                       capsys: pytest.CaptureFixture[str]) -> None:
+    # start_workers first: it sets REDIS_URL (the embedded Redis when none is given),
+    # which the example's EventReplayService(event_store) reads from the store's settings.
     users = [uuid4() for _ in range(3)]
     workers = start_workers(["tests.spec.replay_handlers"])
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ from evstore.workers.settings import load_job_settings
 from evstore import EventMetadata, EventRecord
 from tests.conftest import with_dbname
 from tests.integration.archive.helpers import month_start
+from tests.pgtools import pg_dump
 
 from .conftest import MASTER, Emulators, open_store, target_url_for
 
@@ -103,8 +103,6 @@ def pool(database_url: str, keys_url: str, namespace: str, log: Path, config: Pa
     )
 
 
-def pg_dump(url: str) -> str:
-    return subprocess.run(["pg_dump", url], check=True, capture_output=True, text=True).stdout
 
 
 def archive_text(urls: list[str]) -> str:

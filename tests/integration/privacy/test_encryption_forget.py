@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from evstore.core.archive import cleanup_gdpr_data
 from evstore.core.privacy.crypto import FORGOTTEN, Forgotten, find_events
 
 from evstore import EventMetadata, EventRecord
+from tests.pgtools import pg_dump
 
 from .conftest import open_store
 
@@ -26,8 +26,7 @@ def viewed(user: str) -> EventRecord:
 
 
 def dump(url: str) -> str:
-    return subprocess.run(["pg_dump", "--data-only", url], check=True, capture_output=True,
-                          text=True).stdout
+    return pg_dump(url, "--data-only")
 
 
 def test_encrypted_at_rest_read_back_and_found_by_blind_index(encrypted_store, database_url) -> None:
