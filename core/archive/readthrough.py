@@ -219,12 +219,19 @@ def _check_uncataloged(reads: Any, stream_id: str, lo: int, hi: int,
             "'evstore archive catalog --backfill'")
 
 
-def _has_gap(events: list[EventRecord], start: int, backwards: bool) -> bool:
+def _has_gap(events: list[EventRecord], start: int, backwards: bool,
+             max_count: int | None) -> bool:
+    """Whether the live rows visibly lack positions of the range read: none at all, a
+    hole between them, a forward read not starting at ``start``, or a backwards read
+    that stopped short of its count above position 1 (archived events lie below live
+    ones, so their absence shows only there)."""
     if not events:
         return True
     positions = [e.stream_position for e in events]
     step = -1 if backwards else 1
     if not backwards and positions[0] != max(start, 1):
+        return True
+    if backwards and positions[-1] > 1 and (max_count is None or len(events) < max_count):
         return True
     return any(b != a + step for a, b in itertools.pairwise(positions))
 
@@ -237,12 +244,14 @@ def complete_stream(
     if max_count == 0:
         return events
     if backwards:
+        if start >= MAX_POSITION:  # from the end: the range is counted from the head
+            start = events[0].stream_position if events else reads.get_stream_version(stream_id)
         hi = start
         lo = 1 if max_count is None else max(1, start - max_count + 1)
     else:
         lo = max(start, 1)
         hi = MAX_POSITION if max_count is None else lo + max_count - 1
-    gap = _has_gap(events, start, backwards)
+    gap = _has_gap(events, start, backwards, max_count)
     if not gap and max_count is not None and len(events) == max_count and (
             not backwards or start < MAX_POSITION):
         return events  # every position asked for is live

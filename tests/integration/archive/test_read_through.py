@@ -255,3 +255,38 @@ def test_replay_reader_over_archived_months(database_url: str, tmp_path: Path) -
         with pytest.raises(ArchivedHistoryError):
             EventStreamReader(store, StreamConfig("r-off", mode=StreamReadMode.REPLAY,
                                                   include_archived=True)).run(lambda e: None)
+
+
+def test_a_backwards_read_right_after_another_process_archived_is_complete(
+    database_url: str, tmp_path: Path
+) -> None:
+    """This process last saw an empty catalog (believed for a moment); another process
+    then archives a stream's older events. A backwards read (whose live rows are
+    contiguous, the archived ones below them) must still return the whole history."""
+    with PostgreSQLEventStore(database_url) as store:
+        reset_caches(store, tmp_path / "cache")
+        populate(store, [3], streams=1, per_stream=4, prefix="span")
+        stream = "span-3-0"
+        store.append_events(stream, [EventRecord(
+            aggregate_id=stream, aggregate_type="User", event_type="ProfileUpdated",
+            event_data={"n": 100 + i}) for i in range(3)], expected_version=4)
+        before = fingerprint(store.read_stream(stream, backwards=True))
+        assert len(before) == 7  # and the catalog is now believed empty here
+        code = (
+            "import sys\n"
+            "from datetime import datetime\n"
+            "from evstore import PostgreSQLEventStore\n"
+            "from evstore.core.archive import ArchivalPolicy, run_policy\n"
+            "with PostgreSQLEventStore(sys.argv[1]) as s:\n"
+            "    r = run_policy(s, ArchivalPolicy(name='old', strategy='time_based',\n"
+            "                   retention_days=45, target_url=sys.argv[2]),\n"
+            "                   now=datetime.fromisoformat(sys.argv[3]))\n"
+            "    print(r.run.deleted_events)\n")
+        proc = subprocess.run([sys.executable, "-c", code, database_url, f"file://{tmp_path}/a",
+                               NOW.isoformat()], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["4"]
+        assert store.get_stream_version(stream) == 7
+        assert fingerprint(store.read_stream(stream, backwards=True)) == before
+        assert fingerprint(store.read_stream(stream, backwards=True, max_count=6)) == before[:6]
+        assert fingerprint(store.read_stream(stream)) == before[::-1]
