@@ -419,10 +419,15 @@ SELECT s.aggregate_id, s.aggregate_type, max(c.last_position) AS archived_to, s.
 HAVING s.version > max(c.last_position)
  ORDER BY s.aggregate_type, s.aggregate_id;
 
--- name: export_snapshot
--- Fast export (fastexport.py): the segment's lines and its per-stream ranges
--- are read by two statements that must see the same rows.
-SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+-- name: export_settings
+-- Fast export (fastexport.py), for the one COPY of a segment: its rows are found
+-- by one index probe per planned item (a segment is a few thousand items, a
+-- month partition may hold millions: a hash join would read the partitions
+-- whole for every segment), sorted in memory, by this process alone.
+SET LOCAL enable_hashjoin = off;
+SET LOCAL enable_mergejoin = off;
+SET LOCAL max_parallel_workers_per_gather = 0;
+SET LOCAL work_mem = '64MB';
 
 -- name: segment_copy
 -- Fast export (fastexport.py): per event of a segment, in the global order, one
@@ -446,27 +451,10 @@ SELECT e.event_id, replace(e.event_id::text, '-', ''), e.aggregate_id, e.aggrega
          ORDER BY e.transaction_id, e.global_position OFFSET 0) e
 ) TO STDOUT;
 
--- name: segment_stream_ranges
--- Fast export, in the same snapshot as segment_copy: each stream's range in
--- the segment, for the manifest and the archive catalog.
-SELECT e.stream_id,
-       min(e.stream_position) AS first_position, max(e.stream_position) AS last_position,
-       count(*) AS event_count, min(e.global_position) AS min_global_position,
-       max(e.global_position) AS max_global_position, min(e.created_at) AS min_created_at,
-       max(e.created_at) AS max_created_at
-  FROM {schema}.archive_items i
-  JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
- WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
- GROUP BY e.stream_id;
-
 -- name: analyze_items
 -- After planning: the planner then joins a segment's items to the events with a
 -- hash join instead of one index probe per event.
 ANALYZE {schema}.archive_items;
-
--- name: export_work_mem
--- A segment's rows are sorted in the global order in memory, not on disk.
-SET LOCAL work_mem = '64MB';
 
 -- name: catalog_segment_ranges
 -- Readers across tiers (tiers.py): every cataloged segment with its range in
