@@ -68,6 +68,10 @@ def run_batch(store: EventStore, conn: psycopg.Connection, job_id: int,
     subject = job_params.get("subject")
     if not subject:
         return 0, {}  # the job finished and forgot its subject: nothing left to do
+    from .holds import ensure_not_held, lock_subject
+
+    lock_subject(store, conn, str(subject))  # a hold placed meanwhile waits for this batch
+    ensure_not_held(store, str(subject), "forget")  # or stops it: LegalHoldError, nothing done
     counts = _run_step(store, conn, str(subject), {**params, "job_id": job_id})
     add_counts(store, conn, int(job_params["request_id"]), counts)
     return int(params.get("segments", 1)), counts

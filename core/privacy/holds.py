@@ -2,7 +2,10 @@
 
 ``place`` / ``release`` record a hold (``legal_holds``, migration 0010) and
 write an access-log entry each. :func:`ensure_not_held` is called where a
-forget starts (the forget job, ``cleanup_gdpr_data``): for a held subject it
+forget starts (the forget job, ``cleanup_gdpr_data``) and again by each of
+its batches, under :func:`lock_subject` (a hold placed while the job runs
+stops the batches not yet done; ``evstore jobs requeue`` completes them once
+the hold is released): for a held subject it
 writes an audit entry (``forget_refused``, in a transaction of its own, so
 the refusal stays recorded whatever the caller does next) and raises
 :class:`LegalHoldError`. :func:`partition_pin` is asked by a retention run
@@ -55,6 +58,7 @@ def place(store: EventStore, subject: str, reason: str, by: str) -> tuple[Hold, 
     if not reason or not reason.strip():
         raise ValueError("a legal hold needs a reason (--reason)")
     with store.db.connection() as conn, conn.transaction():
+        lock_subject(store, conn, subject)
         row = conn.execute(_sql(store, "hold_subject"),
                            {"subject": subject, "reason": reason, "by": by}).fetchone()
         if row is not None:
@@ -76,6 +80,11 @@ def release(store: EventStore, subject: str, by: str) -> Hold:
             record(store, AccessEntry("legal_hold_release", by, purpose="legal hold",
                                       subject_ids=(subject,), details={"reason": found.reason}), conn)
     return found
+
+
+def lock_subject(store: EventStore, conn: psycopg.Connection, subject: str) -> None:
+    """Serialise, until ``conn``'s transaction ends, with a hold placed on ``subject``."""
+    conn.execute(_sql(store, "subject_hold_lock"), {"subject": subject})
 
 
 def hold_of(store: EventStore, subject: str, conn: psycopg.Connection | None = None) -> Hold | None:

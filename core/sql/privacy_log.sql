@@ -64,6 +64,11 @@ SELECT access_id, seq, accessed_at, accessor, access_type, purpose, host(ip_addr
  ORDER BY seq NULLS LAST, id
  LIMIT %(limit)s;
 
+-- name: subject_hold_lock
+-- Taken by a hold being placed and by each batch of a forget job, in their
+-- transactions: a batch either commits before the hold exists or sees it.
+SELECT pg_advisory_xact_lock(hashtextextended('evstore-legal-hold:{schema}:' || %(subject)s, 0));
+
 -- name: hold_subject
 INSERT INTO {schema}.legal_holds (subject_id, reason, placed_by)
 VALUES (%(subject)s, %(reason)s, %(by)s)

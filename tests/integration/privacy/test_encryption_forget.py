@@ -118,3 +118,33 @@ def test_a_subject_under_legal_hold_is_not_forgotten(encrypted_store) -> None:
     with pytest.raises(holds.LegalHoldError):
         cleanup_gdpr_data(store, "h1")
     assert store.read_stream("User-h1")[0].event_data["name"] == "h1-name-canary"
+
+
+def test_a_hold_placed_after_a_forget_was_planned_stops_its_batches(encrypted_store) -> None:
+    """The hold is checked by every batch, not only when the job is planned: a hold placed
+    between planning and running leaves the subject whole, audited; released, the job is
+    completed by resuming it."""
+    from evstore.core.errors import JobError
+    from evstore.core.jobs.repository import JobRepository
+    from evstore.core.privacy import forget_job, holds
+    from evstore.core.privacy.access_log import entries_about
+
+    store = encrypted_store
+    store.append_events("User-h2", [registered("h2")])
+    store.append_events("page-h2", [viewed("h2")])
+    params, batches = forget_job.plan(store, {"subject": "h2", "requested_by": "test"})
+    repo = JobRepository(store)
+    job_id = repo.create(forget_job.KIND, params, batches, "test")
+    holds.place(store, "h2", "litigation", "legal team")
+    with pytest.raises(JobError, match="legal hold"):
+        forget_job.resume_here(store, job_id)
+    assert store.read_stream("User-h2")[0].event_data["name"] == "h2-name-canary"
+    assert store.read_stream("page-h2")[0].metadata.extra["ip_address"] == "h2-ip-canary"
+    assert [b.status for b in repo.batches(job_id)].count("succeeded") == 0
+    assert "forget_refused" in [e["access_type"] for e in entries_about(store, "h2")]
+
+    holds.release(store, "h2", "legal team")
+    result = forget_job.resume_here(store, job_id)
+    assert result.keys_destroyed == 1
+    assert store.read_stream("User-h2")[0].event_data["name"] == FORGOTTEN
+    assert "h2-ip-canary" not in str(store.read_stream("page-h2")[0].metadata.extra)
