@@ -18,7 +18,11 @@ the stream, the missing positions and the runs.
 
 Fetched segments are cached on disk (``archive_cache_dir``, at most
 ``archive_cache_bytes``, oldest evicted first; checked against their SHA-256
-again on every use) and the parsed lines of the last few in memory.
+again on every use) and the parsed lines of the last few in memory. A
+forget rewrites segments (core/privacy/archive_forget.py) and drops the
+forgetting machine's copies; every other process drops its copies of files no
+longer published (a digest no segment has now) when it next reads through,
+at most every ``_PRUNE_EVERY`` seconds, on disk and in memory.
 """
 
 from __future__ import annotations
@@ -52,7 +56,11 @@ _MEMORY_SEGMENTS = 8
 # (a gap in the live rows always asks at once).
 _EMPTY_FOR = 2.0
 
+# How often a reading process drops cached segments that are no longer published.
+_PRUNE_EVERY = 60.0
+
 _parsed: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+_pruned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 _empty_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _no_legacy_until: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -123,6 +131,33 @@ def _cache_put(settings: Any, digest: str, data: bytes) -> None:
             break
         total -= path.stat().st_size
         path.unlink(missing_ok=True)
+
+
+def prune_stale(db: Any, settings: Any, force: bool = False) -> int:
+    """Drop this process's cached segments (on disk and parsed in memory) whose digest no
+    published segment has any more, e.g. the pre-forget copy of a rewritten segment;
+    at most every ``_PRUNE_EVERY`` seconds per database unless ``force``. The number
+    dropped."""
+    now = time.monotonic()
+    if not force and _pruned_at.get(db, 0.0) > now:
+        return 0
+    _pruned_at[db] = now + _PRUNE_EVERY
+    try:
+        with db.connection() as conn:
+            current = {d for (d,) in conn.execute(db.sql("archive", "segment_digests"))}
+    except psycopg.errors.UndefinedTable:
+        return 0
+    dropped = 0
+    with _lock:
+        for digest in [d for d in _parsed if d not in current]:
+            del _parsed[digest]
+            dropped += 1
+    folder = settings.archive_cache_dir or (Path(settings.home) / "archive-cache")
+    for path in Path(folder).glob("*.zst"):
+        if path.name[: -len(".zst")] not in current:
+            path.unlink(missing_ok=True)
+            dropped += 1
+    return dropped
 
 
 def fetch_segment_lines(
@@ -272,6 +307,7 @@ def complete_stream(
     if not settings.archive_read_through:
         raise ArchivedHistoryError(stream_id, ranges(list(wanted)), runs,
                                    "read-through is off (EVSTORE_ARCHIVE_READ_THROUGH=false)")
+    prune_stale(reads.db, settings)
     found: dict[int, EventRecord] = {}
     for entry in entries:
         try:
@@ -307,6 +343,8 @@ def iter_archived(store: EventStore, lo: int = 0, hi: int = MAX_POSITION) -> Ite
     if segments and not settings.archive_read_through:
         raise ArchivedHistoryError("*", f"global {lo}-{hi}", sorted({s["run_id"] for s in segments}),
                                    "read-through is off (EVSTORE_ARCHIVE_READ_THROUGH=false)")
+    if segments:
+        prune_stale(db, settings)
     for seg in segments:
         try:
             lines = fetch_segment_lines(settings, seg["target_url"], seg["data_path"], seg["sha256"],

@@ -335,6 +335,11 @@ ON CONFLICT DO NOTHING;
 -- name: catalog_any
 SELECT EXISTS (SELECT 1 FROM {schema}.archive_catalog) AS any;
 
+-- name: segment_digests
+-- Read-through's cache prune: the SHA-256 of every archived segment file now
+-- published (a forget's rewrite replaces a segment's file and its digest).
+SELECT sha256 FROM {schema}.archive_segments WHERE sha256 IS NOT NULL;
+
 -- name: catalog_stream
 -- The segments holding positions lo..hi of one stream.
 SELECT c.run_id::text AS run_id, c.segment_no, c.first_position, c.last_position,

@@ -183,3 +183,34 @@ def test_cli_forget_here_and_forgets(database_url: str, privacy_config: Path) ->
     bad = subprocess.run([evstore, "privacy", "forget", " ", "--here"], env=env,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "subject id" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_another_process_drops_its_cached_pre_forget_segment_when_it_next_reads(
+        database_url: str, privacy_config: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """Read-through caches on one machine; a forget runs on another (its own cache): the
+    first machine's copy of the old segment is dropped on its next read-through."""
+    from evstore.core.archive import readthrough
+
+    monkeypatch.setattr(readthrough, "_PRUNE_EVERY", 0.0, raising=False)
+    folder = tmp_path / "archive"
+    with open_store(database_url, encryption="off", archive_cache_dir=tmp_path / "cache-a") as a, \
+            open_store(database_url, encryption="off", archive_cache_dir=tmp_path / "cache-b") as b:
+        for user in ("c1", "c2"):
+            a.append_events(f"User-{user}", [registered(user)])
+        EventArchiver(a).archive(ArchivalPolicy(name="all", strategy="count_based",
+                                                keep_events=0, target_url=folder.as_uri()))
+        readthrough._parsed.clear()
+        assert a.read_stream("User-c1")[0].event_data["email"] == "c1-mail-canary@example.com"
+
+        def cached_text(name: str) -> str:
+            return "".join(zstandard.ZstdDecompressor().decompressobj().decompress(p.read_bytes())
+                           .decode() for p in (tmp_path / name).glob("*.zst"))
+
+        assert "c1-mail-canary" in cached_text("cache-a")
+        assert cleanup_gdpr_data(b, "c1").archive_segments_rewritten == 1
+        assert "c1-mail-canary" in cached_text("cache-a")  # not reachable from b's process
+        assert a.read_stream("User-c2")[0].event_data["email"] == "c2-mail-canary@example.com"
+        assert "c1-mail-canary" not in cached_text("cache-a")
+        assert "c2-mail-canary" in cached_text("cache-a")  # the new segment, fetched again
+        assert not any("c1-mail-canary" in json.dumps(lines) for lines in readthrough._parsed.values())
+        assert "c1-mail-canary" not in json.dumps(a.read_stream("User-c1")[0].event_data)
