@@ -220,6 +220,12 @@ def default_home() -> Path:
     return Path.home() / ".local" / "share" / "evstore"
 
 
+def home_dir() -> Path:
+    """``Settings.home`` without reading every other setting (EVSTORE_HOME, or the default)."""
+    home = os.environ.get("EVSTORE_HOME")
+    return Path(home) if home else default_home()
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings; raise ConfigurationError naming the variable.
 

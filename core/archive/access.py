@@ -20,10 +20,9 @@ path boundary on a canonical form (``s3://cold-bucket`` does not allow
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from ..config import load_settings
+from ..config import home_dir
 from ..config_file import env_storage, expand, load_config, protocol_of
 from ..errors import ConfigurationError
 
@@ -78,7 +77,7 @@ def allowed_targets() -> list[str]:
         raise ConfigurationError("[archive] targets must be a list of URLs")
     found += [str(expand(t, "archive.targets")) for t in listed]
     found += _configured_policy_targets(config)
-    found.append(str(Path(load_settings().home) / "archive"))
+    found.append(str(home_dir() / "archive"))
     return found
 
 
