@@ -82,11 +82,17 @@ class SnapshotBuildKind(JobKind):
             report = build_batch(ctx.store, cls, config, batch,
                                  ctx.job_params.get("aggregate_type"), conn=ctx.connection)
         except SnapshotBuildError as exc:
-            raise BatchFailure(str(exc), item=f"aggregate {exc.aggregate_id}") from exc
+            raise build_failure(exc) from exc
         return BatchOutcome(batch.count, {
             "built": report.built, "skipped": report.skipped,
             "original_bytes": report.original_bytes, "stored_bytes": report.stored_bytes,
         })
+
+
+def build_failure(exc: SnapshotBuildError) -> BatchFailure:
+    """A failed snapshot build as a batch failure naming the aggregate (also the
+    archive job's snapshot guard batches, workers/archive_jobs.py)."""
+    return BatchFailure(str(exc), item=f"aggregate {exc.aggregate_id}")
 
 
 register_job_kind(SnapshotBuildKind())

@@ -10,6 +10,7 @@ segment's status. Safe to call again after any failure.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     import psycopg
 
     from ..store.persistence import EventStore
+
+log = logging.getLogger(__name__)
 
 
 def _publish_manifest(target: ArchiveTarget, run: ArchiveRun) -> str:
@@ -133,7 +136,13 @@ def finalize_run(
             write_catalog(conn, store, run_id)
     forget_empty()
     if run.archival_policy.delete_after_archive:
-        snapshot_guard(store, run_id, snapshot_classes)  # before any event leaves
+        # Before any event leaves. An archive job's guard batches built these
+        # already: this final check builds what they could not know of (an
+        # aggregate whose first live event came after planning), or all of
+        # them for a run finalized in-process.
+        guard = snapshot_guard(store, run_id, snapshot_classes)
+        log.info("archive run %s: snapshot guard (final check): %d affected, %d built, "
+                 "%d already", run_id, guard.affected, guard.built, guard.already)
     manifest_url = _publish_manifest(target, run)
     _remove_leftovers(target, run)
     policy = run.archival_policy

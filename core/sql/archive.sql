@@ -470,3 +470,31 @@ SELECT DISTINCT c.run_id::text AS run_id, c.segment_no, r.target_url, s.data_pat
   JOIN {schema}.archive_runs r ON r.run_id = c.run_id
   JOIN {schema}.archive_segments s ON s.run_id = c.run_id AND s.segment_no = c.segment_no
  ORDER BY s.first_position;
+
+-- name: guard_plan
+-- Snapshot guard batches of an archive job (guard.py plan_guard): what
+-- guard_candidates finds, but also before the run's segments are exported: the
+-- last archived position of each stream comes from the catalog for the
+-- segments cataloged already and from the run's items (whose events are all
+-- still in the store) for the others.
+WITH archived AS (
+    SELECT c.stream_id, max(c.last_position) AS last_position
+      FROM {schema}.archive_catalog c
+     WHERE c.run_id = %(run_id)s
+     GROUP BY c.stream_id
+    UNION ALL
+    SELECT e.stream_id, max(e.stream_position)
+      FROM {schema}.archive_items i
+      JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
+     WHERE i.run_id = %(run_id)s
+       AND NOT EXISTS (SELECT 1 FROM {schema}.archive_catalog c
+                        WHERE c.run_id = i.run_id AND c.segment_no = i.segment_no)
+     GROUP BY e.stream_id
+)
+SELECT s.aggregate_id, s.aggregate_type, max(a.last_position) AS archived_to, s.version
+  FROM archived a
+  JOIN {schema}.streams s ON s.stream_id = a.stream_id
+ WHERE s.aggregate_type = ANY(%(types)s)
+ GROUP BY s.aggregate_id, s.aggregate_type, s.version
+HAVING s.version > max(a.last_position)
+ ORDER BY s.aggregate_type, s.aggregate_id;
