@@ -52,8 +52,10 @@ def _segment(store: EventStore, run: ArchiveRun, number: int) -> ArchiveSegment:
 def still_published(target: ArchiveTarget, run: ArchiveRun, seg: ArchiveSegment) -> bool:
     """The segment's files are on the target, the data file with the size and the
     SHA-256 recorded when it was verified (read back once more before deletion)."""
-    data = run.data_path(seg.number)
-    if target.size(data) != seg.stored_bytes or not target.exists(run.manifest_path(seg.number)):
+    # the paths it was verified at (a segment of format 1 keeps its .jsonl.zst name)
+    data = seg.data_path or run.data_path(seg.number)
+    manifest = seg.manifest_path or run.manifest_path(seg.number)
+    if target.size(data) != seg.stored_bytes or not target.exists(manifest):
         return False
     if seg.sha256 is None:
         return False

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .segments import DATA_SUFFIX, MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, sha256
+from .segments import DATA_SUFFIXES, MANIFEST_SUFFIX, RUN_MANIFEST, RunManifest, sha256
 from .targets import ArchiveTarget
 
 
@@ -34,9 +34,10 @@ def _split(url: str) -> tuple[str, str]:
 def locate(url: str, trust_unsigned: bool = False) -> Located:
     url = url.rstrip("/")
     _, name = _split(url)
-    if name.endswith(DATA_SUFFIX):
+    suffix = next((s for s in DATA_SUFFIXES if name.endswith(s)), None)
+    if suffix is not None:
         folder, name = _split(url)
-        return Located(ArchiveTarget(folder), [name[: -len(DATA_SUFFIX)] + MANIFEST_SUFFIX],
+        return Located(ArchiveTarget(folder), [name[: -len(suffix)] + MANIFEST_SUFFIX],
                        None, [])
     if name.endswith(MANIFEST_SUFFIX):
         folder, name = _split(url)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import os
 import threading
 import time
@@ -47,6 +46,7 @@ from psycopg.rows import dict_row
 from ..errors import ArchivedHistoryError, ArchiveError, ConfigurationError
 from ..store import reads as store_reads
 from ..store.persistence import EventRecord, EventStore
+from .rows import parse_segment
 from .segments import FIELDS, decompress_capped, sha256
 from .targets import ArchiveTarget
 
@@ -176,14 +176,7 @@ def fetch_segment_lines(
             raise ArchiveError(f"{where}: its SHA-256 differs from the one recorded when it "
                                "was archived (changed on the target)")
         _cache_put(settings, digest, data)
-    raw = decompress_capped(data, int(raw_bytes), where)
-    lines = []
-    for text in raw.splitlines():
-        if text:
-            line = json.loads(text)
-            if not isinstance(line, dict) or not all(k in line for k in FIELDS):
-                raise ArchiveError(f"{where}: a line is not an archived event")
-            lines.append(line)
+    lines = parse_segment(decompress_capped(data, int(raw_bytes), where), FIELDS, where)
     if len(lines) != count:
         raise ArchiveError(f"{where}: holds {len(lines)} events, {count} were archived")
     with _lock:

@@ -1,10 +1,12 @@
-"""The archive format: a segment is zstd-compressed JSON lines plus a manifest.
+"""The archive format: a segment is zstd-compressed lines, one per event, plus a manifest.
 
-One line per event holds every column of the events table. ``event_data`` and
-``metadata`` are kept as the exact JSON text PostgreSQL gave (a JSON string
-inside the line), so a restore writes back the same jsonb value, byte for
-byte, whatever numbers it holds; ``payload`` (a compressed event body) is
-base64. The manifest names each file with its SHA-256 and size, the event
+One line per event holds every column of the events table: as COPY text rows
+in format 2 (rows.py, written now), as JSON objects in format 1 (written
+before; read still). ``event_data`` and ``metadata`` are kept as the exact
+JSON text PostgreSQL gave, so a restore writes back the same jsonb value, byte
+for byte, whatever numbers it holds. Parsed, a line of either format is the
+same dict (``FIELDS``; ``payload``, a compressed event body, in base64). The
+manifest names each file with its SHA-256 and size, the event
 count, the position range in the global order and the time range.
 
 A run's manifest (``run.json``) lists its segments and is written last: an
@@ -37,11 +39,14 @@ from ..config import load_settings
 from ..errors import ArchiveIntegrityError
 from ..keys import CHECKSUM, MANIFEST, KeyRing, UnknownKeyError, keyring
 from ..serialization import checksum_of, dumps, iso
+from .rows import FORMAT_V1, FORMAT_V2, SUFFIX_V1, SUFFIX_V2, encode_lines, parse_segment
 
-SEGMENT_FORMAT = "evstore-archive-segment/1"
+SEGMENT_FORMAT = FORMAT_V2  # what is written now; FORMAT_V1 is read too
+SEGMENT_FORMATS = (FORMAT_V1, FORMAT_V2)
 RUN_FORMAT = "evstore-archive-run/1"
 CODEC = "zstd"
-DATA_SUFFIX = ".jsonl.zst"
+DATA_SUFFIX = SUFFIX_V2
+DATA_SUFFIXES = (SUFFIX_V1, SUFFIX_V2)
 MANIFEST_SUFFIX = ".manifest.json"
 RUN_MANIFEST = "run.json"
 
@@ -160,6 +165,7 @@ class _ManifestFile:
     """JSON (de)serialisation shared by the segment and run manifests, signed."""
 
     FORMAT: ClassVar[str]
+    FORMATS: ClassVar[tuple[str, ...]]
     WHAT: ClassVar[str]
 
     def to_bytes(self) -> bytes:
@@ -183,7 +189,7 @@ class _ManifestFile:
             raise ArchiveIntegrityError(f"{where} is not a {cls.WHAT}: not a JSON object")
         _check_signature(raw, where, trust_unsigned)
         try:
-            if raw.get("format") != cls.FORMAT:
+            if raw.get("format") not in cls.FORMATS:
                 raise ValueError(f"unknown format {raw.get('format')!r}")
             manifest = cls(**raw)
         except (ValueError, TypeError) as exc:
@@ -195,6 +201,7 @@ class _ManifestFile:
 @dataclass
 class SegmentManifest(_ManifestFile):
     FORMAT: ClassVar[str] = SEGMENT_FORMAT
+    FORMATS: ClassVar[tuple[str, ...]] = SEGMENT_FORMATS
     WHAT: ClassVar[str] = "segment manifest"
     run_id: str
     policy: str
@@ -225,33 +232,37 @@ class SegmentManifest(_ManifestFile):
 
 
 def build_segment(
-    run_id: str, policy: str, number: int, lines: Iterable[dict[str, Any]], anonymized: bool
+    run_id: str, policy: str, number: int, lines: Iterable[dict[str, Any]], anonymized: bool,
+    fmt: str = SEGMENT_FORMAT,
 ) -> tuple[bytes, SegmentManifest]:
-    """Compress the lines of one segment; the data and its manifest."""
-    body: list[bytes] = []
+    """Compress the lines of one segment in format ``fmt``; the data and its manifest."""
+    lines = list(lines)
     positions: list[tuple[int, int]] = []
     times: list[str] = []
     streams: set[str] = set()
     for line in lines:
-        body.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
         positions.append((line["transaction_id"], line["global_position"]))
         times.append(line["created_at"])
         streams.add(line["stream_id"])
-    if not body:
+    if not lines:
         raise ValueError(f"segment {number} of run {run_id} has no events")
-    raw = b"\n".join(body) + b"\n"
+    if fmt == FORMAT_V1:
+        raw = b"".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode()
+                       + b"\n" for line in lines)
+    else:
+        raw = encode_lines(lines)
     data = codecs.compress(CODEC, raw)
     (first_tx, first_pos), (last_tx, last_pos) = min(positions), max(positions)
     global_positions = [pos for _tx, pos in positions]
     manifest = SegmentManifest(
-        run_id=run_id, policy=policy, number=number, event_count=len(body),
-        data_file=segment_name(number) + DATA_SUFFIX, sha256=sha256(data),
-        stored_bytes=len(data), raw_bytes=len(raw),
+        run_id=run_id, policy=policy, number=number, event_count=len(lines),
+        data_file=segment_name(number) + (SUFFIX_V1 if fmt == FORMAT_V1 else SUFFIX_V2),
+        sha256=sha256(data), stored_bytes=len(data), raw_bytes=len(raw),
         first_position=f"{first_tx}:{first_pos}", last_position=f"{last_tx}:{last_pos}",
         min_global_position=min(global_positions),
         max_global_position=max(global_positions),
         min_created_at=min(times), max_created_at=max(times), streams=len(streams),
-        anonymized=anonymized,
+        anonymized=anonymized, format=fmt,
     )
     return data, manifest
 
@@ -281,17 +292,7 @@ def decompress_capped(data: bytes, size: int, where: str) -> bytes:
 
 
 def _parse_lines(raw: bytes, manifest: SegmentManifest, where: str) -> list[dict[str, Any]]:
-    lines = []
-    for number, text in enumerate(raw.splitlines(), 1):
-        if not text:
-            continue
-        try:
-            line = json.loads(text)
-        except ValueError:
-            line = None
-        if not isinstance(line, dict) or not all(name in line for name in FIELDS):
-            raise ArchiveIntegrityError(f"{where}: line {number} is not an archived event")
-        lines.append(line)
+    lines = parse_segment(raw, FIELDS, where)
     if len(lines) != manifest.event_count:
         raise ArchiveIntegrityError(
             f"{where}: holds {len(lines)} events, the manifest says {manifest.event_count}"
@@ -318,6 +319,7 @@ def read_segment(data: bytes, manifest: SegmentManifest, where: str) -> Iterator
 @dataclass
 class RunManifest(_ManifestFile):
     FORMAT: ClassVar[str] = RUN_FORMAT
+    FORMATS: ClassVar[tuple[str, ...]] = (RUN_FORMAT,)
     WHAT: ClassVar[str] = "run manifest"
     run_id: str
     policy: str

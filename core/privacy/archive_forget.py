@@ -27,7 +27,9 @@ import zstandard
 from psycopg.rows import dict_row
 
 from .. import checksums
+from ..archive.rows import parse_segment
 from ..archive.segments import (
+    FIELDS,
     RUN_MANIFEST,
     RunManifest,
     SegmentManifest,
@@ -91,7 +93,7 @@ def _segment_lines(target: ArchiveTarget, manifest: SegmentManifest, data_path: 
         lines = _parse_lines(decompress_capped(data, manifest.raw_bytes, where), manifest, where)
     else:
         raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)[:_MAX_RAW]
-        lines = [json.loads(t) for t in raw.splitlines() if t]
+        lines = parse_segment(raw, FIELDS, where)
     check_checksums(lines, lambda line, computed: (
         f"{where}: event {line['event_id']} fails its checksum; not rewritten"), ring)
     return lines, stale
@@ -127,7 +129,7 @@ def forget_in_run(store: EventStore, conn: psycopg.Connection, subject: str,
         if not changed and not stale:
             continue
         data, new_manifest = build_segment(manifest.run_id, manifest.policy, manifest.number,
-                                           lines, manifest.anonymized)
+                                           lines, manifest.anonymized, manifest.format)
         target.write_verified(dpath, data)
         target.write_verified(mpath, new_manifest.to_bytes())
         conn.execute(db.sql("privacy", "segment_rewritten"), {

@@ -433,23 +433,22 @@ SET LOCAL enable_hashjoin = off;
 SET LOCAL enable_mergejoin = off;
 SET LOCAL max_parallel_workers_per_gather = 0;
 SET LOCAL work_mem = '64MB';
+SET LOCAL bytea_output = 'hex';
 
 -- name: segment_copy
--- Fast export (fastexport.py): per event of a segment, in the global order, one
--- COPY text row of its columns as the archive line writes them (times already
--- in the line's ISO form, the id also as the 32 hex digits a version-2
--- checksum covers, the time also in microseconds since 1970). Only the rows are
--- sorted (OFFSET 0 keeps the subquery apart): the columns are formatted as the
--- rows stream out, while Python reads the rows before them.
+-- Fast export (fastexport.py): the events of a segment, in the global order, as
+-- the lines of segment format 2 (archive/rows.py COLUMNS): COPY's text form of
+-- the columns, the id as the 32 hex digits and the times as microseconds since
+-- 1970 that a version-2 checksum covers, so the first eleven columns joined by
+-- NUL are its message. Only the rows are sorted (OFFSET 0 keeps the subquery
+-- apart): the columns are formatted as the rows stream out.
 COPY (
-SELECT e.event_id, replace(e.event_id::text, '-', ''), e.aggregate_id, e.aggregate_type,
-       e.event_type, e.event_version, e.aggregate_version, e.stream_id, e.stream_position,
-       e.global_position, e.transaction_id, e.event_data,
-       translate(encode(e.payload, 'base64'), E'\n', ''), e.metadata,
-       to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-       to_char(e.stored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-       e.status, e.compression, e.encryption, e.checksum, e.original_size, e.stored_size,
-       (extract(epoch FROM e.created_at) * 1000000)::bigint
+SELECT encode(uuid_send(e.event_id), 'hex'), e.stream_id, e.stream_position, e.aggregate_id,
+       e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
+       (extract(epoch FROM e.created_at) * 1000000)::bigint, e.event_data, e.metadata,
+       e.global_position, e.transaction_id, e.payload,
+       (extract(epoch FROM e.stored_at) * 1000000)::bigint, e.status, e.compression,
+       e.encryption, e.checksum, e.original_size, e.stored_size
   FROM (SELECT e.* FROM {schema}.archive_items i
           JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
          WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s

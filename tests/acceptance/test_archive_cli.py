@@ -64,12 +64,12 @@ schedule = "cron: 0 3 * * *"
         assert {s["name"] for s in schedules} == {"archive:old-months", "partitions"}
 
         # A flipped byte: verify exits 5 and names the file
-        segment = next((tmp_path / "archive").rglob("segment-00002.jsonl.zst"))
+        segment = next((tmp_path / "archive").rglob("segment-00002.tsv.zst"))
         data = bytearray(segment.read_bytes())
         data[10] ^= 0xFF
         segment.write_bytes(bytes(data))
         bad = evstore(["archive", "verify", manifest], env)
-        assert bad.returncode == 5 and "segment-00002.jsonl.zst" in bad.stderr
+        assert bad.returncode == 5 and "segment-00002.tsv.zst" in bad.stderr
 
         # Bad input: exit 2 with one line naming the problem
         unknown = evstore(["archive", "preview", "nope"], env)

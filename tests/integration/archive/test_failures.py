@@ -43,7 +43,7 @@ class CorruptingFileSystem(LocalFileSystem):
         self.bad = bad
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
-        if self.bad and ".jsonl.zst" in path:
+        if self.bad and ".tsv.zst" in path:
             self.bad -= 1
             value = value[:-1]
         super().pipe_file(path, value, mode=mode, **kwargs)
@@ -71,7 +71,7 @@ def test_checksum_mismatch_on_read_back_publishes_nothing_and_deletes_nothing(
         run = get_run(store, store_runs(store)[0])
         statuses = [s.status for s in list_segments(store, run.run_id)]
         assert statuses.count("pending") == 2 and statuses.count("verified") == 2
-        published = sorted(p.name for p in (tmp_path / "archive").rglob("*.jsonl.zst"))
+        published = sorted(p.name for p in (tmp_path / "archive").rglob("*.tsv.zst"))
         assert len(published) == 2
         assert not list((tmp_path / "archive").rglob("*.tmp-*"))
 

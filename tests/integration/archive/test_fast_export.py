@@ -1,8 +1,9 @@
-"""The fast export (PostgreSQL writes the lines, COPY streams them) against the slow path.
+"""The fast export (COPY streams the segment's lines) against the slow path.
 
 Awkward values (quotes, backslashes, control characters, non-ASCII, a tab and a
-newline in names, a compressed payload) must give the very bytes the slow path
-(rows to dicts, ``json.dumps``) writes; a changed row must stop the segment.
+newline in names, a compressed payload) must read back, parsed as every reader
+parses a segment, as the very dicts the slow path builds from the rows; a
+changed row must stop the segment.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ def _failures(store: PostgreSQLEventStore, run: Any, segments: list[Any], ring: 
 
 def test_fast_export_writes_the_slow_paths_bytes_and_stops_at_a_changed_row(
         pg_url: str, tmp_path: Path) -> None:
-    import json
-
     import zstandard
+    from evstore.core.archive.rows import FORMAT_V2, encode_lines, parse_segment
+    from evstore.core.archive.segments import FIELDS
 
     # Given awkward events, some compressed (payload), in two streams and segments
     settings = load_settings(database_url=pg_url, compression="zstd", compression_threshold=300)
@@ -81,13 +82,15 @@ def test_fast_export_writes_the_slow_paths_bytes_and_stops_at_a_changed_row(
             # When a segment is collected the fast way
             got = collect_segment(store, run, seg, ring)
             raw = zstandard.ZstdDecompressor().decompress(got.data)
-            # Then its lines are exactly the slow path's, and its ranges match them
+            # Then its lines, parsed as every reader parses them, are exactly the slow
+            # path's (format 2: COPY text rows), and its ranges match them
             lines = _slow_lines(store, run.run_id, seg.number)
             with_payload += any(line["payload"] is not None for line in lines)
-            expected = b"".join(json.dumps(line, ensure_ascii=False, separators=(",", ":"))
-                                .encode() + b"\n" for line in lines)
-            assert raw == expected
-            assert got.manifest.raw_bytes == len(expected)
+            assert raw.endswith(b"\n") and raw[:1] != b"{"
+            assert parse_segment(raw, FIELDS, "fast") == lines
+            assert parse_segment(encode_lines(lines), FIELDS, "slow") == lines
+            assert got.manifest.format == FORMAT_V2 and got.manifest.data_file.endswith(".tsv.zst")
+            assert got.manifest.raw_bytes == len(raw)
             assert got.manifest.event_count == len(lines) == seg.event_count
             assert got.manifest.first_position == (
                 f"{lines[0]['transaction_id']}:{lines[0]['global_position']}")
@@ -95,9 +98,8 @@ def test_fast_export_writes_the_slow_paths_bytes_and_stops_at_a_changed_row(
                 f"{lines[-1]['transaction_id']}:{lines[-1]['global_position']}")
             assert got.manifest.min_global_position == min(x["global_position"] for x in lines)
             by_stream: dict[str, int] = {}
-            for text in expected.splitlines():
-                sid = json.loads(text)["stream_id"]
-                by_stream[sid] = by_stream.get(sid, 0) + len(text)
+            for text, line in zip(raw.split(b"\n")[:-1], lines, strict=True):
+                by_stream[line["stream_id"]] = by_stream.get(line["stream_id"], 0) + len(text) + 1
             assert {c["stream_id"]: c["bytes"] for c in got.catalog} == by_stream
             assert sum(c["event_count"] for c in got.catalog) == len(lines)
         assert with_payload >= 1

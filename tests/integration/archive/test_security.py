@@ -71,10 +71,11 @@ def write_segment(folder: Path, lines: list[dict[str, Any]], number: int = 1,
                   **manifest_changes: Any) -> Path:
     """A segment built and signed the way an archive run does; the manifest's path."""
     data, manifest = build_segment("crafted", "crafted", number, lines, False)
+    name = manifest.data_file
     for key, value in manifest_changes.items():
         setattr(manifest, key, value)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"segment-{number:05d}.jsonl.zst").write_bytes(data)
+    (folder / name).write_bytes(data)
     path = folder / f"segment-{number:05d}.manifest.json"
     path.write_bytes(manifest.to_bytes())
     return path

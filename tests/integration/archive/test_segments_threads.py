@@ -12,7 +12,7 @@ from evstore.core.archive.segments import build_segment, read_segment
 def line(i: int, blob: str) -> dict[str, Any]:
     from datetime import UTC, datetime
 
-    from evstore.core.serialization import checksum, dumps
+    from evstore.core.serialization import checksum, dumps, iso
 
     created = datetime(2024, 1, 1, tzinfo=UTC)
     data = dumps({"i": i, "blob": blob})
@@ -23,7 +23,7 @@ def line(i: int, blob: str) -> dict[str, Any]:
             "aggregate_type": "A", "event_type": "E", "event_version": 1, "aggregate_version": i,
             "stream_id": "s", "stream_position": i, "global_position": i, "transaction_id": 7,
             "event_data": data, "payload": None, "metadata": "{}",
-            "created_at": created.isoformat(), "stored_at": created.isoformat(),
+            "created_at": iso(created), "stored_at": iso(created),
             "status": "active", "compression": "none", "encryption": "none", "checksum": digest,
             "original_size": len(data), "stored_size": len(data)}
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import zstandard
 from evstore.core.archive import ArchivalPolicy, EventArchiver, verify_archive
-from evstore.core.archive.segments import build_segment
+from evstore.core.archive.rows import parse_segment
+from evstore.core.archive.segments import FIELDS, build_segment
 from evstore.core.archive.targets import ArchiveTarget
 from evstore.core.privacy.admin import audit, rotate_master_key
 from evstore.core.privacy.crypto import FORGOTTEN
@@ -69,9 +70,9 @@ def test_a_rewrite_interrupted_between_data_and_manifest_completes(
                                                     keep_events=0, target_url=url))
         # a forget killed after writing the new segment data, before its manifest
         target = ArchiveTarget(url)
-        [data_path] = [p for p in target.fs.find(target.root) if p.endswith(".jsonl.zst")]
+        [data_path] = [p for p in target.fs.find(target.root) if p.endswith(".tsv.zst")]
         raw = zstandard.ZstdDecompressor().decompressobj().decompress(Path(data_path).read_bytes())
-        lines = [json.loads(t) for t in raw.splitlines()]
+        lines = parse_segment(raw, FIELDS, data_path)
         from evstore.core.keys import keyring
         from evstore.core.privacy.archive_forget import _anonymized_line
         from evstore.core.privacy.declarations import registry_for
@@ -159,7 +160,7 @@ def test_a_target_down_fails_the_archive_batch_and_a_requeue_completes(
         assert result.archive_segments_rewritten == 1 and result.keys_destroyed == 0
         assert JobRepository(store).get(job.job_id).status == "succeeded"
         text = zstandard.ZstdDecompressor().decompressobj().decompress(
-            next(folder.rglob("*.jsonl.zst")).read_bytes()).decode()
+            next(folder.rglob("*.tsv.zst")).read_bytes()).decode()
         assert "t1-mail-canary" not in text and "t2-mail-canary" in text
         assert verify_archive(folder.as_uri()).ok
 
