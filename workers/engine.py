@@ -21,7 +21,12 @@ from evstore.core.errors import (
     ConfigurationError,
     JobError,
 )
-from evstore.core.jobs.batch_runs import BatchRun, BatchSuperseded, sweep_orphans
+from evstore.core.jobs.batch_runs import (
+    BatchRun,
+    BatchSuperseded,
+    sweep_orphans,
+    sweep_stale_retries,
+)
 from evstore.core.jobs.model import Job, JobDetail
 from evstore.core.jobs.repository import JobRepository
 from evstore.core.store.persistence import EventStore
@@ -149,11 +154,31 @@ class JobEngine:
             time.sleep(poll)
 
     def sweep(self) -> list[tuple[int, int]]:
-        """Send again the batches whose worker died while running them."""
+        """Send again the batches whose worker died while running them, and finish the
+        batches left 'retrying' whose retry never came (see :meth:`retry_due_after`);
+        the (job, batch) pairs sent or failed."""
         found = sweep_orphans(self.repo, self._send)
         if found:
             log.warning("jobs.orphans_requeued", batches=[f"{j}:{n}" for j, n in found])
-        return found
+        sent, failed = sweep_stale_retries(self.repo, self._send, due_after=self.retry_due_after,
+                                           max_retries=self.settings.max_retries)
+        if sent:
+            log.warning("jobs.stale_retries_requeued", batches=[f"{j}:{n}" for j, n in sent])
+        if failed:
+            log.warning("jobs.stale_retries_failed", batches=[f"{j}:{n}" for j, n in failed])
+        return [*found, *sent, *failed]
+
+    @property
+    def retry_due_after(self) -> float:
+        """Seconds after a failed attempt by which its retry has started, if it ever will.
+
+        Dramatiq's backoff is at most ``max_backoff_ms``; a delayed retry waits in
+        a worker's memory, and if that worker dies Dramatiq gives it back after the
+        heartbeat timeout; two sweep periods cover the sweep's own lateness. A
+        batch still 'retrying' (and unclaimed) after that is finished by the sweep.
+        """
+        s = self.settings
+        return (s.max_backoff_ms + s.heartbeat_timeout_ms) / 1000 + 2 * s.sweep_interval
 
     def _check_broker(self) -> None:
         if self.broker is None:

@@ -50,6 +50,13 @@ class BatchFailures(Middleware):
     Must sit *before* Retries in the middleware list: ``after_process_message``
     hooks run in reverse order, so this one runs after Retries has decided
     (``message.failed``). Nothing relies on Dramatiq's dead-letter set.
+
+    ``mark_failed`` takes a pooled connection and a transaction of its own; the
+    failed run's connection was closed, not pooled, so nothing the failed
+    attempt left behind can abort that transaction (this once showed as
+    ``batch.failure_not_recorded: InFailedSqlTransaction``). Should recording
+    fail anyway (the database unreachable), the batch stays 'retrying' and the
+    sweep (:class:`OrphanSweeper`) marks it 'failed' once its retry is overdue.
     """
 
     def __init__(self, engine_factory: Callable[[], JobEngine]) -> None:
@@ -78,7 +85,8 @@ class BatchFailures(Middleware):
 
 
 class OrphanSweeper(Middleware):
-    """A thread in each worker process that requeues batches whose worker died mid-run."""
+    """A thread in each worker process that requeues batches whose worker died mid-run,
+    and finishes batches left 'retrying' whose retry never came (``JobEngine.sweep``)."""
 
     def __init__(self, engine_factory: Callable[[], JobEngine], interval: float) -> None:
         self.engine_factory = engine_factory

@@ -17,6 +17,29 @@ A killed worker's connection closes, PostgreSQL rolls its transaction back and
 frees its claim: a row 'running' whose claim is free has lost its runner, and
 :func:`sweep_orphans` sends it again (probing the claim, never holding it:
 see :mod:`.claims`).
+
+**A failed run's connection is closed, never pooled again.** What a failed
+attempt leaves behind (its exception's frames, and through them the kind's
+objects: a replay's generator over a server-side cursor) is freed later, by
+the garbage collector, in whatever thread runs then. Freeing such a generator
+sends ``CLOSE cursor`` on *its* connection; back in the pool, that connection
+was by then serving another transaction (``mark_failed``, a retry's start),
+which the failed ``CLOSE`` aborted: the next statement raised
+InFailedSqlTransaction, or, worse, psycopg's COMMIT of the aborted transaction
+rolled it back without an error, so a retry "started" without its start being
+committed and dropped itself as superseded. A closed connection takes no
+stray statement (psycopg skips it), so nothing outlives a failed run on a
+connection anyone else uses. A start whose commit is not visible afterwards
+raises :class:`BatchStartLost` (the message is retried, never dropped).
+
+**No batch is stranded 'retrying'.** A failed attempt leaves the batch
+'retrying' and Dramatiq's Retries sends its retry; when retries are exhausted
+the ``BatchFailures`` middleware marks it 'failed'. If either never happens
+(the failure could not be recorded, the retry's message was lost),
+:func:`sweep_stale_retries` finds the batch still 'retrying', unclaimed, well
+after its retry was due, and marks it 'failed' (its attempts exhausted the
+retries) or sends it again. An extra message is harmless: a batch runs to
+completion at most once (claim, start, the checked transaction above).
 """
 
 from __future__ import annotations
@@ -36,6 +59,10 @@ from .repository import JobRepository
 
 class BatchSuperseded(Exception):
     """The batch changed under this run (another attempt took it over): roll back, drop."""
+
+
+class BatchStartLost(Exception):
+    """The start's commit is not visible (its transaction was rolled back): retry, do not drop."""
 
 
 class BatchRun:
@@ -64,16 +91,24 @@ class BatchRun:
                 return
             try:
                 yield cls(repo, conn, job_id, number, worker)
+            except BaseException:
+                # A failed run: objects it left (a kind's cursor over this connection,
+                # held by the exception's frames) may still send statements when they
+                # are freed. Closed, the connection takes none, and the claim goes with
+                # it; pooled, it would pass them into someone else's transaction.
+                conn.close()
+                raise
             finally:
                 # Never hand the pool a connection that may still hold the claim:
                 # closed, it is discarded, and the claim goes with it.
-                try:
-                    release_claim(conn, db, job_id, number)
-                except Exception:
-                    conn.close()  # the outcome, if any, is committed: nothing to report
-                except BaseException:
-                    conn.close()  # an interrupt (time limit, shutdown): let it through
-                    raise
+                if not conn.closed:
+                    try:
+                        release_claim(conn, db, job_id, number)
+                    except Exception:
+                        conn.close()  # the outcome, if any, is committed: nothing to report
+                    except BaseException:
+                        conn.close()  # an interrupt (time limit, shutdown): let it through
+                        raise
 
     @property
     def _ids(self) -> dict[str, Any]:
@@ -99,6 +134,13 @@ class BatchRun:
                 return None
             self.repo.refresh(self.conn, self.job_id)
         attempts, params, label, items = row
+        # psycopg's COMMIT of a transaction that some statement aborted rolls it back
+        # without an error: check that the start is there before running on it.
+        state = self.conn.execute(db.sql("jobs", "batch_state"), self._ids).fetchone()
+        if state is None or (state[0], int(state[1])) != ("running", int(attempts)):
+            found = "gone" if state is None else f"{state[0]} (attempt {state[1]})"
+            raise BatchStartLost(f"batch {self.number} of job {self.job_id}: the start of attempt "
+                                 f"{attempts} was not committed (the batch is {found})")
         self.started = StartedBatch(self.job_id, self.number, int(attempts), kind, job_params,
                                     params, label, int(items))
         return self.started
@@ -144,25 +186,35 @@ def mark_failed(
     """Retries are exhausted: the batch is 'failed'; False when it had moved on already.
 
     A job started with ``stop_on_error`` then stops: its batches not started
-    yet are cancelled.
+    yet are cancelled. Runs on a connection of its own, in a transaction of its
+    own (a failed run's connection is never reused: see the module's docstring).
     """
+    with repo.db.connection() as conn, conn.transaction():
+        return _fail(repo, conn, job_id, number, attempt, error=error, item=item,
+                     traceback=traceback)
+
+
+def _fail(
+    repo: JobRepository, conn: psycopg.Connection, job_id: int, number: int, attempt: int | None,
+    *, error: str | None, item: str | None = None, traceback: str | None = None,
+) -> bool:
+    """:func:`mark_failed` inside the caller's transaction."""
     db = repo.db
-    with db.connection() as conn, conn.transaction():
-        state = conn.execute(db.sql("jobs", "batch_state"),
-                             {"job_id": job_id, "number": number}).fetchone()
-        if state is None:
-            return False
-        (_status, attempts, _kind, job_params, _job_status) = state
-        args = {"job_id": job_id, "number": number,
-                "attempt": int(attempts) if attempt is None else attempt,
-                "error": error, "item": item, "traceback": traceback}
-        if conn.execute(db.sql("jobs", "batch_failed"), args).fetchone() is None:
-            return False
-        conn.execute(db.sql("jobs", "mark_final_error"), args)
-        if (job_params or {}).get("stop_on_error"):
-            conn.execute(db.sql("jobs", "cancel_batches"), args)
-            conn.execute(db.sql("jobs", "request_cancel"), args)
-        repo.refresh(conn, job_id)
+    state = conn.execute(db.sql("jobs", "batch_state"),
+                         {"job_id": job_id, "number": number}).fetchone()
+    if state is None:
+        return False
+    (_status, attempts, _kind, job_params, _job_status) = state
+    args = {"job_id": job_id, "number": number,
+            "attempt": int(attempts) if attempt is None else attempt,
+            "error": error, "item": item, "traceback": traceback}
+    if conn.execute(db.sql("jobs", "batch_failed"), args).fetchone() is None:
+        return False
+    conn.execute(db.sql("jobs", "mark_final_error"), args)
+    if (job_params or {}).get("stop_on_error"):
+        conn.execute(db.sql("jobs", "cancel_batches"), args)
+        conn.execute(db.sql("jobs", "request_cancel"), args)
+    repo.refresh(conn, job_id)
     return True
 
 
@@ -177,3 +229,38 @@ def sweep_orphans(repo: JobRepository, send: Send) -> list[tuple[int, int]]:
         for job_id in sorted(found):
             repo.send_locked(conn, job_id, found[job_id], send)
     return [(j, n) for j in sorted(found) for n in found[j]]
+
+
+def sweep_stale_retries(
+    repo: JobRepository, send: Send, *, due_after: float, max_retries: int,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Finish every batch left 'retrying' whose retry never came; (sent, failed) pairs.
+
+    A batch 'retrying' whose last failure is older than ``due_after`` seconds
+    (the longest backoff, plus the time Dramatiq takes to give a dead worker's
+    delayed message back) and whose claim is free has no retry coming as far
+    as anyone can tell: it is marked 'failed' when its attempts used up the
+    retries (``BatchFailures`` could not record it), else sent again. Each
+    batch in a transaction of its own, under its row's lock (lock order: the
+    batch, then its job's row).
+    """
+    db = repo.db
+    sent: list[tuple[int, int]] = []
+    failed: list[tuple[int, int]] = []
+    with db.connection() as conn:
+        stale = conn.execute(db.sql("jobs", "stale_retrying_batches"),
+                             {"due_after": due_after}).fetchall()
+        for job_id, number in ((int(j), int(n)) for j, n in stale):
+            ids = {"job_id": job_id, "number": number, "due_after": due_after}
+            with conn.transaction():
+                row = conn.execute(db.sql("jobs", "lock_stale_retrying"), ids).fetchone()
+                if row is None or not runner_gone(conn, db, job_id, number):
+                    continue  # moved on, or a delivery of its retry is starting it
+                (attempts,) = row
+                if int(attempts) > max_retries:
+                    if _fail(repo, conn, job_id, number, int(attempts), error=None):
+                        failed.append((job_id, number))
+                else:
+                    repo.send_locked(conn, job_id, [number], send)
+                    sent.append((job_id, number))
+    return sent, failed
