@@ -157,6 +157,11 @@ def _export(
     return _publish(store, run, seg, target, data_url, data, manifest, [])
 
 
+_CATALOG_ARRAYS = ("stream_id", "first_position", "last_position", "event_count",
+                   "min_global_position", "max_global_position", "min_created_at",
+                   "max_created_at", "bytes")
+
+
 def _publish(
     store: EventStore, run: ArchiveRun, seg: ArchiveSegment, target: ArchiveTarget,
     data_url: str, data: bytes, manifest: SegmentManifest, catalog: list[dict[str, Any]],
@@ -167,8 +172,9 @@ def _publish(
     target.write_verified(run.manifest_path(seg.number), manifest.to_bytes())
     with store.db.connection() as conn, conn.transaction():
         if catalog:
-            with conn.cursor() as cur:
-                cur.executemany(store.db.sql("archive", "catalog_insert_row"), catalog)
+            columns = {name: [row[name] for row in catalog] for name in _CATALOG_ARRAYS}
+            conn.execute(store.db.sql("archive", "catalog_insert_segment"),
+                         {"run_id": run.run_id, "segment_no": seg.number, **columns})
         conn.execute(store.db.sql("archive", "segment_verified"), {
             "run_id": run.run_id, "segment_no": seg.number,
             "data_path": run.data_path(seg.number), "manifest_path": run.manifest_path(seg.number),

@@ -12,7 +12,7 @@ compressed payload or an old version-1 checksum is parsed and checked the slow
 way (``line_of_row``), and the first and last line of every segment are also
 checked from the parsed line alone, as a restore will, so a line that would
 not verify on restore is never published. The lines are compressed by zstd
-(level 1, see ``LEVEL``).
+(level 1, see ``LEVEL``) in chunks as they arrive (``_Rows``).
 
 The per-stream ranges of the segment, for the manifest and the archive
 catalog (``catalog``), are gathered from the rows as they pass (a grouped
@@ -60,24 +60,69 @@ class Collected:
     catalog: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Rows:
+    """A segment's lines as they arrive: compressed in chunks meanwhile (PostgreSQL, the
+    slower side, keeps writing the next rows), the first and last kept whole."""
+
+    CHUNK = 512  # lines per compressed chunk
+
+    def __init__(self) -> None:
+        self.count = self.raw_bytes = 0
+        self.first = self.last = b""
+        self._pending: list[bytes] = []
+        self._compressor = zstandard.ZstdCompressor(level=LEVEL).compressobj()
+        self._out: list[bytes] = []
+
+    def append(self, row: bytes) -> None:
+        if not self.count:
+            self.first = row
+        self.last = row
+        self.count += 1
+        self.raw_bytes += len(row)
+        self._pending.append(row)
+        if len(self._pending) >= self.CHUNK:
+            self._out.append(self._compressor.compress(b"".join(self._pending)))
+            self._pending.clear()
+
+    def finish(self) -> bytes:
+        """The zstd frame of every line (its size is not in its header: read it as a stream)."""
+        self._out.append(self._compressor.compress(b"".join(self._pending)))
+        self._pending.clear()
+        self._out.append(self._compressor.flush())
+        return b"".join(self._out)
+
+
+class _SparseRange(Exception):
+    """A segment's range holds more events of others than of its own."""
+
+
 def _problem(eid: str, gp: Any) -> str:
     return (f"event {eid} (global position {gp}) fails its checksum in PostgreSQL; "
             "it is not archived (run 'evstore verify')")
 
 
 def _read_rows(cur: Any, sql: str, params: dict[str, Any], ring: KeyRing,
-               streams: dict[str, list[int]], encoding: str) -> list[bytes]:
+               streams: dict[str, list[int]], encoding: str,
+               keep: set[bytes] | None = None) -> _Rows:
     """The segment's lines, every event's checksum checked as its row arrives (PostgreSQL
     writes the next rows meanwhile); ``streams`` gets each stream's range in the segment
     (first and last position, count, lowest and highest global position and creation
-    time in microseconds, bytes of its lines)."""
-    rows: list[bytes] = []
+    time in microseconds, bytes of its lines). With ``keep`` (hex ids), rows of other
+    events are skipped; None when they outnumber the kept ones (a sparse range: the
+    caller reads the segment by its items instead: _SparseRange)."""
+    rows = _Rows()
     append = rows.append
     macs: dict[bytes, HmacSha256] = {}
     utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
+    skipped, most = 0, (len(keep) if keep is not None else 0) + 1000
     with cur.copy(sql, params) as copy:
         for chunk in copy:  # one CopyData message per row, in the connection's encoding
             row = bytes(chunk) if utf8 else bytes(chunk).decode(encoding).encode()
+            if keep is not None and row[:32] not in keep:
+                skipped += 1
+                if skipped > most:  # psycopg cancels the COPY, the transaction rolls back
+                    raise _SparseRange
+                continue
             f = row.split(b"\t")
             if len(f) != _WIDTH:
                 raise ArchiveError(f"the export query gave {len(f)} fields, not {_WIDTH}")
@@ -121,33 +166,54 @@ def _read_rows(cur: Any, sql: str, params: dict[str, Any], ring: KeyRing,
     return rows
 
 
+def _by_range(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyRing,
+              streams: dict[str, list[int]]) -> _Rows | None:
+    """The segment's rows by an ordered scan of its range in the global order, the run's
+    items kept (None for a sparse range: more other events than its own)."""
+    db = store.db
+    params = {"run_id": run.run_id, "segment_no": seg.number, "first_tx": seg.first_tx,
+              "first_gp": seg.first_gp, "last_tx": seg.last_tx, "last_gp": seg.last_gp,
+              "min_created_at": seg.min_created_at, "max_created_at": seg.max_created_at}
+    try:
+        with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with cur.copy(db.sql("archive", "segment_item_ids"), params) as copy:
+                keep = {bytes(chunk)[:32] for chunk in copy}
+            cur.execute(db.sql("archive", "export_range_settings"))
+            return _read_rows(cur, db.sql("archive", "segment_range_copy"), params, ring,
+                              streams, conn.info.encoding, keep)
+    except _SparseRange:
+        return None
+
+
 def collect_segment(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyRing) -> Collected:
     """The compressed data and the manifest of one segment, every event checked."""
     streams: dict[str, list[int]] = {}
-    params = {"run_id": run.run_id, "segment_no": seg.number}
-    with store.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        cur.execute(store.db.sql("archive", "export_settings"))
-        rows = _read_rows(cur, store.db.sql("archive", "segment_copy"), params, ring, streams,
-                          conn.info.encoding)
-    if not rows:
+    rows = _by_range(store, run, seg, ring, streams) if seg.first_tx is not None else None
+    if rows is None:  # planned before ranges were recorded, or a sparse range
+        streams.clear()
+        params = {"run_id": run.run_id, "segment_no": seg.number}
+        with store.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(store.db.sql("archive", "export_settings"))
+            rows = _read_rows(cur, store.db.sql("archive", "segment_copy"), params, ring,
+                              streams, conn.info.encoding)
+    if not rows.count:
         raise ValueError(f"segment {seg.number} of run {run.run_id} has no events")
-    if sum(r[2] for r in streams.values()) != len(rows):
+    if sum(r[2] for r in streams.values()) != rows.count:
         raise ArchiveError(f"archive run {run.run_id} segment {seg.number}: its events and its "
                            "stream ranges disagree; nothing was uploaded")
     ends = []
-    for sample in (rows[0], rows[-1]):  # the line alone verifies, as a restore will check it
+    for sample in (rows.first, rows.last):  # the line alone verifies, as a restore will check it
         parsed = line_of_row(sample.rstrip(b"\n").decode())
         if not hmac.compare_digest(line_checksum(parsed, ring), parsed["checksum"]):
             raise ArchiveIntegrityError(
                 f"archive run {run.run_id} segment {seg.number}: the exported line of event "
                 f"{parsed['event_id']} does not verify from its own fields; nothing was uploaded")
         ends.append(f"{parsed['transaction_id']}:{parsed['global_position']}")
-    raw = b"".join(rows)
-    data = zstandard.ZstdCompressor(level=LEVEL).compress(raw)
+    data = rows.finish()
     manifest = SegmentManifest(
-        run_id=run.run_id, policy=run.policy, number=seg.number, event_count=len(rows),
+        run_id=run.run_id, policy=run.policy, number=seg.number, event_count=rows.count,
         data_file=segment_name(seg.number) + DATA_SUFFIX, sha256=sha256(data),
-        stored_bytes=len(data), raw_bytes=len(raw),
+        stored_bytes=len(data), raw_bytes=rows.raw_bytes,
         first_position=ends[0], last_position=ends[1],
         min_global_position=min(r[3] for r in streams.values()),
         max_global_position=max(r[4] for r in streams.values()),

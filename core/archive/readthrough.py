@@ -255,7 +255,7 @@ def _has_gap(events: list[EventRecord], start: int, backwards: bool,
     ones, so their absence shows only there)."""
     if not events:
         return True
-    positions = [e.stream_position for e in events]
+    positions = [int(e.stream_position or 0) for e in events]  # stored events have one
     step = -1 if backwards else 1
     if not backwards and positions[0] != max(start, 1):
         return True
@@ -273,7 +273,8 @@ def complete_stream(
         return events
     if backwards:
         if start >= MAX_POSITION:  # from the end: the range is counted from the head
-            start = events[0].stream_position if events else reads.get_stream_version(stream_id)
+            start = (int(events[0].stream_position or 0) if events
+                     else int(reads.get_stream_version(stream_id)))
         hi = start
         lo = 1 if max_count is None else max(1, start - max_count + 1)
     else:

@@ -81,6 +81,12 @@ class ArchiveSegment:
     attempts: int
     last_error: str | None
     verified_at: datetime | None
+    # the range of its events in the global order, fixed at planning (migration 0013;
+    # None for segments planned before it)
+    first_tx: int | None = None
+    first_gp: int | None = None
+    last_tx: int | None = None
+    last_gp: int | None = None
 
 
 def _run(row: dict[str, Any]) -> ArchiveRun:

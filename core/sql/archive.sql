@@ -47,16 +47,18 @@ SELECT count(*) AS events,
 -- name: plan_table
 CREATE TEMP TABLE archive_plan (
     event_id uuid, created_at timestamptz, transaction_id xid8, global_position bigint,
-    segment_no integer
+    segment_no integer, ordinal bigint
 ) ON COMMIT DROP;
 
 -- name: plan_selection
+-- ordinal: the event's place in the selection's global order (1, 2, ...).
 INSERT INTO archive_plan
-SELECT e.event_id, e.created_at, e.transaction_id, e.global_position,
-       ((row_number() OVER (ORDER BY e.transaction_id, e.global_position) - 1)
-         / %(segment_size)s)::integer + 1 AS segment_no
-  FROM {schema}.events e {join}
- WHERE {predicate};
+SELECT s.event_id, s.created_at, s.transaction_id, s.global_position,
+       ((s.ordinal - 1) / %(segment_size)s)::integer + 1 AS segment_no, s.ordinal
+  FROM (SELECT e.event_id, e.created_at, e.transaction_id, e.global_position,
+               row_number() OVER (ORDER BY e.transaction_id, e.global_position) AS ordinal
+          FROM {schema}.events e {join}
+         WHERE {predicate}) s;
 
 -- name: insert_run
 INSERT INTO {schema}.archive_runs
@@ -65,10 +67,17 @@ VALUES (%(run_id)s, %(policy)s, %(strategy)s, %(target_url)s, %(policy_spec)s,
         %(horizon)s::xid8, %(cutoff)s, %(partitions)s, %(job_id)s);
 
 -- name: insert_segments
+-- With each segment's first and last event in the global order (its range).
 INSERT INTO {schema}.archive_segments
-       (run_id, segment_no, event_count, min_created_at, max_created_at)
-SELECT %(run_id)s, segment_no, count(*), min(created_at), max(created_at)
-  FROM archive_plan GROUP BY segment_no;
+       (run_id, segment_no, event_count, min_created_at, max_created_at,
+        first_tx, first_gp, last_tx, last_gp)
+SELECT %(run_id)s, g.segment_no, g.event_count, g.min_created_at, g.max_created_at,
+       f.transaction_id, f.global_position, l.transaction_id, l.global_position
+  FROM (SELECT segment_no, count(*) AS event_count, min(created_at) AS min_created_at,
+               max(created_at) AS max_created_at, min(ordinal) AS lo, max(ordinal) AS hi
+          FROM archive_plan GROUP BY segment_no) g
+  JOIN archive_plan f ON f.ordinal = g.lo
+  JOIN archive_plan l ON l.ordinal = g.hi;
 
 -- name: insert_items
 INSERT INTO {schema}.archive_items (run_id, segment_no, event_id, created_at)
@@ -102,7 +111,7 @@ SELECT run_id::text AS run_id, policy, strategy, target_url, policy_spec,
 -- name: segments
 SELECT segment_no AS number, event_count, status, data_path, manifest_path, sha256, raw_bytes,
        stored_bytes, first_position, last_position, min_created_at, max_created_at,
-       attempts, last_error, verified_at
+       attempts, last_error, verified_at, first_tx, first_gp, last_tx, last_gp
   FROM {schema}.archive_segments WHERE run_id = %(run_id)s ORDER BY segment_no;
 
 -- name: segment_rows
@@ -323,6 +332,19 @@ SELECT i.run_id, i.segment_no, e.stream_id, min(e.stream_position), max(e.stream
  GROUP BY i.run_id, i.segment_no, e.stream_id
 ON CONFLICT DO NOTHING;
 
+-- name: catalog_insert_segment
+-- A segment's catalog rows in one statement (export.py, when it is verified):
+-- the columns as arrays, one element per stream.
+INSERT INTO {schema}.archive_catalog
+       (run_id, segment_no, stream_id, first_position, last_position, event_count,
+        min_global_position, max_global_position, min_created_at, max_created_at, bytes)
+SELECT %(run_id)s, %(segment_no)s, c.*
+  FROM unnest(%(stream_id)s::text[], %(first_position)s::bigint[], %(last_position)s::bigint[],
+              %(event_count)s::integer[], %(min_global_position)s::bigint[],
+              %(max_global_position)s::bigint[], %(min_created_at)s::timestamptz[],
+              %(max_created_at)s::timestamptz[], %(bytes)s::bigint[]) AS c
+ON CONFLICT DO NOTHING;
+
 -- name: catalog_insert_row
 INSERT INTO {schema}.archive_catalog
        (run_id, segment_no, stream_id, first_position, last_position, event_count,
@@ -433,6 +455,41 @@ SET LOCAL enable_hashjoin = off;
 SET LOCAL enable_mergejoin = off;
 SET LOCAL max_parallel_workers_per_gather = 0;
 SET LOCAL work_mem = '64MB';
+SET LOCAL bytea_output = 'hex';
+
+-- name: segment_range_copy
+-- Fast export (fastexport.py) of a segment planned with its range (migration
+-- 0013): every event of the range, in the global order, by an ordered scan of
+-- the global-order index of the partitions its creation times span (so rows
+-- stream from the first one, nothing sorted, nothing joined); the columns as
+-- segment_copy gives them. The exporter keeps the run's items only (by their
+-- ids, segment_item_ids): the range may hold events the run did not select.
+COPY (
+SELECT encode(uuid_send(e.event_id), 'hex'), e.stream_id, e.stream_position, e.aggregate_id,
+       e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
+       (extract(epoch FROM e.created_at) * 1000000)::bigint, e.event_data, e.metadata,
+       e.global_position, e.transaction_id, e.payload,
+       (extract(epoch FROM e.stored_at) * 1000000)::bigint, e.status, e.compression,
+       e.encryption, e.checksum, e.original_size, e.stored_size
+  FROM {schema}.events e
+ WHERE (e.transaction_id, e.global_position) >= (%(first_tx)s::text::xid8, %(first_gp)s)
+   AND (e.transaction_id, e.global_position) <= (%(last_tx)s::text::xid8, %(last_gp)s)
+   AND e.created_at BETWEEN %(min_created_at)s AND %(max_created_at)s
+ ORDER BY e.transaction_id, e.global_position
+) TO STDOUT;
+
+-- name: segment_item_ids
+-- The events a segment holds (the run's items), as the 32 hex digits the
+-- export's rows start with.
+COPY (SELECT encode(uuid_send(event_id), 'hex') FROM {schema}.archive_items
+       WHERE run_id = %(run_id)s AND segment_no = %(segment_no)s) TO STDOUT;
+
+-- name: export_range_settings
+-- For segment_range_copy: the ordered index scans, never a sort of the range.
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+SET LOCAL enable_sort = off;
+SET LOCAL max_parallel_workers_per_gather = 0;
 SET LOCAL bytea_output = 'hex';
 
 -- name: segment_copy

@@ -670,3 +670,11 @@ CREATE INDEX events_data_gin_idx
 -- them, so such a filter is an OR of two index scans, not a sequential scan.
 CREATE INDEX events_payload_order_idx
     ON {schema}.events (transaction_id, global_position) WHERE payload IS NOT NULL;
+
+-- migration 0013 (issue 13: a segment's range in the global order, fixed at
+-- planning; the export scans the global-order index over it)
+ALTER TABLE {schema}.archive_segments
+    ADD COLUMN first_tx xid8,
+    ADD COLUMN first_gp bigint,
+    ADD COLUMN last_tx  xid8,
+    ADD COLUMN last_gp  bigint;
