@@ -35,6 +35,7 @@ import zstandard
 from ..errors import ArchiveError, ArchiveIntegrityError
 from ..keys import CHECKSUM, HmacSha256, KeyRing
 from ..serialization import iso
+from .policies import ArchivalStrategy
 from .rows import COLUMNS, FORMAT_V2, MESSAGE_COLUMNS, line_of_row, time_of
 from .segments import CODEC, DATA_SUFFIX, SegmentManifest, line_checksum, segment_name, sha256
 
@@ -166,23 +167,46 @@ def _read_rows(cur: Any, sql: str, params: dict[str, Any], ring: KeyRing,
     return rows
 
 
+def _range_is_exact(run: ArchiveRun) -> bool:
+    """Whether a segment's range holds its events only: the run selected every event
+    created before its cutoff (no filter, no per-stream count), so an event between two
+    of a segment's events in the global order, created within the segment's times, was
+    selected too, and into that segment. (A restore since planning may add one: the
+    count check then reads the range again, keeping the run's items.)"""
+    policy = run.archival_policy
+    return (policy.strategy is not ArchivalStrategy.COUNT_BASED and not policy.event_types
+            and not policy.aggregate_types)
+
+
+def _scan(db: Any, params: dict[str, Any], ring: KeyRing, streams: dict[str, list[int]],
+          by_items: bool) -> _Rows:
+    """One ordered scan of a segment's range; with ``by_items``, only the run's items kept."""
+    with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        keep = None
+        if by_items:
+            with cur.copy(db.sql("archive", "segment_item_ids"), params) as copy:
+                keep = {bytes(chunk)[:32] for chunk in copy}
+        cur.execute(db.sql("archive", "export_range_settings"))
+        return _read_rows(cur, db.sql("archive", "segment_range_copy"), params, ring, streams,
+                          conn.info.encoding, keep)
+
+
 def _by_range(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyRing,
               streams: dict[str, list[int]]) -> _Rows | None:
-    """The segment's rows by an ordered scan of its range in the global order, the run's
-    items kept (None for a sparse range: more other events than its own)."""
-    db = store.db
+    """The segment's rows by an ordered scan of its range in the global order (None for a
+    sparse range: more other events than its own)."""
     params = {"run_id": run.run_id, "segment_no": seg.number, "first_tx": seg.first_tx,
               "first_gp": seg.first_gp, "last_tx": seg.last_tx, "last_gp": seg.last_gp,
               "min_created_at": seg.min_created_at, "max_created_at": seg.max_created_at}
+    exact = _range_is_exact(run)
     try:
-        with db.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            with cur.copy(db.sql("archive", "segment_item_ids"), params) as copy:
-                keep = {bytes(chunk)[:32] for chunk in copy}
-            cur.execute(db.sql("archive", "export_range_settings"))
-            return _read_rows(cur, db.sql("archive", "segment_range_copy"), params, ring,
-                              streams, conn.info.encoding, keep)
+        rows = _scan(store.db, params, ring, streams, by_items=not exact)
+        if exact and rows.count != seg.event_count:  # the range changed since planning
+            streams.clear()
+            rows = _scan(store.db, params, ring, streams, by_items=True)
     except _SparseRange:
         return None
+    return rows
 
 
 def collect_segment(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyRing) -> Collected:

@@ -175,3 +175,39 @@ def test_a_segment_read_by_its_range_keeps_only_the_runs_events(pg_url: str, tmp
                 lines = parse_segment(raw, FIELDS, name)
                 assert {line["event_type"] for line in lines} == set(types)
             assert sum(seg.event_count for seg in segments) == (60 if name == "dense" else 12)
+
+
+def test_an_event_restored_into_a_planned_range_is_not_exported_with_it(
+        pg_url: str, tmp_path: Path) -> None:
+    """An unfiltered run's segment is read by its range alone; an event that appears in
+    that range after planning (as a restore of an older archive would put one back)
+    makes the count differ, and the range is read again keeping the run's items."""
+    import zstandard
+    from evstore.core.archive.rows import parse_segment
+    from evstore.core.archive.segments import FIELDS
+
+    base = month_start(2) + timedelta(days=3)
+    with PostgreSQLEventStore(pg_url) as store:
+        store.initialize_schema()
+        for s in range(6):
+            store.append_events(f"s-{s}", [EventRecord(
+                aggregate_id=f"s-{s}", aggregate_type="User", event_type="Seen",
+                event_data={"i": i}, created_at=base + timedelta(minutes=s, seconds=i))
+                for i in range(5)])
+        run, _ = plan_run(store, ArchivalPolicy(name="all", strategy="time_based",
+                                                retention_days=0, target_url=f"file://{tmp_path}/a"))
+        [seg] = list_segments(store, run.run_id)
+        assert seg.event_count == 30 and seg.first_tx < seg.last_tx
+        store.append_events("intruder", [EventRecord(
+            aggregate_id="intruder", aggregate_type="User", event_type="Seen", event_data={},
+            created_at=base + timedelta(minutes=2))])
+        with tamper(pg_url) as conn:  # moved inside the range: the first transaction, later
+            conn.execute(f"UPDATE {store.table('events')} SET transaction_id = %s::text::xid8, "
+                         "global_position = global_position + 1000000 "
+                         "WHERE stream_id = 'intruder'", (seg.first_tx,))
+        got = collect_segment(store, run, seg, keyring(store.settings))
+        lines = parse_segment(zstandard.ZstdDecompressor().decompressobj().decompress(got.data),
+                              FIELDS, "segment")
+        assert len(lines) == got.manifest.event_count == 30
+        assert "intruder" not in {line["stream_id"] for line in lines}
+        assert "intruder" not in {row["stream_id"] for row in got.catalog}
