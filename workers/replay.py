@@ -173,23 +173,31 @@ class ReplayJobKind(JobKind):
             # one access-log entry per batch attempt, written when its events end (issue 11)
             events = hooks.observe_iter(ctx.store, "replay", events, job_id=ctx.job_id,
                                         batch=ctx.number, attempt=ctx.attempt)
-        for event in events:
-            for handler in handlers:
-                if not handler.accepts(event.event_type):
-                    continue
-                try:
-                    handler(event, contexts[handler.name])
-                except Exception as exc:
-                    # Ids as they are; the handler's error without the event's values.
-                    values = tuple(leaf_values(event.event_data, event.metadata.to_dict()))
-                    raise BatchFailure(
-                        f"handler {handler.name!r} failed on event {event.event_id} "
-                        f"({event.event_type}, stream {event.stream_id} #{event.stream_position}): "
-                        f"{safe_error(exc, values)}",
-                        item=str(event.event_id), safe=True, values=values,
-                    ) from exc
-                counts[handler.name] += 1
-            done += 1
+        try:
+            for event in events:
+                for handler in handlers:
+                    if not handler.accepts(event.event_type):
+                        continue
+                    try:
+                        handler(event, contexts[handler.name])
+                    except Exception as exc:
+                        # Ids as they are; the handler's error without the event's values.
+                        values = tuple(leaf_values(event.event_data, event.metadata.to_dict()))
+                        raise BatchFailure(
+                            f"handler {handler.name!r} failed on event {event.event_id} "
+                            f"({event.event_type}, stream {event.stream_id} #{event.stream_position}): "
+                            f"{safe_error(exc, values)}",
+                            item=str(event.event_id), safe=True, values=values,
+                        ) from exc
+                    counts[handler.name] += 1
+                done += 1
+        finally:
+            # Closed here, in the batch's transaction, when a handler fails: the server-side
+            # cursor is closed now, not whenever the exception's frames are collected (then
+            # on a connection serving someone else's transaction).
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
         return BatchOutcome(done, {"handlers": dict(counts), "source": source.source})
 
 
