@@ -145,7 +145,7 @@ def run(
             out: Any = result
             runinfo = result.run
         else:
-            from evstore.workers.archive_jobs import start_archive_job
+            from evstore.workers.archive_jobs import guard_report, start_archive_job
             from evstore.workers.engine import JobEngine
 
             with open_broker() as broker:
@@ -156,8 +156,9 @@ def run(
                 if wait:
                     engine.wait(job_id)
                 job = engine.get(job_id)
+                guard = guard_report(engine.detail(job_id))
             runinfo = get_run(store, str(job.params["run_id"]))
-            out = {"job": job, "run": runinfo}
+            out = {"job": job, "run": runinfo, "guard": guard}
     if as_json:
         print_json(out)
         return
@@ -166,6 +167,10 @@ def run(
                   f"deleted, partitions dropped: {', '.join(runinfo.dropped_partitions) or 'none'}")
     if runinfo.manifest_url:
         console.print(f"manifest: {runinfo.manifest_url}")
+    guarded = out.get("guard") if isinstance(out, dict) else None
+    if guarded is not None:
+        console.print(f"snapshot guard: {guarded.affected:,} aggregate(s) affected, "
+                      f"{guarded.built:,} snapshot(s) built, {guarded.already:,} had one")
     if runinfo.last_error:
         err_console.print(f"[yellow]note:[/] {runinfo.last_error}")
 

@@ -255,3 +255,29 @@ def test_a_failing_guard_batch_deletes_nothing_and_requeue_completes(
         for aggregate_id, archived_to in affected_after(store, ids).items():
             latest = snapshots.latest(FlakyAccount, aggregate_id)
             assert latest is not None and latest.aggregate_version >= archived_to, aggregate_id
+
+
+def test_evstore_archive_run_on_workers_reports_the_guard(
+    database_url: str, tmp_path: Path, namespace: str, classes_env: None,
+) -> None:
+    """The operator's command: the run's line, then what the guard batches did."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "evstore.toml"
+    config.write_text(f'[archive.policies.guarded]\nstrategy = "time_based"\nretention_days = 45\n'
+                      f'target_url = "file://{tmp_path}/archive"\nsegment_size = 40\n')
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
+           "EVSTORE_CONFIG": str(config), "EVSTORE_DRAMATIQ_NAMESPACE": namespace,
+           "EVSTORE_AGGREGATE_CLASSES": ACCOUNT}
+    with PostgreSQLEventStore(database_url) as store:
+        seed(store, spanning=12)
+        with workers(database_url, namespace, tmp_path, "cli", EVSTORE_AGGREGATE_CLASSES=ACCOUNT):
+            proc = subprocess.run([sys.executable, "-m", "evstore.cli", "archive", "run", "guarded",
+                                   "--on-workers"], env=env, capture_output=True, text=True,
+                                  timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert "completed" in proc.stdout
+        assert ("snapshot guard: 12 aggregate(s) affected, 12 snapshot(s) built, 0 had one"
+                in proc.stdout), proc.stdout
+        assert snapshot_rows(store) == 12
