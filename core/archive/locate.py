@@ -3,7 +3,8 @@
 Accepted URLs (any target protocol, or a plain local path):
 
 - ``…/<run>/run.json`` or ``…/<run>``: the run's segments, from its manifest;
-- ``…/segment-00001.manifest.json`` or ``…/segment-00001.jsonl.zst``: one segment;
+- ``…/segment-00001.manifest.json``, ``…/segment-00001.tsv.zst`` (or a format-1
+  ``…/segment-00001.jsonl.zst``): one segment;
 - any other folder: every segment manifest below it (several runs, a policy).
 
 A run manifest is accepted (signature, plain names) before any segment
