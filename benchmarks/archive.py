@@ -12,7 +12,7 @@ and drop the partitions) as an ``archive`` job, and restores them for the next
 round. The baseline is ``COPY (SELECT <every column> FROM events) TO STDOUT``
 of the same rows, read by the client, in the same run.
 
-Reported: events/s, MB/s of JSON lines before compression, and the zstd ratio.
+Reported: events/s, MB/s of the segment lines before compression, and the zstd ratio.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def main() -> None:
     for key, r in results.items():
         if isinstance(r, dict) and "compression_ratio" in r:
             print(f"  {key:<22} {r['events_per_s']:>10,.0f} events/s {r['mb_per_s']:7.1f} MB/s "
-                  f"(JSON), zstd x{r['compression_ratio']:.1f}, {r['vs_copy_to']:.2f} of COPY; "
+                  f"(lines), zstd x{r['compression_ratio']:.1f}, {r['vs_copy_to']:.2f} of COPY; "
                   f"restore {r['restore_events_per_s']:,.0f} events/s")
     sys.stdout.flush()
 

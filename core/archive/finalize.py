@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArchiveError
-from ..privacy.holds import partition_pin
+from ..privacy.holds import held_subjects, partition_pin, subject_match
 from ..serialization import iso
 from .catalog import write_catalog
 from .export import reset_segment, still_published
@@ -161,19 +161,28 @@ def finalize_run(
                     conn.execute(store.db.sql("archive", "segment_deleted"),
                                  {"run_id": run_id, "segment_no": seg.number})
             else:
+                held = held_subjects(store)  # their events stay (a legal hold, issue 11)
+                delete, match = ("delete_segment_events", {}) if not held else (
+                    "delete_segment_events_unheld", {"subjects": held, **subject_match(store)})
+                kept_held = 0
                 for seg in segments:
                     if seg.status != "verified":
                         continue
                     with conn.transaction():
                         conn.execute(store.db.sql("store", "allow_rewrite"))  # the store's rewrite path
                         (n,) = conn.execute(
-                            store.db.sql("archive", "delete_segment_events"),
-                            {"run_id": run_id, "segment_no": seg.number},
+                            store.db.sql("archive", delete),
+                            {"run_id": run_id, "segment_no": seg.number, **match},
                         ).fetchone() or (0,)
+                        kept_held += seg.event_count - int(n)
                         conn.execute(store.db.sql("archive", "segment_deleted"),
                                      {"run_id": run_id, "segment_no": seg.number})
                         conn.execute(store.db.sql("archive", "run_add_deleted"),
                                      {"run_id": run_id, "deleted": int(n)})
+                if held and kept_held:
+                    kept.append(f"{kept_held} archived event(s) kept in PostgreSQL: they belong "
+                                "to subject(s) under legal hold (the policy's next run after "
+                                "the release deletes them)")
     with store.db.connection() as conn, conn.transaction():
         conn.execute(store.db.sql("archive", "run_completed"), {
             "run_id": run_id, "dropped": dropped, "manifest_url": manifest_url,

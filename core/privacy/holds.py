@@ -10,7 +10,8 @@ writes an audit entry (``forget_refused``, in a transaction of its own, so
 the refusal stays recorded whatever the caller does next) and raises
 :class:`LegalHoldError`. :func:`partition_pin` is asked by a retention run
 before it drops a month partition: a partition holding an event of a held
-subject is archived but kept, and the run reports it as pinned.
+subject is archived but kept, and the run reports it as pinned; a run that
+deletes row by row keeps a held subject's events (archive/finalize.py).
 
 A subject's events are those whose ``metadata.user_id`` or aggregate id is the
 subject, or whose declared subject path (core/privacy/declarations.py) holds
@@ -118,6 +119,12 @@ def ensure_not_held(store: EventStore, subject: str, action: str = "forget",
     )
 
 
+def held_subjects(store: EventStore) -> list[str]:
+    """The subjects under legal hold now."""
+    with store.db.connection() as conn:
+        return [s for (s,) in conn.execute(_sql(store, "held_subjects"))]
+
+
 def subject_match(store: EventStore) -> dict[str, Any]:
     """Parameters of the declared subject paths (``declared_*``) for privacy_log.sql's matches."""
     types, roots, paths = [], [], []
@@ -138,8 +145,7 @@ def partition_pin(conn: psycopg.Connection, store: EventStore, partition: str,
     ``partition`` is the quoted table name (``name`` the one to show); call it in the
     transaction, under the lock, that guards the drop.
     """
-    with store.db.connection() as own:
-        held = [s for (s,) in own.execute(_sql(store, "held_subjects"))]
+    held = held_subjects(store)
     if not held:
         return None
     text = store.db.sql("privacy_log", "held_in_partition", partition=partition)

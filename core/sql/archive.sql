@@ -155,6 +155,27 @@ WITH gone AS (
 )
 SELECT count(*) AS deleted FROM gone;
 
+-- name: delete_segment_events_unheld
+-- delete_segment_events, except the events of subjects under legal hold (their
+-- metadata.user_id or aggregate id, or a declared subject path: as
+-- privacy_log.sql held_in_partition matches them); they stay in PostgreSQL.
+WITH gone AS (
+    DELETE FROM {schema}.events e
+     USING {schema}.archive_items i
+     WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s
+       AND e.event_id = i.event_id AND e.created_at = i.created_at
+       AND NOT coalesce(e.metadata->>'user_id' = ANY(%(subjects)s), false)
+       AND NOT e.aggregate_id = ANY(%(subjects)s)
+       AND NOT EXISTS (
+           SELECT 1 FROM unnest(%(d_types)s::text[], %(d_roots)s::text[], %(d_paths)s::text[])
+                    AS d(event_type, root, path)
+            WHERE d.event_type = e.event_type
+              AND (CASE WHEN d.root = 'data' THEN e.event_data ELSE e.metadata END)
+                  #>> string_to_array(d.path, '.') = ANY(%(subjects)s))
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
 -- name: segment_deleted
 UPDATE {schema}.archive_segments SET status = 'deleted'
  WHERE run_id = %(run_id)s AND segment_no = %(segment_no)s AND status = 'verified';

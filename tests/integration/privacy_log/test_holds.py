@@ -100,3 +100,32 @@ def test_retention_keeps_a_partition_holding_a_held_subjects_events(
         again = run_policy(store, policy).run
         assert any(month3 in p for p in again.dropped_partitions)
         assert not [p for p in store.list_partitions() if month3 in p.name]
+
+
+def test_a_row_by_row_retention_keeps_a_held_subjects_events(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A count-based policy deletes row by row: it archives everyone's old events and
+    deletes them, except a held subject's, which stay in PostgreSQL until the release."""
+    monkeypatch.setenv("EVSTORE_ARCHIVE_TARGETS", str(tmp_path))
+    with open_store(database_url, flush_ms=0) as store:
+        store.initialize_schema()
+        for subject in ("held", "free", "other"):
+            _old_events(store, subject, 3)
+        holds.place(store, "held", "audit 2026", by="legal")
+        policy = ArchivalPolicy(name="keep1", strategy="count_based", keep_events=1,
+                                target_url=f"file://{tmp_path}/archive")
+        run = run_policy(store, policy).run
+        assert run.status == "completed" and run.event_count == 6
+        assert run.deleted_events == 4
+        assert "legal hold" in (run.last_error or "") and "2 archived event(s)" in run.last_error
+        assert len(store.read_stream("user-held")) == 3  # all three live (two archived too)
+        assert [e.stream_position for e in store.read_stream("user-free")] == [1, 2, 3]  # read-through
+        with store.connection() as conn:
+            live = dict(conn.execute(f"SELECT stream_id, count(*) FROM {store.table('events')} "
+                                     "GROUP BY stream_id").fetchall())
+        assert live == {"user-held": 3, "user-free": 1, "user-other": 1}
+        holds.release(store, "held", by="legal")
+        again = run_policy(store, policy).run
+        assert again.deleted_events == 2 and not again.last_error
+        assert len(store.read_stream("user-held")) == 3  # read through the archive
