@@ -53,6 +53,12 @@ CREATE INDEX IF NOT EXISTS events_fulltext_idx ON {schema}.events USING gin
 -- name: drop_fulltext_index
 DROP INDEX IF EXISTS {schema}.events_fulltext_idx;
 
+-- name: forgotten_lately
+-- Whether a subject was forgotten within the cache's lifetime (the parameter, in
+-- seconds): then no cached answer is served once anything was written (events_between).
+SELECT EXISTS (SELECT 1 FROM {schema}.forgotten_subjects
+                WHERE forgotten_at > now() - make_interval(secs => %s));
+
 -- name: events_between
 -- Whether any event was written by a transaction in [old horizon, new horizon):
 -- a cached result read under the old horizon holds under the new one when none was.

@@ -163,11 +163,12 @@ def demo(
         # 6. Archive the oldest month to a local folder: preview, run, verify, restore.
         archived = _archive(store) if archive else None
 
-        # 7. Privacy: encryption on, a few members forgotten by forget jobs (demo_privacy.py).
-        run_privacy_demo(store)
-
-        # 8. Queries: criteria, a --where filter, full text, the cache, explain, anomalies (demo_query.py).
+        # 7. Queries: criteria, a --where filter, full text, the cache, explain, anomalies
+        # (demo_query.py); before the forgets, which keep cached answers from being served.
         run_query_demo(store, run_id)
+
+        # 8. Privacy: encryption on, a few members forgotten by forget jobs (demo_privacy.py).
+        run_privacy_demo(store)
 
     table = Table(title="demo summary", title_justify="left", show_header=False)
     table.add_column()

@@ -24,6 +24,15 @@ from .common import console, err_console, plain
 BURST = 300
 
 
+def _forgotten_lately(store: Any, service: Any) -> bool:
+    """A subject forgotten within the cache's lifetime (an earlier demo run, say): the cache
+    then serves nothing once anything was written since (docs/query.md), by design."""
+    with store.db.connection() as conn:
+        row = conn.execute(store.db.sql("query", "forgotten_lately"),
+                           [service.cache.ttl + 5.0]).fetchone()
+    return bool(row and row[0])
+
+
 def run_query_demo(store: Any, run_id: str) -> None:
     """The query step; exits 1 (after showing why) when something it shows did not hold."""
     from evstore.core.query import EventQueryService, EventSearchCriteria, f
@@ -59,8 +68,14 @@ def run_query_demo(store: Any, run_id: str) -> None:
         problems.append("the JSON-path filter missed the address")
     if chosen.event_id not in {e.event_id for e in hits}:
         problems.append("full-text search missed the address")
-    if not rows[2][2].cache_hit or again.events != changes.events:
-        problems.append("the repeated query was not answered (identically) by the cache")
+    if again.events != changes.events:
+        problems.append("the repeated query did not give the same events")
+    elif not rows[2][2].cache_hit:
+        if not _forgotten_lately(store, service):
+            problems.append("the repeated query was not answered by the cache")
+        else:
+            err_console.print("[dim]the repeated query was not cached: a subject was forgotten "
+                              "within the cache's lifetime (docs/query.md)[/]")
 
     # A burst of logins for one account in the last complete 5-minute bucket.
     burst_user = str(uuid.uuid4())
