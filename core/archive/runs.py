@@ -164,7 +164,8 @@ def plan_run(
                 store.db.sql("archive", "plan_selection", predicate=sel.predicate, join=sel.join),
                 {**sel.params, "segment_size": policy.segment_size},
             )
-            conn.execute(store.db.sql("archive", "insert_segments"), {"run_id": run_id})
+            conn.execute(store.db.sql("archive", "insert_segments"),
+                         {"run_id": run_id, "segment_size": policy.segment_size})
             conn.execute(store.db.sql("archive", "insert_items"), {"run_id": run_id})
             conn.execute(store.db.sql("archive", "count_run"), {"run_id": run_id})
     if not resumed:

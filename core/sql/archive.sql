@@ -67,17 +67,22 @@ VALUES (%(run_id)s, %(policy)s, %(strategy)s, %(target_url)s, %(policy_spec)s,
         %(horizon)s::xid8, %(cutoff)s, %(partitions)s, %(job_id)s);
 
 -- name: insert_segments
--- With each segment's first and last event in the global order (its range).
+-- With each segment's first and last event in the global order (its range): the
+-- events at ordinals (segment_no - 1) * segment_size + 1 and the segment's last
+-- one (its full size, or the selection's end), picked in the one aggregation.
 INSERT INTO {schema}.archive_segments
        (run_id, segment_no, event_count, min_created_at, max_created_at,
         first_tx, first_gp, last_tx, last_gp)
-SELECT %(run_id)s, g.segment_no, g.event_count, g.min_created_at, g.max_created_at,
-       f.transaction_id, f.global_position, l.transaction_id, l.global_position
-  FROM (SELECT segment_no, count(*) AS event_count, min(created_at) AS min_created_at,
-               max(created_at) AS max_created_at, min(ordinal) AS lo, max(ordinal) AS hi
-          FROM archive_plan GROUP BY segment_no) g
-  JOIN archive_plan f ON f.ordinal = g.lo
-  JOIN archive_plan l ON l.ordinal = g.hi;
+SELECT %(run_id)s, p.segment_no, count(*), min(p.created_at), max(p.created_at),
+       (array_agg(p.transaction_id) FILTER (WHERE p.ordinal = s.first))[1],
+       min(p.global_position) FILTER (WHERE p.ordinal = s.first),
+       (array_agg(p.transaction_id) FILTER (WHERE p.ordinal = s.last))[1],
+       min(p.global_position) FILTER (WHERE p.ordinal = s.last)
+  FROM archive_plan p,
+       LATERAL (SELECT (p.segment_no - 1)::bigint * %(segment_size)s + 1 AS first,
+                       least(p.segment_no::bigint * %(segment_size)s,
+                             (SELECT max(ordinal) FROM archive_plan)) AS last) s
+ GROUP BY p.segment_no;
 
 -- name: insert_items
 INSERT INTO {schema}.archive_items (run_id, segment_no, event_id, created_at)

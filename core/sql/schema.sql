@@ -678,3 +678,8 @@ ALTER TABLE {schema}.archive_segments
     ADD COLUMN first_gp bigint,
     ADD COLUMN last_tx  xid8,
     ADD COLUMN last_gp  bigint;
+
+-- migration 0014 (issue 13: planning without a per-item foreign key check; items
+-- are written with their segments and dropped when the run completes)
+ALTER TABLE {schema}.archive_items
+    DROP CONSTRAINT IF EXISTS archive_items_run_id_segment_no_fkey;
