@@ -28,6 +28,7 @@ from .keys import CHECKSUM, HmacSha256, KeyRing, UnknownKeyError
 
 VERSION = 2
 _PREFIX = "2:"
+MESSAGE_HEAD = "evstore-event-v2\0"  # what a version-2 message starts with
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -44,7 +45,7 @@ def message(
     its microseconds since 1970 (UTC). Then the data and metadata bytes.
     """
     eid = event_id.hex if type(event_id) is uuid.UUID else uuid.UUID(str(event_id)).hex
-    head = (f"evstore-event-v2\0{eid}\0{stream_id}\0{stream_position}\0{aggregate_id}\0"
+    head = (f"{MESSAGE_HEAD}{eid}\0{stream_id}\0{stream_position}\0{aggregate_id}\0"
             f"{aggregate_type}\0{event_type}\0{event_version}\0{aggregate_version}\0"
             f"{(created_at - _EPOCH) // _MICROSECOND}\0")
     return b"".join((head.encode(), data, b"\0", metadata))

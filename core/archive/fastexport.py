@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from ..checksums import MESSAGE_HEAD
 from ..errors import ArchiveError, ArchiveIntegrityError
 from ..keys import CHECKSUM, HmacSha256, KeyRing
 from ..serialization import iso
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 # compressed 9.1x, level 3 ~240 MB/s and 7.7x; zstd's own threads were slower on a segment
 # (~10 MB) on 2 shared cores (docs/archive.md).
 LEVEL = 1
-_PREFIX = b"evstore-event-v2\0"
+_PREFIX = MESSAGE_HEAD.encode()
 _WIDTH = len(COLUMNS)
 # where a field is in a row (rows.COLUMNS)
 _SID, _POS, _CREATED, _GP, _PAYLOAD, _CHECKSUM = (
@@ -97,6 +98,11 @@ class _SparseRange(Exception):
     """A segment's range holds more events of others than of its own."""
 
 
+def _copy_sql(db: Any, name: str) -> str:
+    """An export COPY of archive.sql with the columns of a line filled in."""
+    return str(db.sql("archive", name, columns=db.sql("archive", "segment_columns")))
+
+
 def _problem(eid: str, gp: Any) -> str:
     return (f"event {eid} (global position {gp}) fails its checksum in PostgreSQL; "
             "it is not archived (run 'evstore verify')")
@@ -109,8 +115,8 @@ def _read_rows(cur: Any, sql: str, params: dict[str, Any], ring: KeyRing,
     writes the next rows meanwhile); ``streams`` gets each stream's range in the segment
     (first and last position, count, lowest and highest global position and creation
     time in microseconds, bytes of its lines). With ``keep`` (hex ids), rows of other
-    events are skipped; None when they outnumber the kept ones (a sparse range: the
-    caller reads the segment by its items instead: _SparseRange)."""
+    events are skipped; _SparseRange when they outnumber the kept ones (the caller
+    then reads the segment by its items instead)."""
     rows = _Rows()
     append = rows.append
     macs: dict[bytes, HmacSha256] = {}
@@ -187,7 +193,7 @@ def _scan(db: Any, params: dict[str, Any], ring: KeyRing, streams: dict[str, lis
             with cur.copy(db.sql("archive", "segment_item_ids"), params) as copy:
                 keep = {bytes(chunk)[:32] for chunk in copy}
         cur.execute(db.sql("archive", "export_range_settings"))
-        return _read_rows(cur, db.sql("archive", "segment_range_copy"), params, ring, streams,
+        return _read_rows(cur, _copy_sql(db, "segment_range_copy"), params, ring, streams,
                           conn.info.encoding, keep)
 
 
@@ -218,7 +224,7 @@ def collect_segment(store: Any, run: ArchiveRun, seg: ArchiveSegment, ring: KeyR
         params = {"run_id": run.run_id, "segment_no": seg.number}
         with store.db.connection() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute(store.db.sql("archive", "export_settings"))
-            rows = _read_rows(cur, store.db.sql("archive", "segment_copy"), params, ring,
+            rows = _read_rows(cur, _copy_sql(store.db, "segment_copy"), params, ring,
                               streams, conn.info.encoding)
     if not rows.count:
         raise ValueError(f"segment {seg.number} of run {run.run_id} has no events")

@@ -152,8 +152,7 @@ def prune_stale(db: Any, settings: Any, force: bool = False) -> int:
         for digest in [d for d in _parsed if d not in current]:
             del _parsed[digest]
             dropped += 1
-    folder = settings.archive_cache_dir or (Path(settings.home) / "archive-cache")
-    for path in Path(folder).glob("*.zst"):
+    for path in _cache_dir(settings).glob("*.zst"):
         if path.name[: -len(".zst")] not in current:
             path.unlink(missing_ok=True)
             dropped += 1

@@ -483,6 +483,18 @@ SET LOCAL max_parallel_workers_per_gather = 0;
 SET LOCAL work_mem = '64MB';
 SET LOCAL bytea_output = 'hex';
 
+-- name: segment_columns
+-- The columns of a segment-format-2 line (archive/rows.py COLUMNS), from events e:
+-- the id as the 32 hex digits and the times as microseconds since 1970 that a
+-- version-2 checksum covers, so the first eleven joined by NUL are its message.
+-- Filled into segment_range_copy and segment_copy ({columns}).
+encode(uuid_send(e.event_id), 'hex'), e.stream_id, e.stream_position, e.aggregate_id,
+       e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
+       (extract(epoch FROM e.created_at) * 1000000)::bigint, e.event_data, e.metadata,
+       e.global_position, e.transaction_id, e.payload,
+       (extract(epoch FROM e.stored_at) * 1000000)::bigint, e.status, e.compression,
+       e.encryption, e.checksum, e.original_size, e.stored_size
+
 -- name: segment_range_copy
 -- Fast export (fastexport.py) of a segment planned with its range (migration
 -- 0013): every event of the range, in the global order, by an ordered scan of
@@ -491,12 +503,7 @@ SET LOCAL bytea_output = 'hex';
 -- segment_copy gives them. The exporter keeps the run's items only (by their
 -- ids, segment_item_ids): the range may hold events the run did not select.
 COPY (
-SELECT encode(uuid_send(e.event_id), 'hex'), e.stream_id, e.stream_position, e.aggregate_id,
-       e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
-       (extract(epoch FROM e.created_at) * 1000000)::bigint, e.event_data, e.metadata,
-       e.global_position, e.transaction_id, e.payload,
-       (extract(epoch FROM e.stored_at) * 1000000)::bigint, e.status, e.compression,
-       e.encryption, e.checksum, e.original_size, e.stored_size
+SELECT {columns}
   FROM {schema}.events e
  WHERE (e.transaction_id, e.global_position) >= (%(first_tx)s::text::xid8, %(first_gp)s)
    AND (e.transaction_id, e.global_position) <= (%(last_tx)s::text::xid8, %(last_gp)s)
@@ -520,18 +527,11 @@ SET LOCAL bytea_output = 'hex';
 
 -- name: segment_copy
 -- Fast export (fastexport.py): the events of a segment, in the global order, as
--- the lines of segment format 2 (archive/rows.py COLUMNS): COPY's text form of
--- the columns, the id as the 32 hex digits and the times as microseconds since
--- 1970 that a version-2 checksum covers, so the first eleven columns joined by
--- NUL are its message. Only the rows are sorted (OFFSET 0 keeps the subquery
+-- the lines of segment format 2: COPY's text form of segment_columns. Only the
+-- rows are sorted (OFFSET 0 keeps the subquery
 -- apart): the columns are formatted as the rows stream out.
 COPY (
-SELECT encode(uuid_send(e.event_id), 'hex'), e.stream_id, e.stream_position, e.aggregate_id,
-       e.aggregate_type, e.event_type, e.event_version, e.aggregate_version,
-       (extract(epoch FROM e.created_at) * 1000000)::bigint, e.event_data, e.metadata,
-       e.global_position, e.transaction_id, e.payload,
-       (extract(epoch FROM e.stored_at) * 1000000)::bigint, e.status, e.compression,
-       e.encryption, e.checksum, e.original_size, e.stored_size
+SELECT {columns}
   FROM (SELECT e.* FROM {schema}.archive_items i
           JOIN {schema}.events e ON e.event_id = i.event_id AND e.created_at = i.created_at
          WHERE i.run_id = %(run_id)s AND i.segment_no = %(segment_no)s

@@ -8,11 +8,11 @@ paged path (a data predicate, rechecked) and through the cache.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from evstore.core.query import EventQueryService, EventSearchCriteria, f
+from evstore.workers.pool import wait_for
 
 from tests.integration.core.helpers import ev, raw
 from tests.integration.core.test_global_order import _insert_late
@@ -48,11 +48,11 @@ def test_no_event_above_an_open_appending_transaction(store: Any, pg_url: str) -
     # When it commits: every event, in the global order, cached equal to uncached
     wanted = [early.event_id, late.event_id] + [e.event_id for e in after]
     for c in (plain, data, desc):
-        for _ in range(600):  # other sessions of the cluster may hold the horizon a moment
-            result, metrics = service.query_events(c)
-            if len(result.events) == len(wanted):
-                break
-            time.sleep(0.01)
+        def complete(c: Any = c) -> Any:  # other sessions may hold the horizon a moment
+            answer = service.query_events(c)
+            return answer if len(answer[0].events) == len(wanted) else None
+
+        result, metrics = wait_for(complete, 6, interval=0.01, what="every event below the horizon")
         order = wanted if c.order == "asc" else wanted[::-1]
         assert [e.event_id for e in result.events] == order
         assert result.events == service.query_events(c, use_cache=False)[0].events
