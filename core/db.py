@@ -21,6 +21,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -30,6 +31,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import sql as named_sql
 from .errors import PermissionDeniedError, SchemaNotInitializedError, StoreUnavailableError
 
+# How many times a horizon (or a query's first page) is read while its transaction
+# ended since the snapshot (Database.horizon): each read races again only if another
+# transaction ends inside its statement; the last one's horizon is kept (never unsafe).
+HORIZON_READS = 6
 XID8_OID = 5069
 _SCHEMA_ERRORS = (
     pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedColumn,
@@ -175,6 +180,22 @@ class Database:
             yield conn
         finally:
             conn.execute(self._commit)
+
+    def horizon(self, conn: psycopg.Connection) -> int:
+        """The write horizon (docs/global-order.md), in its own statement, before a snapshot.
+
+        Read again, up to HORIZON_READS times, while it was set by a transaction that has ended
+        since the statement's snapshot (store.sql read_horizon): a caller then sees
+        its own just-committed append instead of a conservative, older horizon.
+        """
+        statement = self.sql("store", "read_horizon")
+        row: tuple[Any, ...] | None = None
+        for _ in range(HORIZON_READS):
+            row = conn.execute(statement).fetchone()
+            if row is None or not row[1]:
+                break
+        assert row is not None
+        return int(row[0])
 
     def sql(self, file: str, name: str, **fragments: str) -> str:
         """The block ``name`` of ``core/sql/<file>.sql`` for this schema (trusted fragments filled in)."""

@@ -105,7 +105,7 @@ def index_for(leaf: Leaf, text_config: str) -> tuple[str, str] | None:
 def explain(service: Any, criteria: EventSearchCriteria, analyze: bool = False) -> ExplainReport:
     db = service.db
     with db.connection() as conn:
-        (horizon,) = conn.execute(db.sql("store", "read_horizon")).fetchone()
+        horizon = db.horizon(conn)
         after = None
         if criteria.after:
             from .cursor import decode_cursor

@@ -40,7 +40,7 @@ def ranked(service: Any, query: str, event_types: Any, limit: int,
     settings = service.store.settings
     columns = sa.literal_column(_columns())
     with service.db.connection() as conn:
-        (horizon,) = conn.execute(service.db.sql("store", "read_horizon")).fetchone()
+        horizon = service.db.horizon(conn)
         base = [*compiler.where(criteria, t),
                 c.transaction_id < sa.cast(sa.literal(str(horizon)), XID8)]
         rank = sa.func.ts_rank(compiler.tsvector(c), compiler.tsquery(query))

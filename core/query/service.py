@@ -11,7 +11,8 @@ See docs/query.md for what each predicate can and cannot see.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import errors as pgerrors
 
+from ..db import HORIZON_READS
 from ..errors import QueryError, QueryLimitError
 from ..store import hooks
 from ..store.persistence import EventRecord, EventStore, PartitionInfo
@@ -73,7 +75,6 @@ class EventQueryService:
         # The privacy hook (docs/query.md): a leaf on an encrypted field is
         # rewritten to a leaf on its blind index, or refused.
         self.field_rewriter = field_rewriter
-        self._horizon = self.db.sql("store", "read_horizon")
         self._here = self.db.sql("query", "statement_horizon").rstrip(";")
         self._parts: tuple[float, list[PartitionInfo]] | None = None
 
@@ -93,8 +94,7 @@ class EventQueryService:
             horizon: int | None = None
             hit = None
             if use_cache and self.cache.holds(key):
-                (horizon_text,) = conn.execute(self._horizon).fetchone() or (None,)
-                horizon = int(horizon_text)
+                horizon = self.db.horizon(conn)
                 hit = self.cache.get(key, horizon, lambda old, new: self._unchanged(conn, old, new))
             elif use_cache:
                 self.cache.miss()
@@ -104,14 +104,18 @@ class EventQueryService:
                                   query_duration_ms=(time.perf_counter() - started) * 1000)
                 # each access logged, consent applied (issue 11); the cache keeps what is stored
                 return replace(result, events=hooks.observe(self.store, "query", result.events)), metrics
-            metrics = QueryMetrics(horizon=horizon or 0)
-            predicate = criteria.predicate
-            if predicate is None or not has_data_leaf(predicate):
-                # One page, one round trip: BEGIN, the timeout, (the plan,) the page, COMMIT.
-                events, next_cursor = self._one_page(conn, criteria, horizon, metrics, plan)
-            else:
-                with conn.pipeline(), self._snapshot(conn):
-                    events, next_cursor = self._run(conn, criteria, horizon, metrics, plan)
+            simple = criteria.predicate is None or not has_data_leaf(criteria.predicate)
+            for final in [False] * (HORIZON_READS - 1) + [True]:  # read again while _Unsettled
+                metrics = QueryMetrics(horizon=horizon or 0)
+                try:
+                    if simple:  # one page, one round trip: the timeout, (the plan,) the page
+                        events, next_cursor = self._one_page(conn, criteria, horizon, metrics, plan, final)
+                    else:
+                        with conn.pipeline(), self._snapshot(conn):
+                            events, next_cursor = self._run(conn, criteria, horizon, metrics, plan, final)
+                    break
+                except _Unsettled:
+                    continue
         self._partitions(criteria, metrics)
         result = QueryResult(events, next_cursor, criteria)
         metrics.rows_returned = len(events)
@@ -192,13 +196,16 @@ class EventQueryService:
         return sql, params
 
     @staticmethod
-    def _at_horizon(rows: list[Any], metrics: QueryMetrics) -> list[Any]:
-        """The rows of page_at_horizon without their last column, the horizon (into metrics)."""
-        metrics.horizon = int(rows[0][-1])
-        return [] if rows[0][0] is None else [row[:-1] for row in rows]
+    def _at_horizon(rows: list[Any], metrics: QueryMetrics, final: bool) -> list[Any]:
+        """page_at_horizon's rows less the horizon (into metrics) and whether it ended (_Unsettled)."""
+        if rows[0][-1] and not final:
+            raise _Unsettled
+        metrics.horizon = int(rows[0][-2])
+        return [] if rows[0][0] is None else [row[:-2] for row in rows]
 
     def _run(self, conn: psycopg.Connection, criteria: EventSearchCriteria, horizon: int | None,
-             metrics: QueryMetrics, plan: bool) -> tuple[list[EventRecord], str | None]:
+             metrics: QueryMetrics, plan: bool,
+             final: bool = True) -> tuple[list[EventRecord], str | None]:
         settings = self.store.settings
         after = decode_cursor(criteria.after, criteria) if criteria.after else None
         predicate = criteria.predicate
@@ -215,7 +222,7 @@ class EventQueryService:
             first = False
             rows = self._fetch(conn, sql, params)
             if horizon is None:  # the first page: later pages are bounded by the same value
-                rows = self._at_horizon(rows, metrics)
+                rows = self._at_horizon(rows, metrics, final)
                 horizon = metrics.horizon
             metrics.rows_examined += len(rows)
             if metrics.rows_examined > settings.query_row_budget:
@@ -261,8 +268,8 @@ class EventQueryService:
         return row is not None and not row[0]
 
     def _one_page(self, conn: psycopg.Connection, criteria: EventSearchCriteria,
-                  horizon: int | None, metrics: QueryMetrics,
-                  plan: bool) -> tuple[list[EventRecord], str | None]:
+                  horizon: int | None, metrics: QueryMetrics, plan: bool,
+                  final: bool = True) -> tuple[list[EventRecord], str | None]:
         """A query SQL answers alone: the timeout, (the plan,) the page, read after one sync.
 
         One statement sees one snapshot (the horizon's and the rows', or the horizon
@@ -273,15 +280,14 @@ class EventQueryService:
         explained = None
         try:
             with conn.pipeline():
-                conn.execute(self.db.sql("query", "set_timeout"),
-                             [str(self.store.settings.query_timeout_ms)])
+                conn.execute(self.db.sql("query", "set_timeout"), [str(self.store.settings.query_timeout_ms)])
                 if plan:
                     explained = conn.execute(self.db.sql("query", "explain", statement=sql,
                                                          analyze="false"), params, prepare=False)
                 page = conn.execute(sql, params, prepare=False)
             rows = page.fetchall()
             if horizon is None:
-                rows = self._at_horizon(rows, metrics)
+                rows = self._at_horizon(rows, metrics, final)
         except psycopg.Error as exc:
             translated = self._translate(exc)
             if translated is exc:
@@ -320,21 +326,11 @@ class EventQueryService:
             return QueryError(f"the query was refused: {exc.diag.message_primary}")
         return exc
 
-    def _snapshot(self, conn: psycopg.Connection) -> Any:
-        db = self.db
-        outer = db.read_only_snapshot(conn)
-
-        class _Timed:
-            def __enter__(self_inner) -> psycopg.Connection:
-                outer.__enter__()
-                conn.execute(db.sql("query", "set_timeout"),
-                             [str(self.store.settings.query_timeout_ms)])
-                return conn
-
-            def __exit__(self_inner, *exc: Any) -> None:
-                outer.__exit__(*exc)
-
-        return _Timed()
+    @contextmanager
+    def _snapshot(self, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+        with self.db.read_only_snapshot(conn):
+            conn.execute(self.db.sql("query", "set_timeout"), [str(self.store.settings.query_timeout_ms)])
+            yield conn
 
     def plan_summary(self, conn: psycopg.Connection, sql: str, params: dict[str, Any],
                      analyze: bool = False) -> tuple[str, list[str]]:
@@ -391,6 +387,10 @@ class EventQueryService:
 
 
 _H = sa.table("h", sa.column("x", XID8()))  # page_at_horizon's horizon CTE
+
+
+class _Unsettled(Exception):
+    """The page's horizon was held back by a transaction that has since ended."""
 
 
 def _overlaps(p: PartitionInfo, criteria: EventSearchCriteria) -> bool:

@@ -74,16 +74,19 @@ SELECT EXISTS (SELECT 1 FROM {schema}.events
 -- One statement: the global-order horizon and the page below it, in one snapshot
 -- (a statement's own, or its REPEATABLE READ transaction's). {horizon} is the block
 -- statement_horizon below; {statement}: the page compiled by SQLAlchemy, bounded
--- by (SELECT h.x FROM h); {direction}: ASC or DESC. The horizon is the last
--- column; nothing matching gives one row of NULLs and it. So a query makes no
+-- by (SELECT h.x FROM h); {direction}: ASC or DESC. The horizon and whether it
+-- ended are the last two columns; nothing matching gives one row of NULLs and them. So a query makes no
 -- round trip for the horizon and needs no transaction of its own.
 WITH h AS MATERIALIZED ({horizon})
-SELECT page.*, h.x::text
+SELECT page.*, h.x::text, h.ended
   FROM h LEFT JOIN ({statement}) page ON true
  ORDER BY page.transaction_id {direction}, page.global_position {direction};
 
 -- name: statement_horizon
 -- write_horizon() (docs/global-order.md) as a subquery of the page's statement: the
 -- function is STABLE (migration 0012), so it reads that statement's snapshot, the
--- same one the page's rows are read in.
-SELECT {schema}.write_horizon() AS x;
+-- same one the page's rows are read in. ended: as in store.sql read_horizon (the
+-- horizon's transaction finished since the snapshot: the page is read again).
+SELECT w.x, CASE WHEN w.x < pg_snapshot_xmax(pg_current_snapshot())
+                 THEN pg_xact_status(w.x) <> 'in progress' ELSE false END AS ended
+  FROM (SELECT {schema}.write_horizon() AS x) w;

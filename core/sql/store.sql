@@ -191,8 +191,17 @@ AND aggregate_type = ANY(%(aggregate_types)s)
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 
 -- name: read_horizon
--- Before the rows' snapshot is taken (see write_horizon in migration 0006).
-SELECT {schema}.write_horizon()::text;
+-- Before the rows' snapshot is taken (see write_horizon in migration 0006). The
+-- second column: the horizon's transaction has ended since this statement's
+-- snapshot. write_horizon() counts a transaction that finished between the
+-- snapshot and its read of pg_locks, to be safe, even when it never appended
+-- here; a new statement (Database.horizon reads again) gets a later horizon, so
+-- a caller sees its own committed append. The CASE keeps pg_xact_status off
+-- the snapshot's xmax (not yet assigned: "in the future").
+SELECT w.x::text,
+       CASE WHEN w.x < pg_snapshot_xmax(pg_current_snapshot())
+            THEN pg_xact_status(w.x) <> 'in progress' ELSE false END
+  FROM (SELECT {schema}.write_horizon() AS x) w;
 
 -- name: commit
 COMMIT;

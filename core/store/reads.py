@@ -94,7 +94,6 @@ class StoreReads:
         self._aggregate_streams_of_type = db.sql("store", "aggregate_streams_of_type")
         self._filter_event_types = db.sql("store", "filter_event_types")
         self._filter_aggregate_types = db.sql("store", "filter_aggregate_types")
-        self._horizon = db.sql("store", "read_horizon")
         self._stream_head = db.sql("store", "stream_head")
         self._known_event_types = db.sql("store", "known_event_types")
 
@@ -199,13 +198,10 @@ class StoreReads:
             # The horizon first, then the rows in a snapshot taken after it:
             # every transaction below the horizon that can write events has
             # finished by then (write_horizon in migration 0006).
-            horizon_row = conn.execute(self._horizon).fetchone()
-            assert horizon_row is not None
-            (horizon,) = horizon_row
-            args["horizon"] = horizon
+            horizon = self.db.horizon(conn)
+            args["horizon"] = str(horizon)
             with self.db.read_only_snapshot(conn):
                 rows = conn.execute(statement, args).fetchall()
-        horizon = int(horizon)
         events = [self.decode_row(r) for r in rows]
         at_end = len(events) < limit and not byte_capped(sum(r[19] for r in rows), settings)
         checkpoint = events[-1].position if events else after

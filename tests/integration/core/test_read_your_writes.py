@@ -1,0 +1,82 @@
+"""A caller sees its own committed append at once: in read_all and in queries.
+
+write_horizon() counts, to be safe, a transaction that was running at the
+statement's snapshot and ended before it read pg_locks: it cannot tell whether
+that one appended here. Such a transaction, anywhere in the cluster, used to
+hide a caller's just-committed append from its next read_all or query (a query
+test failed in CI this way). The horizon's statement now says when its horizon
+is such a transaction (it has ended), and the read is made again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+from evstore.core.query import EventQueryService, EventSearchCriteria
+from psycopg.conninfo import make_conninfo
+
+from .helpers import ev
+
+
+def test_a_horizon_held_by_an_ended_transaction_says_so(store: Any) -> None:
+    with psycopg.connect(store.url, autocommit=True) as reader, \
+            psycopg.connect(make_conninfo(store.url, dbname="postgres")) as other:
+        # Given a transaction of another database with an id, running...
+        (xid,) = other.execute("SELECT pg_current_xact_id()::text").fetchone()  # type: ignore[misc]
+        # ...and a newer one committed (so the first is in a snapshot's running list,
+        # below its xmax: the newest completed transaction + 1)...
+        reader.execute("SELECT pg_current_xact_id()")
+        # ...when a reader's snapshot is taken (REPEATABLE READ keeps that snapshot)...
+        reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        reader.execute("SELECT 1")
+        # ...and ending before the horizon is read
+        other.commit()
+        horizon, ended = reader.execute(store.db.sql("store", "read_horizon")).fetchone()  # type: ignore[misc]
+        reader.execute("COMMIT")
+        # Then the horizon is that transaction, counted to be safe, and it says it ended
+        assert (horizon, ended) == (xid, True)
+        # And read again in a new statement, the horizon is past it
+        assert store.db.horizon(reader) > int(xid)
+        # While a running transaction that holds the horizon is not "ended"
+        row = reader.execute(store.db.sql("store", "read_horizon")).fetchone()
+        assert row is not None and row[1] is False
+
+
+def test_own_appends_are_seen_at_once_while_other_transactions_come_and_go(store: Any) -> None:
+    service = EventQueryService(store)
+    stop = threading.Event()
+    churned = [0]
+
+    def churn() -> None:
+        # Short transactions with ids in another database, one after another: each
+        # may be in a reader's snapshot and end before the horizon reads pg_locks.
+        with psycopg.connect(make_conninfo(store.url, dbname="postgres")) as conn:
+            while not stop.is_set():
+                conn.execute("SELECT pg_current_xact_id(), pg_sleep(0.0005)")
+                conn.commit()
+                churned[0] += 1
+
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    for t in threads:
+        t.start()
+    misses: list[str] = []
+    try:
+        checkpoint = store.read_all(limit=1000).checkpoint
+        for i in range(150):
+            store.append_events(f"User-ryw{i}", [ev(f"ryw{i}", data={"n": i})])
+            page = store.read_all(after=checkpoint, limit=1000)
+            if [e.aggregate_id for e in page.events] != [f"ryw{i}"]:
+                misses.append(f"read_all after append {i}: {[e.aggregate_id for e in page.events]}")
+            checkpoint = page.checkpoint
+            found, _ = service.query_events(
+                EventSearchCriteria(aggregate_ids=[f"ryw{i}"]), plan=False, use_cache=False)
+            if len(found.events) != 1:
+                misses.append(f"query after append {i}: {len(found.events)} events")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert churned[0] > 150, "the other transactions did not run: nothing was tested"
+    assert misses == []
