@@ -49,6 +49,10 @@ def worker_env(
     pool = max(int(env.get("EVENT_STORE_POOL_SIZE", "0") or 0), threads * 2 + 2)
     env["EVENT_STORE_POOL_SIZE"] = str(min(pool, 500))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # An idle Redis consumer backs off up to this many ms between fetches (Dramatiq's
+    # default, 1,000, delays every stage of a job, batches and finalize, by up to a
+    # second); 200 answers sooner for about five small Redis calls a second per queue.
+    env.setdefault("dramatiq_worker_timeout", "200")
     if extra:
         env.update(extra)
     return env

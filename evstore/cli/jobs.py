@@ -216,7 +216,8 @@ def worker(
 
     modules = list(dict.fromkeys([*load_job_settings().modules, *(handlers or [])]))
     if print_command:
-        env = f"EVSTORE_HANDLER_MODULES={','.join(modules)} " if modules else ""
+        env = "dramatiq_worker_timeout=200 "  # as WorkerPool sets it (workers/pool.py worker_env)
+        env += f"EVSTORE_HANDLER_MODULES={','.join(modules)} " if modules else ""
         command = dramatiq_command(processes, threads)
         console.print(env + " ".join(["python", *command[1:]]), highlight=False, soft_wrap=True,
                       markup=False)
