@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from evstore.workers.replay import ReplayConfig
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -32,11 +32,23 @@ def _wait_text(driver: Any, css: str, wanted: str, timeout: float = WAIT) -> Non
 
 def _submit(driver: Any, element_id: str) -> None:
     """Press a form's button and wait until the browser has left the page."""
-    from selenium.webdriver.support import expected_conditions
-
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.ID, element_id).click()
-    WebDriverWait(driver, WAIT).until(expected_conditions.staleness_of(old))
+
+    def left(_: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Chromium may answer mid-navigation that the node left the document
+            # instead of "stale element" (seen in a new user's run): the same thing.
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, WAIT).until(left)
 
 
 def _login(driver: Any, url: str, name: str) -> None:
