@@ -18,6 +18,7 @@ pool time-out (``make_pool`` connects once first).
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,27 @@ from .errors import PermissionDeniedError, SchemaNotInitializedError, StoreUnava
 # transaction ends inside its statement; the last one's horizon is kept (never unsafe).
 HORIZON_READS = 6
 XID8_OID = 5069
+
+# Connections closed on purpose (close_on_purpose): the pool's "discarding closed
+# connection" warning for them is noise; for a connection lost otherwise it stays.
+_CLOSED_ON_PURPOSE: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+
+
+class _QuietDiscard(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (str(record.msg).startswith("discarding closed connection")
+                    and isinstance(args, tuple) and bool(args) and args[0] in _CLOSED_ON_PURPOSE)
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietDiscard())
+
+
+def close_on_purpose(conn: psycopg.Connection) -> None:
+    """Close a pooled connection so the pool discards it, without its warning."""
+    _CLOSED_ON_PURPOSE.add(conn)
+    conn.close()
+
 _SCHEMA_ERRORS = (
     pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedColumn,
     pgerrors.UndefinedFunction,

@@ -52,6 +52,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..db import close_on_purpose
 from .claims import release_claim, runner_gone, try_claim
 from .model import Send, StartedBatch
 from .repository import JobRepository
@@ -96,7 +97,7 @@ class BatchRun:
                 # held by the exception's frames) may still send statements when they
                 # are freed. Closed, the connection takes none, and the claim goes with
                 # it; pooled, it would pass them into someone else's transaction.
-                conn.close()
+                close_on_purpose(conn)
                 raise
             finally:
                 # Never hand the pool a connection that may still hold the claim:
@@ -105,9 +106,9 @@ class BatchRun:
                     try:
                         release_claim(conn, db, job_id, number)
                     except Exception:
-                        conn.close()  # the outcome, if any, is committed: nothing to report
+                        close_on_purpose(conn)  # the outcome, if any, is committed: nothing to report
                     except BaseException:
-                        conn.close()  # an interrupt (time limit, shutdown): let it through
+                        close_on_purpose(conn)  # an interrupt (time limit, shutdown): let it through
                         raise
 
     @property
