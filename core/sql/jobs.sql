@@ -204,14 +204,16 @@ UPDATE {schema}.job_batches
 
 -- name: batch_failed
 -- Retries are exhausted (or the error is not retried): the batch is failed
--- until an operator requeues it.
+-- until an operator requeues it. 'queued': every delivery failed before its
+-- start committed (BatchStartLost, the database refusing the start); left
+-- 'queued', the batch would have no message and its job would never end.
 UPDATE {schema}.job_batches
    SET status = 'failed', finished_at = clock_timestamp(),
        last_error = coalesce(%(error)s, last_error),
        error_item = coalesce(%(item)s, error_item),
        error_traceback = coalesce(%(traceback)s, error_traceback)
  WHERE job_id = %(job_id)s AND number = %(number)s
-   AND status IN ('running', 'retrying') AND attempts = %(attempt)s
+   AND status IN ('queued', 'running', 'retrying') AND attempts = %(attempt)s
 RETURNING number;
 
 -- name: mark_final_error
