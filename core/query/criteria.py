@@ -6,16 +6,14 @@ A predicate is a tree of leaves combined with :class:`And`, :class:`Or` and
 record (``event_type``, ``aggregate_id``, ``aggregate_type``, ``stream_id``,
 ``event_version``). Semantics (the same in SQL and in :mod:`.evaluate`):
 
-- every leaf is true or false, never unknown: a missing path, or a value of
-  another JSON type than the one compared with, makes the leaf false (so
-  ``Not(leaf)`` is then true);
+- every leaf is true or false, never unknown: a missing path, or a value of another
+  JSON type than the one compared with, makes the leaf false (``Not(leaf)`` true);
 - ``eq`` compares within one JSON type (numbers as exact decimals, strings
   exactly, booleans, null); ``lt``/``le``/``gt``/``ge`` compare numbers, or
   strings by code point; ``ne`` is ``Not(eq)``;
-- ``in`` is an ``or`` of ``eq``; ``prefix`` is a string starting with a
-  string; ``exists`` is true when the path is there (its value may be null);
-- ``jsonpath`` is PostgreSQL's ``@?`` (mode ``exists``) or ``@@`` (``match``);
-- ``text`` is a full-text match (``websearch_to_tsquery``) over data and metadata.
+- ``in``: an ``or`` of ``eq``; ``prefix``: a string's start; ``exists``: the path is there (even null);
+- ``jsonpath``: PostgreSQL's ``@?`` (mode ``exists``) or ``@@`` (``match``); ``text``:
+  a full-text match (``websearch_to_tsquery``) over data and metadata.
 
 A path segment that is an integer indexes an array (as PostgreSQL's ``#>``).
 """
@@ -26,6 +24,7 @@ import hashlib
 import json
 import math
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -87,7 +86,7 @@ def _check_scalar(value: Any, where: str) -> Scalar:
     if isinstance(value, str) and "\x00" in value:
         raise QueryError(f"{where}: a string may not contain NUL characters")
     if value is None or isinstance(value, str | bool):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -336,7 +335,8 @@ class EventSearchCriteria:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, str | bytes) or not all(isinstance(v, str) for v in value):
+            ok = (str, uuid.UUID) if name == "aggregate_ids" else str  # the spec's ids: UUIDs
+            if isinstance(value, str | bytes) or not all(isinstance(v, ok) for v in value):
                 raise QueryError(f"{name} must be a list of strings (got {value!r})")
             if not list(value):
                 raise QueryError(f"{name} must not be empty (leave it out to match any)")

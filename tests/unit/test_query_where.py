@@ -54,3 +54,16 @@ def test_values_are_bind_parameters_not_sql() -> None:
     sql, params = compile_sql(PredicateCompiler("simple").where(
         EventSearchCriteria(where=tree), events_table("events"))[0])
     assert "DROP" not in sql and hostile in params.values()
+
+
+def test_aggregate_ids_may_be_uuids_as_in_the_spec() -> None:
+    import uuid
+
+    from evstore.core.errors import QueryError
+    from evstore.core.query import EventSearchCriteria
+
+    user_id = uuid.UUID("26c737b6-0000-4000-8000-000000000001")
+    c = EventSearchCriteria(aggregate_ids=[user_id, "p1"])
+    assert c.aggregate_ids == (str(user_id), "p1")
+    with pytest.raises(QueryError, match="event_types must be a list of strings"):
+        EventSearchCriteria(event_types=[user_id])  # type: ignore[list-item]
