@@ -49,7 +49,8 @@ def make_broker(
     from dramatiq.brokers.redis import RedisBroker
 
     cfg = job_settings or load_job_settings()
-    broker = RedisBroker(
+    # RedisBroker.__init__ is unannotated in Dramatiq.
+    broker = RedisBroker(  # type: ignore[no-untyped-call]
         client=redis_client(redis_url), namespace=cfg.namespace, middleware=middleware,
         heartbeat_timeout=cfg.heartbeat_timeout_ms, maintenance_chance=cfg.maintenance_chance,
     )

@@ -98,7 +98,7 @@ class JobEngine:
         job_kind = kind if isinstance(kind, JobKind) else get_job_kind(kind)
         self._check_broker()
         plan = job_kind.plan(self.store, dict(params))
-        job_id = self.repo.create(job_kind.name, plan.params, plan.batches, created_by)
+        job_id: int = self.repo.create(job_kind.name, plan.params, plan.batches, created_by)
         try:
             self.repo.queue(job_id, ["pending"], self._send)
         except BaseException:
@@ -112,11 +112,12 @@ class JobEngine:
     def send_unsent(self, job_id: int) -> list[int]:
         """Send the batches of a job that were created but never sent (its producer died)."""
         self._check_broker()
-        return self.repo.queue(job_id, ["pending"], self._send)
+        sent: list[int] = self.repo.queue(job_id, ["pending"], self._send)
+        return sent
 
     def cancel(self, job_id: int) -> list[int]:
         """Batches not started are cancelled; running ones finish. The cancelled numbers."""
-        numbers = self.repo.cancel(job_id)
+        numbers: list[int] = self.repo.cancel(job_id)
         log.info("job.cancelled", job_id=job_id, batches=len(numbers))
         return numbers
 
@@ -124,8 +125,8 @@ class JobEngine:
                 stale: bool = False) -> list[int]:
         """Send failed batches (or batch ``number``) again; the numbers sent."""
         self._check_broker()
-        numbers = self.repo.requeue(job_id, self._send, number=number,
-                                    include_cancelled=include_cancelled, stale=stale)
+        numbers: list[int] = self.repo.requeue(job_id, self._send, number=number,
+                                               include_cancelled=include_cancelled, stale=stale)
         log.info("job.requeued", job_id=job_id, batches=numbers)
         return numbers
 
@@ -136,7 +137,8 @@ class JobEngine:
         return self.repo.detail(job_id)
 
     def list_jobs(self, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[Job]:
-        return self.repo.list_jobs(status=status, kind=kind, limit=limit)
+        jobs: list[Job] = self.repo.list_jobs(status=status, kind=kind, limit=limit)
+        return jobs
 
     def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.25,
              on_progress: Callable[[Job], None] | None = None) -> Job:

@@ -50,7 +50,8 @@ class BatchOutcome:
 
 
 @dataclass
-class BatchContext(StartedBatch):
+# StartedBatch comes from evstore.core, which mypy does not follow (an editable-install mapping): Any.
+class BatchContext(StartedBatch):  # type: ignore[misc]
     """Everything a kind's ``run`` needs about its batch: the started batch
     (:class:`~evstore.core.jobs.model.StartedBatch`: ids, attempt, parameters,
     ``batch_id``) and the run's store, connection, worker name and logger."""

@@ -12,12 +12,12 @@ from dramatiq.middleware import Middleware
 from .engine import ACTOR_NAME, JobEngine, error_text, traceback_summary
 
 if TYPE_CHECKING:
-    from dramatiq import Broker, Message, Worker
+    from dramatiq import Broker, MessageProxy, Worker
 
 log = structlog.get_logger("evstore.jobs")
 
 
-def _is_batch(message: Message[Any]) -> bool:
+def _is_batch(message: MessageProxy) -> bool:
     return bool(message.actor_name == ACTOR_NAME and len(message.args) == 2)
 
 
@@ -27,7 +27,7 @@ class JobLogContext(Middleware):
     Put it first: its ``after_*`` hooks then run last and clear the context.
     """
 
-    def before_process_message(self, broker: Broker, message: Message[Any]) -> None:
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         structlog.contextvars.clear_contextvars()
         if _is_batch(message):
             job_id, number = message.args
@@ -36,11 +36,11 @@ class JobLogContext(Middleware):
                 delivery=message.options.get("retries", 0) + 1,
             )
 
-    def after_process_message(self, broker: Broker, message: Message[Any], *, result: Any = None,
+    def after_process_message(self, broker: Broker, message: MessageProxy, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         structlog.contextvars.clear_contextvars()
 
-    def after_skip_message(self, broker: Broker, message: Message[Any]) -> None:
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         structlog.contextvars.clear_contextvars()
 
 
@@ -62,7 +62,7 @@ class BatchFailures(Middleware):
     def __init__(self, engine_factory: Callable[[], JobEngine]) -> None:
         self.engine_factory = engine_factory
 
-    def after_process_message(self, broker: Broker, message: Message[Any], *, result: Any = None,
+    def after_process_message(self, broker: Broker, message: MessageProxy, *, result: Any = None,
                               exception: BaseException | None = None) -> None:
         if exception is None or not _is_batch(message) or not message.failed:
             return

@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
@@ -79,13 +79,13 @@ def forget_empty(reads: Any = None) -> None:
 
 def ranges(positions: list[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
-    out: list[str] = []
+    out: list[tuple[int, int]] = []
     for p in sorted(positions):
         if out and out[-1][1] == p - 1:
             out[-1] = (out[-1][0], p)
         else:
-            out.append((p, p))  # type: ignore[arg-type]
-    shown = [f"{a}-{b}" if a != b else f"{a}" for a, b in out]  # type: ignore[misc]
+            out.append((p, p))
+    shown = [f"{a}-{b}" if a != b else f"{a}" for a, b in out]
     return ", ".join(shown[:20]) + (" …" if len(shown) > 20 else "")
 
 
@@ -214,8 +214,10 @@ def _catalog_rows(reads: Any, stream_id: str, lo: int, hi: int, gap: bool) -> li
                     _empty_until[reads] = now + _EMPTY_FOR
                     return []
                 _filled_until[reads] = now + _EMPTY_FOR
-            return cur.execute(db.sql("archive", "catalog_stream"),
-                               {"stream_id": stream_id, "lo": lo, "hi": hi}).fetchall()
+            rows: list[dict[str, Any]] = cur.execute(
+                db.sql("archive", "catalog_stream"), {"stream_id": stream_id, "lo": lo, "hi": hi}
+            ).fetchall()
+            return rows
     except psycopg.errors.UndefinedTable:  # a schema before migration 0009
         return []
 
@@ -321,7 +323,8 @@ def complete_stream(
     if lost:
         raise ArchivedHistoryError(stream_id, ranges(list(lost)), runs,
                                    "the archive's segments do not hold them")
-    merged = sorted([*events, *found.values()], key=lambda e: e.stream_position,
+    # Every event here was read from the store or the archive: its position is set.
+    merged = sorted([*events, *found.values()], key=lambda e: cast(int, e.stream_position),
                     reverse=backwards)
     return merged if max_count is None else merged[:max_count]
 

@@ -168,7 +168,8 @@ def export_subject(store: EventStore, subject: str, out: Path | str,
     live_ids = {e.event_id for e in events}
     archived = archived_events(store, subject, live_ids) if include_archive else []
     aggregates = {e.aggregate_id for e in (*events, *archived)} | {subject}
-    store.flush_access_log()
+    # PostgreSQLEventStore's method: the EventStore contract has no flush_access_log.
+    store.flush_access_log()  # type: ignore[attr-defined]
     sections: dict[str, list[Any]] = {
         "events": [event_json(e) for e in events],
         "archived_events": [event_json(e) for e in archived],
@@ -178,8 +179,9 @@ def export_subject(store: EventStore, subject: str, out: Path | str,
     observer = hooks.observer_of(store)
     ctx = observer.context() if observer is not None else hooks.current_access()  # type: ignore[attr-defined]
     encoded = {name: canonical(items) for name, items in sections.items()}  # each encoded once
-    manifest = {name: {"count": len(sections[name]), "sha256": hashlib.sha256(text).hexdigest()}
-                for name, text in encoded.items()}
+    manifest: dict[str, dict[str, Any]] = {
+        name: {"count": len(sections[name]), "sha256": hashlib.sha256(text).hexdigest()}
+        for name, text in encoded.items()}
     head = {"format": FORMAT, "subject": subject,
             "exported_at": datetime.now(UTC).isoformat(), "exported_by": ctx.accessor,
             "archive_included": include_archive, "manifest": manifest}

@@ -21,11 +21,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..errors import QueryError
 from .criteria import (
@@ -39,7 +40,8 @@ from .criteria import (
     to_nnf,
 )
 
-DIALECT = pg_psycopg.dialect()
+# SQLAlchemy's dialect classes have unannotated constructors.
+DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 class XID8(sa.types.UserDefinedType[int]):
@@ -73,7 +75,7 @@ def events_table(schema: str) -> sa.TableClause:
     return sa.table("events", *(sa.column(n, t) for n, t in _COLUMNS), schema=schema)
 
 
-_COMPILED: OrderedDict[Any, Any] = OrderedDict()
+_COMPILED: OrderedDict[Any, SQLCompiler] = OrderedDict()
 _COMPILED_MAX = 512
 _COMPILED_LOCK = threading.Lock()
 
@@ -87,14 +89,16 @@ def compile_sql(statement: sa.ClauseElement) -> tuple[str, dict[str, Any]]:
     """
     key = statement._generate_cache_key()
     if key is None:
-        compiled = statement.compile(dialect=DIALECT)
-        return str(compiled), dict(compiled.params)
+        plain = statement.compile(dialect=DIALECT)
+        return str(plain), dict(plain.params)
+    compiled: SQLCompiler | None
     with _COMPILED_LOCK:
         compiled = _COMPILED.get(key.key)
         if compiled is not None:
             _COMPILED.move_to_end(key.key)
     if compiled is None:
-        compiled = statement.compile(dialect=DIALECT, cache_key=key)
+        # A statement (not DDL) compiles to an SQLCompiler, whose params are always a dict.
+        compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT, cache_key=key))
         with _COMPILED_LOCK:
             _COMPILED[key.key] = compiled
             while len(_COMPILED) > _COMPILED_MAX:

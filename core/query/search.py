@@ -38,7 +38,7 @@ def ranked(service: Any, query: str, event_types: Any, limit: int,
     t = service.table
     c = t.c
     settings = service.store.settings
-    columns = sa.literal_column(_columns())
+    columns: sa.ColumnClause[Any] = sa.literal_column(_columns())
     with service.db.connection() as conn:
         horizon = service.db.horizon(conn)
         base = [*compiler.where(criteria, t),

@@ -162,6 +162,7 @@ class SnapshotStore:
         expected = after + 1
         for row in conn.execute(sql_text, {"stream_id": stream_id, "after": after}):
             event: EventRecord = hooks.observe(self.store, "aggregate_load", [self.store.decode_row(row)])[0]
+            assert event.stream_position is not None  # a stored row's position (NOT NULL column)
             if event.stream_position > expected:  # archived (issue 13): read through the store
                 for old in self.store.read_stream(stream_id, expected,
                                                   event.stream_position - expected):

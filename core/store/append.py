@@ -71,7 +71,8 @@ COPY_THRESHOLD = 64
 class PreparedBatch(list[Prepared]):
     """The prepared events of one append, and the blind-index rows to write with them."""
 
-    index: fieldcipher.BlindRows | None = None
+    # Shadows list.index (the method) on purpose: the blind-index rows, read with getattr.
+    index: fieldcipher.BlindRows | None = None  # type: ignore[assignment]
 
 
 def _blind_args(index: fieldcipher.BlindRows) -> list[Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 # The prefix of every sealed (or forgotten) value in stored JSON text.
 MARK = "evenc:"
@@ -54,7 +54,7 @@ def cipher_of(store: Any) -> FieldCipher | None:
             if found is _NONE:
                 found = _factory[0](store) if _factory else None
                 store.__dict__["_evstore_field_cipher"] = found
-    return found  # type: ignore[return-value]
+    return cast("FieldCipher | None", found)
 
 
 def seal(store: Any, events: Sequence[Any]) -> tuple[Sequence[Any], BlindRows | None]:
@@ -69,7 +69,9 @@ def seal(store: Any, events: Sequence[Any]) -> tuple[Sequence[Any], BlindRows | 
 def _holds(text: str | bytes | None) -> bool:
     if text is None:
         return False
-    return (_MARK_BYTES if isinstance(text, bytes) else MARK) in text
+    if isinstance(text, bytes):
+        return _MARK_BYTES in text
+    return MARK in text
 
 
 def open_record(store: Any, record: Any, data_text: str | bytes | None,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 # (Records and stores are typed Any here: this module imports nothing of the
 # store, so persistence.py and postgres.py may import it.)
@@ -115,7 +115,7 @@ def observer_of(store: EventStore) -> ReadObserver | None:
                     if found is not None:
                         break
                 store.__dict__["_evstore_read_observer"] = found
-    return found  # type: ignore[return-value]
+    return cast("ReadObserver | None", found)
 
 
 _scope: ContextVar[Any] = ContextVar("evstore_access_scope", default=None)

@@ -319,5 +319,6 @@ class StoreReads:
             elif not self.store.settings.accept_legacy_checksums:
                 raise IntegrityError(event_id, global_position, digest, LEGACY)
         # Sealed personal fields (core/store/fieldcipher.py) opened once the checksum is checked.
-        return fieldcipher.open_record(self.store, record, data if data is not None else data_text,
-                                       metadata_text)
+        opened: EventRecord = fieldcipher.open_record(
+            self.store, record, data if data is not None else data_text, metadata_text)
+        return opened

@@ -15,7 +15,8 @@ from evstore.core.query import EventSearchCriteria as CoreCriteria
 _ID_LISTS = ("aggregate_ids", "stream_ids")
 
 
-class EventSearchCriteria(CoreCriteria):
+# CoreCriteria comes from evstore.core, which mypy does not follow (an editable-install mapping): Any.
+class EventSearchCriteria(CoreCriteria):  # type: ignore[misc]
     def __post_init__(self, *args: Any) -> None:
         for name in _ID_LISTS:
             value = getattr(self, name)

@@ -28,6 +28,10 @@ from .health import Readiness
 class Ops:
     """What one process serves on its operations port."""
 
+    # The OpsServer (None: nothing listens), set by evstore.cli.serve.start_ops; Any, as
+    # .server imports this module.
+    server: Any
+
     def __init__(self, role: str, readiness: Readiness, collector: StoreCollector | None) -> None:
         self.role = role
         self.readiness = readiness

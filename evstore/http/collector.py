@@ -48,6 +48,7 @@ class StoreCollector(Collector):
             from evstore.core.db import configure
             from evstore.core.store.postgres import PostgreSQLEventStore
 
+            assert self.database_url is not None  # collect() opens the store only with a URL
             pool = ConnectionPool(
                 self.database_url, min_size=1, max_size=2, configure=configure, timeout=POOL_TIMEOUT,
                 kwargs={"autocommit": True, "connect_timeout": 3,

@@ -53,7 +53,8 @@ def connect(url: str) -> psycopg.Connection:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return redact(text.splitlines()[0] if text else type(exc).__name__)
+    line: str = redact(text.splitlines()[0] if text else type(exc).__name__)
+    return line
 
 
 class Readiness:
