@@ -192,6 +192,8 @@ class JobEngine:
     def _send(self, job_id: int, numbers: list[int]) -> None:
         from dramatiq import Message
 
+        if self.broker is None:  # a sweep by an engine made without one (the scheduler's)
+            raise ConfigurationError("this job engine has no broker: pass one to send messages")
         try:
             for number in numbers:
                 self.broker.enqueue(Message(

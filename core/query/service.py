@@ -296,7 +296,7 @@ class EventQueryService:
         if explained is not None:
             from .explain import summarise
 
-            metrics.plan_summary, metrics.partitions_scanned = summarise(explained.fetchone()[0])
+            metrics.plan_summary, metrics.partitions_scanned = summarise((explained.fetchone() or [None])[0])
         metrics.rows_examined = len(rows)
         events = [self.store.decode_row(row) for row in rows]
         if len(events) < criteria.limit:

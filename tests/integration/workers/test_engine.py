@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from evstore.core.db import configure
-from evstore.core.errors import JobNotFoundError
+from evstore.core.errors import ConfigurationError, JobNotFoundError
 from evstore.core.jobs.batch_runs import BatchRun, mark_failed, sweep_orphans
 from evstore.workers.engine import JobEngine
 from evstore.workers.pool import wait_for
@@ -214,6 +214,10 @@ def test_orphan_sweep_resends_a_running_batch_only_when_its_runner_is_gone(servi
         assert engine.run_batch(job_id, 1) == "skipped"
     # The runner is gone (its claim released, as when its connection dies): the
     # batch, still 'running', is sent again and then runs to completion.
+    assert engine.repo.batches(job_id)[0].status == "running"
+    # An engine without a broker (the scheduler's) cannot send it: a clear error, nothing changed
+    with pytest.raises(ConfigurationError, match="no broker"):
+        JobEngine(jobs_store, None).sweep()
     assert engine.repo.batches(job_id)[0].status == "running"
     assert engine.sweep() == [(job_id, 1)]
     assert engine.repo.batches(job_id)[0].status == "queued"
