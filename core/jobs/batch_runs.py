@@ -96,7 +96,11 @@ class BatchRun:
                 # A failed run: objects it left (a kind's cursor over this connection,
                 # held by the exception's frames) may still send statements when they
                 # are freed. Closed, the connection takes none, and the claim goes with
-                # it; pooled, it would pass them into someone else's transaction.
+                # it; pooled, it would pass them into someone else's transaction. The
+                # claim is released first: the closed session would free it a moment
+                # later, and a retry delivered in between would be skipped (dropped).
+                with contextlib.suppress(Exception):
+                    release_claim(conn, db, job_id, number)
                 close_on_purpose(conn)
                 raise
             finally:
