@@ -71,8 +71,7 @@ COPY_THRESHOLD = 64
 class PreparedBatch(list[Prepared]):
     """The prepared events of one append, and the blind-index rows to write with them."""
 
-    # Shadows list.index (the method) on purpose: the blind-index rows, read with getattr.
-    index: fieldcipher.BlindRows | None = None  # type: ignore[assignment]
+    blind_rows: fieldcipher.BlindRows | None = None
 
 
 def _blind_args(index: fieldcipher.BlindRows) -> list[Any]:
@@ -134,7 +133,7 @@ class Appender:
         settings = self.store.settings
         signing = checksums.signer(keyring(settings))
         out = PreparedBatch(prepare(i, e, settings, signing) for i, e in enumerate(sealed))
-        out.index = index
+        out.blind_rows = index
         return out
 
     def append(
@@ -233,7 +232,7 @@ class Appender:
         if new_types:
             types_cte = self._types_cte
             args["new_types"] = sorted(new_types)
-        index = getattr(batch, "index", None)
+        index = getattr(batch, "blind_rows", None)
         if index:
             types_cte += self._blind_cte
             args.update({f"b_{k}": v for k, v in index.items()})
@@ -251,7 +250,7 @@ class Appender:
         new_types: set[str],
     ) -> tuple[list[int], int]:
         self._remember_types(conn, new_types)
-        index = getattr(batch, "index", None)
+        index = getattr(batch, "blind_rows", None)
         args: list[Any] = _blind_args(index) if index else []
         for i, p in enumerate(batch):
             args.extend(insert_row(stream_id, base + i + 1, p))
@@ -267,7 +266,7 @@ class Appender:
         new_types: set[str],
     ) -> tuple[list[int], int]:
         self._remember_types(conn, new_types)
-        index = getattr(batch, "index", None)
+        index = getattr(batch, "blind_rows", None)
         if index:
             conn.execute(self._insert_blind, _blind_args(index))
         positions = sorted(g for (g,) in conn.execute(self._allocate_positions, [len(batch)]))
