@@ -87,6 +87,7 @@ SELECT page.*, h.x::text, h.ended
 -- function is STABLE (migration 0012), so it reads that statement's snapshot, the
 -- same one the page's rows are read in. ended: as in store.sql read_horizon (the
 -- horizon's transaction finished since the snapshot: the page is read again).
+-- OFFSET 0: one call of write_horizon() for both columns (see read_horizon).
 SELECT w.x, CASE WHEN w.x < pg_snapshot_xmax(pg_current_snapshot())
                  THEN pg_xact_status(w.x) <> 'in progress' ELSE false END AS ended
-  FROM (SELECT {schema}.write_horizon() AS x) w;
+  FROM (SELECT {schema}.write_horizon() AS x OFFSET 0) w;

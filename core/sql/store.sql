@@ -197,11 +197,13 @@ BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 -- snapshot and its read of pg_locks, to be safe, even when it never appended
 -- here; a new statement (Database.horizon reads again) gets a later horizon, so
 -- a caller sees its own committed append. The CASE keeps pg_xact_status off
--- the snapshot's xmax (not yet assigned: "in the future").
+-- the snapshot's xmax (not yet assigned: "in the future"). OFFSET 0 keeps the
+-- subquery whole: flattened, each reference to w.x called write_horizon() again,
+-- reading pg_locks at another moment (the flag could describe another horizon).
 SELECT w.x::text,
        CASE WHEN w.x < pg_snapshot_xmax(pg_current_snapshot())
             THEN pg_xact_status(w.x) <> 'in progress' ELSE false END
-  FROM (SELECT {schema}.write_horizon() AS x) w;
+  FROM (SELECT {schema}.write_horizon() AS x OFFSET 0) w;
 
 -- name: commit
 COMMIT;
