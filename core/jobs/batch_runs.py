@@ -253,12 +253,13 @@ def sweep_stale_retries(
     sent: list[tuple[int, int]] = []
     failed: list[tuple[int, int]] = []
     with db.connection() as conn:
-        stale = conn.execute(db.sql("jobs", "stale_retrying_batches"),
+        overdue = db.sql("jobs", "retry_overdue").strip()
+        stale = conn.execute(db.sql("jobs", "stale_retrying_batches", overdue=overdue),
                              {"due_after": due_after}).fetchall()
         for job_id, number in ((int(j), int(n)) for j, n in stale):
             ids = {"job_id": job_id, "number": number, "due_after": due_after}
             with conn.transaction():
-                row = conn.execute(db.sql("jobs", "lock_stale_retrying"), ids).fetchone()
+                row = conn.execute(db.sql("jobs", "lock_stale_retrying", overdue=overdue), ids).fetchone()
                 if row is None or not runner_gone(conn, db, job_id, number):
                     continue  # moved on, or a delivery of its retry is starting it
                 (attempts,) = row

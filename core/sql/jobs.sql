@@ -123,25 +123,26 @@ SELECT job_id, number FROM {schema}.job_batches
    FOR UPDATE SKIP LOCKED;
 
 -- name: stale_retrying_batches
--- Candidates for the stale-retry sweep: batches 'retrying' whose last failed
--- attempt ended more than due_after seconds ago (their retry should have run).
+-- Candidates for the stale-retry sweep: batches 'retrying' whose retry is overdue
+-- ({overdue}: the block retry_overdue below).
 SELECT b.job_id, b.number FROM {schema}.job_batches b
- WHERE b.status = 'retrying'
-   AND coalesce((SELECT max(e.occurred_at) FROM {schema}.job_errors e
-                  WHERE e.job_id = b.job_id AND e.number = b.number AND e.attempt = b.attempts),
-                b.started_at, b.queued_at)
-       < clock_timestamp() - make_interval(secs => %(due_after)s)
+ WHERE b.status = 'retrying' AND {overdue}
  ORDER BY b.job_id, b.number;
 
 -- name: lock_stale_retrying
 -- One candidate, locked and checked again (it may have moved on since).
 SELECT b.attempts FROM {schema}.job_batches b
  WHERE b.job_id = %(job_id)s AND b.number = %(number)s AND b.status = 'retrying'
-   AND coalesce((SELECT max(e.occurred_at) FROM {schema}.job_errors e
-                  WHERE e.job_id = b.job_id AND e.number = b.number AND e.attempt = b.attempts),
-                b.started_at, b.queued_at)
-       < clock_timestamp() - make_interval(secs => %(due_after)s)
+   AND {overdue}
    FOR UPDATE OF b SKIP LOCKED;
+
+-- name: retry_overdue
+-- A batch b whose last failed attempt ended more than due_after seconds ago (its
+-- retry should have run). Filled into the two blocks above ({overdue}).
+coalesce((SELECT max(e.occurred_at) FROM {schema}.job_errors e
+           WHERE e.job_id = b.job_id AND e.number = b.number AND e.attempt = b.attempts),
+         b.started_at, b.queued_at)
+    < clock_timestamp() - make_interval(secs => %(due_after)s)
 
 -- name: try_claim
 -- A session lock held by the process running a batch for the whole run; a
