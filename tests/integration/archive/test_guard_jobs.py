@@ -87,6 +87,12 @@ def workers(database_url: str, namespace: str, tmp_path: Path, name: str,
     )
 
 
+def job_engine(store: PostgreSQLEventStore, namespace: str) -> JobEngine:
+    """The producer's engine, on this test's Dramatiq namespace."""
+    settings = load_job_settings(namespace=namespace)
+    return JobEngine(store, make_broker(REDIS_URL, settings), settings)
+
+
 @pytest.fixture
 def classes_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Producer and workers import the guard's classes from this checkout."""
@@ -134,11 +140,10 @@ def test_guard_batches_on_workers_snapshot_every_affected_aggregate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("EVSTORE_AGGREGATE_CLASSES", ACCOUNT)
-    settings = load_job_settings(namespace=namespace)
     with PostgreSQLEventStore(database_url) as store:
         ids = seed(store)
         events_before = count(store)
-        engine = JobEngine(store, make_broker(REDIS_URL, settings), settings)
+        engine = job_engine(store, namespace)
         assert snapshot_rows(store) == 0
 
         # When the archive runs as a job, 7 aggregates per guard batch
@@ -194,12 +199,11 @@ def test_a_failing_guard_batch_deletes_nothing_and_requeue_completes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("EVSTORE_AGGREGATE_CLASSES", FLAKY)
-    settings = load_job_settings(namespace=namespace)
     with PostgreSQLEventStore(database_url) as store:
         ids = seed(store, spanning=30)
         events_before = count(store)
         partitions_before = partition_names(store)
-        engine = JobEngine(store, make_broker(REDIS_URL, settings), settings)
+        engine = job_engine(store, namespace)
         job_id = start_archive_job(engine, policy(tmp_path), created_by="test", now=NOW,
                                    guard_batch_size=6)
         run_id = str(engine.get(job_id).params["run_id"])
