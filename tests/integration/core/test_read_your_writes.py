@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 import psycopg
-from evstore.core.query import EventQueryService, EventSearchCriteria
+from evstore.core.query import EventQueryService, EventSearchCriteria, f
 from evstore.workers.pool import wait_for
 from psycopg.conninfo import make_conninfo
 
@@ -79,18 +79,34 @@ def test_own_appends_are_seen_at_once_while_other_transactions_come_and_go(store
     for t in threads:
         t.start()
     misses: list[str] = []
+    checkpoint = [store.read_all(limit=1000).checkpoint]
+
+    def by_read_all(aggregate_id: str, _: int) -> int:
+        page = store.read_all(after=checkpoint[0], limit=1000)
+        checkpoint[0] = page.checkpoint  # (an event missed here stays missed: counted)
+        return sum(e.aggregate_id == aggregate_id for e in page.events)
+
+    def by_query(aggregate_id: str, _: int) -> int:
+        found, _m = service.query_events(EventSearchCriteria(aggregate_ids=[aggregate_id]),
+                                         plan=False, use_cache=False)
+        return len(found.events)
+
+    def by_data_query(aggregate_id: str, n: int) -> int:  # pages in one REPEATABLE READ
+        found, _m = service.query_events(
+            EventSearchCriteria(aggregate_ids=[aggregate_id], where=f("data.n") == n),
+            plan=False, use_cache=False)
+        return len(found.events)
+
     try:
-        checkpoint = store.read_all(limit=1000).checkpoint
+        # Each read comes right after its own append (a later read would find the
+        # racing transactions long ended)
         for i in range(150):
-            store.append_events(f"User-ryw{i}", [ev(f"ryw{i}", data={"n": i})])
-            page = store.read_all(after=checkpoint, limit=1000)
-            if [e.aggregate_id for e in page.events] != [f"ryw{i}"]:
-                misses.append(f"read_all after append {i}: {[e.aggregate_id for e in page.events]}")
-            checkpoint = page.checkpoint
-            found, _ = service.query_events(
-                EventSearchCriteria(aggregate_ids=[f"ryw{i}"]), plan=False, use_cache=False)
-            if len(found.events) != 1:
-                misses.append(f"query after append {i}: {len(found.events)} events")
+            for kind, read in (("read_all", by_read_all), ("query", by_query),
+                               ("data query", by_data_query)):
+                aggregate_id = f"ryw-{kind}-{i}".replace(" ", "-")
+                store.append_events(f"User-{aggregate_id}", [ev(aggregate_id, data={"n": i})])
+                if read(aggregate_id, i) != 1:
+                    misses.append(f"{kind} right after append {i}")
     finally:
         stop.set()
         for t in threads:
