@@ -129,6 +129,7 @@ class Database:
         self.quoted_schema = named_sql.quote_schema(schema)
         self._begin_read_only = named_sql.load("store", "begin_read_snapshot")
         self._commit = named_sql.load("store", "commit")
+        self._read_horizon = self.sql("store", "read_horizon")
 
     @classmethod
     def open(cls, url: str, schema: str, *, pool_size: int = 10) -> Database:
@@ -210,10 +211,9 @@ class Database:
         since the statement's snapshot (store.sql read_horizon): a caller then sees
         its own just-committed append instead of a conservative, older horizon.
         """
-        statement = self.sql("store", "read_horizon")
         row: tuple[Any, ...] | None = None
         for _ in range(HORIZON_READS):
-            row = conn.execute(statement).fetchone()
+            row = conn.execute(self._read_horizon).fetchone()
             if row is None or not row[1]:
                 break
         assert row is not None
